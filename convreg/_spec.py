@@ -1,0 +1,363 @@
+"""The front end: validate every argument of a convolution call once, into a frozen spec.
+
+Backends receive a :class:`ConvSpec` (all plain ints, explicit four-sided padding)
+and C-contiguous arrays of one float dtype; they never re-validate user input.
+
+Legend of short names used here and in every kernel:
+
+    n         batch size            c_in, c_out  channels (whole layer)
+    h, w      input height/width    oh, ow       output height/width
+    kh, kw    kernel size           sh, sw       stride
+    dh, dw    dilation              pt, pb, pl, pr  padding top/bottom/left/right
+    g         groups                cig, cog     channels per group (in / out)
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ._errors import ConvSpecError, ConvTypeError
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+PADDING_STRINGS = ("valid", "same")
+DTYPES = ("float32", "float64")
+
+# Offsets inside compiled loops are Py_ssize_t products such as n*c*h*w; keeping every
+# extent below this bound means no such product can overflow 64 bits.
+_MAX_EXTENT = 2**62
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A validated, normalised convolution call (batched view: input is always 4-D)."""
+
+    n: int
+    c_in: int
+    h: int
+    w: int
+    c_out: int
+    kh: int
+    kw: int
+    sh: int
+    sw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    dh: int
+    dw: int
+    groups: int
+    padding_mode: str
+    dtype: str
+    has_bias: bool
+    unbatched: bool
+    oh: int
+    ow: int
+
+    @property
+    def cig(self) -> int:
+        return self.c_in // self.groups
+
+    @property
+    def cog(self) -> int:
+        return self.c_out // self.groups
+
+    @property
+    def depthwise(self) -> bool:
+        return self.groups == self.c_in and self.groups > 1
+
+    @property
+    def reduction(self) -> int:
+        """Terms summed per output element (bias excluded): cig*kh*kw."""
+        return self.cig * self.kh * self.kw
+
+    @property
+    def flops(self) -> int:
+        """Multiply-adds counted as two flops."""
+        return 2 * self.n * self.c_out * self.oh * self.ow * self.reduction
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.n, self.c_in, self.h, self.w)
+
+    @property
+    def weight_shape(self) -> tuple:
+        return (self.c_out, self.cig, self.kh, self.kw)
+
+    @property
+    def output_shape(self) -> tuple:
+        """Shape of the (batched) result: (n, c_out, oh, ow)."""
+        return (self.n, self.c_out, self.oh, self.ow)
+
+    @property
+    def padded(self) -> bool:
+        return bool(self.pt or self.pb or self.pl or self.pr)
+
+    def after_explicit_padding(self) -> "ConvSpec":
+        """The spec of the same call once the padding has been written into the input."""
+        return replace(
+            self,
+            h=self.h + self.pt + self.pb,
+            w=self.w + self.pl + self.pr,
+            pt=0, pb=0, pl=0, pr=0,
+            padding_mode="zeros",
+        )
+
+    def describe(self) -> str:
+        parts = [
+            f"input={self.input_shape}", f"weight={self.weight_shape}",
+            f"stride=({self.sh}, {self.sw})",
+            f"padding=(top={self.pt}, bottom={self.pb}, left={self.pl}, right={self.pr})",
+            f"dilation=({self.dh}, {self.dw})", f"groups={self.groups}",
+            f"padding_mode={self.padding_mode!r}", f"dtype={self.dtype}",
+        ]
+        return ", ".join(parts)
+
+
+def output_size(size: int, pad_before: int, pad_after: int, kernel: int, stride: int,
+                dilation: int) -> int:
+    """``floor((size + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1``."""
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+# ----------------------------------------------------------------------------- integers
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _pair(name: str, value, minimum: int) -> tuple:
+    """Normalise an int or a 1-/2-sequence of ints into a pair, each at least ``minimum``."""
+    if _is_int(value):
+        items = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(map(_is_int, value)):
+        items = tuple(int(v) for v in value) * (2 if len(value) == 1 else 1)
+    else:
+        raise ConvTypeError(
+            f"{name} must be an int or a pair of ints, but got {name}={value!r}")
+    for v in items:
+        if v < minimum:
+            raise ConvSpecError(
+                f"{name} must be >= {minimum}, but got {name}={value!r}")
+        if v >= _MAX_EXTENT:
+            raise ConvSpecError(f"{name} is too large: got {name}={value!r}")
+    return items
+
+
+def _groups(value) -> int:
+    if not _is_int(value):
+        raise ConvTypeError(f"groups must be an int, but got groups={value!r}")
+    if value < 1:
+        raise ConvSpecError(f"groups must be >= 1, but got groups={value!r}")
+    return int(value)
+
+
+def _padding_mode(value) -> str:
+    if not isinstance(value, str) or value not in PADDING_MODES:
+        raise ConvSpecError(
+            f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={value!r}")
+    return value
+
+
+def normalize_kernel_size(value) -> tuple:
+    """kernel_size of a layer: an int or a pair of ints, each >= 1."""
+    return _pair("kernel_size", value, 1)
+
+
+def normalize_hyper(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
+    """Check the call's non-array arguments; padding strings are resolved later (need kernel)."""
+    stride = _pair("stride", stride, 1)
+    dilation = _pair("dilation", dilation, 1)
+    groups = _groups(groups)
+    padding_mode = _padding_mode(padding_mode)
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ConvSpecError(
+                f"padding must be one of {set(PADDING_STRINGS)}, an int or a pair of ints, "
+                f"but got padding={padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ConvSpecError(
+                f"padding='same' is not supported for strided convolutions, but got "
+                f"stride={stride}; use an explicit padding or stride=1")
+    else:
+        padding = _pair("padding", padding, 0)
+    return stride, padding, dilation, groups, padding_mode
+
+
+def four_sided_padding(padding, kernel: tuple, dilation: tuple) -> tuple:
+    """(pt, pb, pl, pr) from an int pair, 'valid', or 'same' (odd extra at bottom/right)."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        sides = []
+        for k, d in zip(kernel, dilation):
+            total = d * (k - 1)
+            sides += [total // 2, total - total // 2]
+        return tuple(sides)
+    ph, pw = padding
+    return (ph, ph, pw, pw)
+
+
+# ------------------------------------------------------------------------------- arrays
+
+def _torch_to_numpy(obj):
+    """CPU torch tensors (and anything with .detach().cpu().numpy()) become ndarrays."""
+    mod = type(obj).__module__ or ""
+    if mod.startswith("torch") and hasattr(obj, "detach"):
+        return obj.detach().cpu().numpy()
+    return obj
+
+
+def _as_array(name: str, obj, dtype_hint):
+    """Convert an argument to an ndarray of float32/float64 without copying when possible.
+
+    ndarrays (and tensors) keep their dtype, which must be float32 or float64; plain
+    Python array-likes with integer or boolean entries take ``dtype_hint``.
+    """
+    obj = _torch_to_numpy(obj)
+    has_own_dtype = hasattr(obj, "dtype")
+    try:
+        arr = np.asarray(obj)
+    except (ValueError, TypeError) as exc:
+        raise ConvTypeError(
+            f"{name} must be an array of float32 or float64 numbers, but got an object of "
+            f"type {type(obj).__name__} that NumPy cannot convert: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "f" and arr.dtype.itemsize in (4, 8):
+        # Compiled kernels read native-endian floats only.
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
+    if kind in "iub" and not has_own_dtype:
+        return arr.astype(dtype_hint or np.float64)
+    raise ConvTypeError(
+        f"{name} must have dtype float32 or float64, but got {name} with dtype "
+        f"{arr.dtype}{'; convert it with .astype(np.float32)' if kind in 'iubf' else ''}")
+
+
+def _check_memory(what: str, shape: tuple, itemsize: int) -> None:
+    count = 1
+    for s in shape:
+        count *= s
+    nbytes = count * itemsize
+    limit = physical_memory()
+    if count >= _MAX_EXTENT or (limit and nbytes > limit):
+        raise ConvSpecError(
+            f"{what} of shape {shape} would need {nbytes / 2**30:.3g} GiB, more than the "
+            f"{limit / 2**30:.3g} GiB of memory this machine has")
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+            padding_mode="zeros"):
+    """Validate a conv2d call; return ``(spec, x, w, b)``.
+
+    ``x`` is the 4-D input, ``w`` the weight and ``b`` the bias (or None), all
+    C-contiguous with the spec's dtype. They may be the caller's own arrays (never
+    written) or read-only.
+    """
+    (sh, sw), padding, (dh, dw), g, padding_mode = normalize_hyper(
+        stride, padding, dilation, groups, padding_mode)
+
+    # Plain lists take the dtype of whichever argument is a real array.
+    hint = None
+    for obj in (input, weight, bias):
+        dt = getattr(_torch_to_numpy(obj), "dtype", None)
+        if dt is not None and getattr(dt, "kind", "") == "f" and dt.itemsize in (4, 8):
+            hint = np.dtype(dt)
+            break
+    x = _as_array("input", input, hint)
+    w = _as_array("weight", weight, hint)
+    b = None if bias is None else _as_array("bias", bias, hint)
+
+    if x.ndim not in (3, 4):
+        raise ConvSpecError(
+            f"input must be 3-D (C_in, H, W) or 4-D (N, C_in, H, W), but got input of "
+            f"shape {x.shape}")
+    if w.ndim != 4:
+        raise ConvSpecError(
+            f"weight must be 4-D (C_out, C_in/groups, kH, kW), but got weight of shape {w.shape}")
+    unbatched = x.ndim == 3
+    if unbatched:
+        x = x[np.newaxis]
+    dtypes = {"input": x.dtype, "weight": w.dtype}
+    if b is not None:
+        dtypes["bias"] = b.dtype
+    if len(set(dtypes.values())) > 1:
+        got = ", ".join(f"{k} {v}" for k, v in dtypes.items())
+        raise ConvTypeError(
+            f"input, weight and bias must share one dtype (float32 or float64), but got {got}")
+
+    n, c_in, h, w_ = x.shape
+    c_out, cig, kh, kw = w.shape
+    if c_in < 1:
+        raise ConvSpecError(f"input must have at least one channel, but got input of shape "
+                            f"{tuple(x.shape[1:] if unbatched else x.shape)}")
+    if h < 1 or w_ < 1:
+        raise ConvSpecError(
+            f"input height and width must be >= 1, but got input of shape "
+            f"{tuple(x.shape[1:] if unbatched else x.shape)}")
+    if c_out < 1:
+        raise ConvSpecError(
+            f"weight must have at least one output channel, but got weight of shape {w.shape}")
+    if kh < 1 or kw < 1:
+        raise ConvSpecError(
+            f"kernel size must be >= 1, but got weight of shape {w.shape} "
+            f"(kernel {kh}x{kw})")
+    if c_out % g:
+        raise ConvSpecError(
+            f"groups={g} must divide the output channels, but got weight of shape {w.shape} "
+            f"({c_out} output channels)")
+    if c_in % g:
+        raise ConvSpecError(
+            f"groups={g} must divide the input channels, but got input with {c_in} channels")
+    if cig * g != c_in:
+        raise ConvSpecError(
+            f"weight of shape {w.shape} with groups={g} expects input with {cig * g} channels, "
+            f"but got input with {c_in} channels (shape {tuple(x.shape)})")
+    if b is not None and b.shape != (c_out,):
+        raise ConvSpecError(
+            f"bias must be 1-D with {c_out} elements (one per output channel), but got bias of "
+            f"shape {b.shape}")
+
+    pt, pb, pl, pr = four_sided_padding(padding, (kh, kw), (dh, dw))
+    for side, pad, size, dim in (("top", pt, h, "height"), ("bottom", pb, h, "height"),
+                                 ("left", pl, w_, "width"), ("right", pr, w_, "width")):
+        if padding_mode == "reflect" and pad >= size:
+            raise ConvSpecError(
+                f"padding_mode='reflect' needs padding < the input {dim}, but got {side} "
+                f"padding {pad} for input {dim} {size}")
+        if padding_mode == "circular" and pad > size:
+            raise ConvSpecError(
+                f"padding_mode='circular' needs padding <= the input {dim} (it wraps around "
+                f"once at most), but got {side} padding {pad} for input {dim} {size}")
+    oh = output_size(h, pt, pb, kh, sh, dh)
+    ow = output_size(w_, pl, pr, kw, sw, dw)
+    if oh < 1 or ow < 1:
+        raise ConvSpecError(
+            f"output size would be ({oh}, {ow}), must be at least 1: input (H, W)=({h}, {w_}) "
+            f"padded by (top, bottom, left, right)=({pt}, {pb}, {pl}, {pr}) is smaller than "
+            f"the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
+
+    itemsize = x.dtype.itemsize
+    _check_memory("the output", (n, c_out, oh, ow), itemsize)
+    if padding_mode != "zeros":
+        _check_memory("the padded input", (n, c_in, h + pt + pb, w_ + pl + pr), itemsize)
+
+    spec = ConvSpec(
+        n=n, c_in=c_in, h=h, w=w_, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
+        pt=pt, pb=pb, pl=pl, pr=pr, dh=dh, dw=dw, groups=g, padding_mode=padding_mode,
+        dtype=x.dtype.name, has_bias=b is not None, unbatched=unbatched, oh=oh, ow=ow)
+    x = np.ascontiguousarray(x)
+    w = np.ascontiguousarray(w)
+    if b is not None:
+        b = np.ascontiguousarray(b)
+    return spec, x, w, b

@@ -1,0 +1,110 @@
+"""The thread count of the compiled backends, and BLAS pools held to it.
+
+Precedence: ``use_threads()`` > ``set_threads()`` > ``CONVREG_THREADS`` > config
+``threads`` > the cores this process may run on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from contextvars import ContextVar
+
+from ._errors import ConfigError, ConvSpecError, ConvTypeError
+
+_context: ContextVar = ContextVar("convreg_threads", default=None)
+_lock = threading.Lock()
+_process = None
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _check(n, name="threads") -> int:
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ConvTypeError(f"{name} must be an int >= 1, but got {name}={n!r}")
+    if n < 1:
+        raise ConvSpecError(f"{name} must be >= 1, but got {name}={n!r}")
+    return n
+
+
+def set_threads(n) -> None:
+    """Set the process-wide thread count of the compiled backends (None: back to default)."""
+    global _process
+    with _lock:
+        _process = None if n is None else _check(n)
+
+
+@contextlib.contextmanager
+def use_threads(n):
+    """Within the block (this thread / async task only), compiled backends use ``n`` threads."""
+    token = _context.set(_check(n))
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def threads_and_source():
+    """(thread count, the rule that chose it)."""
+    if _context.get() is not None:
+        return _context.get(), "use_threads"
+    with _lock:
+        if _process is not None:
+            return _process, "set_threads"
+    env = os.environ.get("CONVREG_THREADS")
+    if env:
+        try:
+            return _check(int(env), "CONVREG_THREADS"), "CONVREG_THREADS"
+        except (ValueError, ConvSpecError):
+            raise ConfigError(
+                f"CONVREG_THREADS must be a whole number >= 1, but got CONVREG_THREADS={env!r}"
+            ) from None
+    from ._config import load_config
+
+    cfg = load_config()
+    if cfg is not None and cfg.threads is not None:
+        return cfg.threads, f"config {cfg.path}"
+    return available_cores(), "default (all cores)"
+
+
+def get_threads() -> int:
+    """The thread count a compiled backend uses for a call made now."""
+    return threads_and_source()[0]
+
+
+_blas_lock = threading.Lock()
+_blas = None
+
+
+def _blas_libs():
+    """threadpoolctl's BLAS controllers, found once (the search walks every loaded library)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
+    return _blas
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Hold the BLAS pools to ``n`` threads for the block, restoring them afterwards."""
+    with _blas_lock:
+        libs = _blas_libs()
+        before = [lib.num_threads for lib in libs]
+        for lib in libs:
+            if lib.num_threads != n:
+                lib.set_num_threads(n)
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            for lib, k in zip(libs, before):
+                if lib.num_threads != k:
+                    lib.set_num_threads(k)

@@ -1,0 +1,1 @@
+"""Built-in backends (each in its own module) and the torch plugin."""

@@ -1,0 +1,62 @@
+"""The pure-Python reference backend: plain loops over the definition, the oracle.
+
+    out[n, o, i, j] = bias[o] + sum_{c<cig} sum_{p<kh} sum_{q<kw}
+                      w[o, c, p, q] * xpad[n, g*cig + c, i*sh + p*dh, j*sw + q*dw]
+
+with g = o // cog. Sums run in Python floats (IEEE double) whatever the dtype; no NumPy
+arithmetic takes part. Padding modes are mapped inline, independently of the
+compiled padding helper, so the harness checks that helper too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._backend import Backend
+
+
+def source_index(k: int, size: int, mode: str):
+    """Index into the unpadded axis for padded coordinate ``k`` (shifted by the pad), or None."""
+    if 0 <= k < size:
+        return k
+    if mode == "zeros":
+        return None
+    if mode == "reflect":
+        return -k if k < 0 else 2 * size - 2 - k
+    if mode == "replicate":
+        return 0 if k < 0 else size - 1
+    return k % size  # circular
+
+
+class PythonBackend(Backend):
+    name = "python"
+    description = "pure-Python reference loops (the oracle; slow)"
+    padding_modes = frozenset({"zeros", "reflect", "replicate", "circular"})
+
+    def conv2d(self, spec, x, w, b):
+        xs, ws = x.tolist(), w.tolist()
+        bs = b.tolist() if b is not None else [0.0] * spec.c_out
+        mode = spec.padding_mode
+        # For each output row/column, the input row/column each kernel tap reads (or None).
+        rows = [[source_index(i * spec.sh + p * spec.dh - spec.pt, spec.h, mode)
+                 for p in range(spec.kh)] for i in range(spec.oh)]
+        cols = [[source_index(j * spec.sw + q * spec.dw - spec.pl, spec.w, mode)
+                 for q in range(spec.kw)] for j in range(spec.ow)]
+        out = np.empty(spec.output_shape, dtype=np.float64)
+        for n in range(spec.n):
+            for o in range(spec.c_out):
+                c0 = (o // spec.cog) * spec.cig
+                planes = [(xs[n][c0 + c], ws[o][c]) for c in range(spec.cig)]
+                for i in range(spec.oh):
+                    for j in range(spec.ow):
+                        acc = float(bs[o])
+                        for plane, wc in planes:
+                            for p, r in enumerate(rows[i]):
+                                if r is None:
+                                    continue
+                                xrow, wrow = plane[r], wc[p]
+                                for q, s in enumerate(cols[j]):
+                                    if s is not None:
+                                        acc += wrow[q] * xrow[s]
+                        out[n, o, i, j] = acc
+        return out.astype(spec.dtype, copy=False)

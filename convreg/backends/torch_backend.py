@@ -1,0 +1,54 @@
+"""The ``torch`` backend: ``torch.nn.functional.conv2d``, shipped through the plugin entry point.
+
+``make_backend`` returns None when torch does not import, so the backend is simply
+absent (no warning) on machines without torch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._backend import Backend
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    description = "torch.nn.functional.conv2d (PyTorch's CPU convolution)"
+
+    def __init__(self, torch):
+        self._torch = torch
+
+    def conv2d(self, spec, x, w, b):
+        torch = self._torch
+        F = torch.nn.functional
+        from .._threads import get_threads
+
+        threads = get_threads()
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        with torch.no_grad():
+            xt = _tensor(torch, x)
+            if (spec.pt, spec.pl) == (spec.pb, spec.pr):
+                padding = (spec.pt, spec.pl)
+            else:  # F.conv2d pads symmetrically only
+                xt, padding = F.pad(xt, (spec.pl, spec.pr, spec.pt, spec.pb)), 0
+            out = F.conv2d(xt, _tensor(torch, w), None if b is None else _tensor(torch, b),
+                           stride=(spec.sh, spec.sw), padding=padding,
+                           dilation=(spec.dh, spec.dw), groups=spec.groups)
+        return out.numpy()
+
+    def info(self) -> dict:
+        return {**super().info(), "version": self._torch.__version__}
+
+
+def _tensor(torch, a):
+    # torch.from_numpy warns on read-only arrays; a copy is cheaper than the warning.
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
+def make_backend():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return TorchBackend(torch)

@@ -1,0 +1,290 @@
+"""The agreement harness: every backend against the float64 reference, within the error bound.
+
+For each case, each backend's output must have the reference's shape and dtype, and
+every element must satisfy the summation error bound
+
+    |out - ref| <= 4 * K * eps(dtype) * ((|x| conv |w|) + |b|),   K = C_in/groups*kH*kW + 1
+
+where ``ref`` is the ``python`` backend's result on the float64 copies of the inputs.
+``python -m convreg check`` runs it and prints a table (exit status 1 on disagreement).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ._api import conv2d
+from ._errors import ConvregError
+from ._registry import available_backends
+
+LAYOUTS = ("c", "fortran", "strided", "nhwc", "readonly")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One convolution call of the harness; ``arrays()`` makes its (seeded) inputs."""
+
+    name: str
+    input_shape: tuple
+    weight_shape: tuple
+    bias: bool = True
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+    padding_mode: str = "zeros"
+    dtype: str = "float32"
+    layout: str = "c"
+    seed: int = 0
+
+    def kwargs(self) -> dict:
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups, padding_mode=self.padding_mode)
+
+    def arrays(self):
+        """(x, w, b) in the case's dtype, x in the case's memory layout."""
+        rng = np.random.default_rng(self.seed)
+        x = rng.standard_normal(self.input_shape).astype(self.dtype)
+        w = rng.standard_normal(self.weight_shape).astype(self.dtype)
+        b = rng.standard_normal(self.weight_shape[0]).astype(self.dtype) if self.bias else None
+        return _with_layout(x, self.layout), w, b
+
+    def label(self) -> str:
+        return f"{self.name}[{self.dtype}]"
+
+
+def _with_layout(x, layout):
+    if layout == "fortran":
+        return np.asfortranarray(x)
+    if layout == "strided":  # every other element of a larger buffer
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+        big[..., ::2] = x
+        return big[..., ::2]
+    if layout == "nhwc" and x.ndim == 4:  # channels-last memory seen as NCHW
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    if layout == "readonly":
+        x = x.copy()
+        x.flags.writeable = False
+    return x
+
+
+def _grid():
+    C = Case
+    yield C("basic", (2, 3, 6, 7), (4, 3, 3, 3))
+    yield C("no-bias", (1, 2, 5, 5), (3, 2, 3, 3), bias=False)
+    yield C("1x1", (2, 5, 4, 3), (6, 5, 1, 1))
+    yield C("1x1-stride2", (1, 4, 7, 6), (3, 4, 1, 1), stride=2)
+    yield C("1x1-pad1", (1, 3, 4, 4), (2, 3, 1, 1), padding=1)
+    yield C("stride2-odd", (1, 3, 9, 11), (4, 3, 3, 3), stride=2)
+    yield C("stride(2,1)", (1, 2, 7, 8), (3, 2, 3, 2), stride=(2, 1))
+    yield C("stride3-pad1", (2, 2, 10, 9), (2, 2, 3, 3), stride=3, padding=1)
+    yield C("pad(1,2)", (1, 2, 5, 6), (3, 2, 3, 3), padding=(1, 2))
+    yield C("pad-large", (1, 1, 3, 3), (2, 1, 2, 2), padding=3)
+    yield C("valid", (1, 2, 6, 6), (2, 2, 4, 4), padding="valid")
+    yield C("same-odd", (1, 3, 6, 5), (2, 3, 3, 3), padding="same")
+    yield C("same-even", (1, 2, 6, 7), (2, 2, 4, 2), padding="same")
+    yield C("same-dilated", (1, 2, 7, 7), (3, 2, 3, 2), padding="same", dilation=(2, 3))
+    yield C("dilation2", (1, 2, 9, 9), (3, 2, 3, 3), dilation=2)
+    yield C("dilation(2,3)-pad", (2, 2, 8, 10), (2, 2, 2, 3), dilation=(2, 3), padding=(1, 2))
+    yield C("kernel-equals-input", (1, 2, 4, 5), (3, 2, 4, 5))
+    yield C("kernel(1,5)", (1, 2, 4, 9), (2, 2, 1, 5), padding=(0, 2))
+    yield C("asym-kernel", (1, 3, 8, 9), (5, 3, 3, 5), stride=(1, 2), padding=(1, 2))
+    yield C("groups2", (2, 4, 6, 6), (6, 2, 3, 3), groups=2)
+    yield C("groups3-s2", (1, 6, 9, 8), (3, 2, 3, 3), groups=3, stride=2, padding=1)
+    yield C("depthwise3x3", (2, 5, 9, 13), (5, 1, 3, 3), groups=5, padding=1)
+    yield C("depthwise3x3-s2", (1, 4, 11, 13), (4, 1, 3, 3), groups=4, stride=2, padding=1)
+    yield C("depthwise5x5-s2", (1, 3, 13, 15), (3, 1, 5, 5), groups=3, stride=2, padding=2)
+    yield C("depthwise5x5", (1, 3, 7, 19), (3, 1, 5, 5), groups=3, padding=(2, 1))
+    yield C("depthwise-x2", (1, 3, 6, 7), (6, 1, 3, 3), groups=3, padding=1)
+    yield C("depthwise-dilated", (1, 4, 9, 9), (4, 1, 3, 3), groups=4, dilation=2, padding=2)
+    yield C("stem7x7-s2", (1, 3, 23, 21), (5, 3, 7, 7), stride=2, padding=3)
+    yield C("stem7x7-s2-odd", (2, 3, 15, 17), (4, 3, 7, 7), stride=2, padding=(3, 2))
+    yield C("mnist5x5", (3, 1, 12, 12), (5, 1, 5, 5))
+    yield C("wide-cout", (1, 3, 11, 37), (19, 3, 3, 3), padding=1)
+    yield C("many-cin", (1, 17, 6, 6), (3, 17, 3, 3), padding=1)
+    yield C("pad-top-only", (1, 2, 6, 7), (3, 2, 3, 3), padding="same", stride=1)
+    for mode in ("reflect", "replicate", "circular"):
+        yield C(f"{mode}-pad1", (2, 2, 5, 6), (3, 2, 3, 3), padding=1, padding_mode=mode)
+        yield C(f"{mode}-pad(2,1)-s2", (1, 3, 7, 5), (2, 3, 3, 3), padding=(2, 1), stride=2,
+                padding_mode=mode)
+        yield C(f"{mode}-same-even", (1, 2, 6, 5), (2, 2, 4, 3), padding="same",
+                padding_mode=mode)
+        yield C(f"{mode}-depthwise", (1, 3, 6, 6), (3, 1, 3, 3), padding=2, groups=3,
+                padding_mode=mode)
+    yield C("replicate-pad-beyond", (1, 1, 3, 2), (2, 1, 3, 3), padding=4,
+            padding_mode="replicate")
+    yield C("circular-pad-equal", (1, 2, 3, 4), (2, 2, 3, 3), padding=(3, 4),
+            padding_mode="circular")
+    yield C("reflect-max", (1, 1, 4, 3), (1, 1, 3, 3), padding=(3, 2), padding_mode="reflect")
+    yield C("unbatched", (3, 6, 5), (2, 3, 3, 3), padding=1)
+    yield C("unbatched-reflect", (2, 5, 5), (2, 2, 3, 3), padding=1, padding_mode="reflect")
+    yield C("batch0", (0, 3, 6, 6), (4, 3, 3, 3), padding=1)
+    yield C("single-pixel", (1, 1, 1, 1), (1, 1, 1, 1))
+    yield C("single-pixel-pad", (1, 2, 1, 1), (3, 2, 3, 3), padding=1)
+    for layout in LAYOUTS[1:]:
+        yield C(f"layout-{layout}", (2, 3, 6, 7), (4, 3, 3, 3), padding=1, layout=layout)
+
+
+def standard_cases(dtypes=("float32", "float64")) -> list:
+    """The standard grid: every feature of the semantics, each in every dtype."""
+    return [replace(c, dtype=dt, seed=i) for i, c in enumerate(_grid()) for dt in dtypes]
+
+
+def random_case(rng: random.Random, dtype="float32", index=0) -> Case:
+    """One random *valid* configuration, small enough for the Python reference."""
+    from ._spec import prepare
+
+    while True:
+        g = rng.choice([1, 1, 1, 2, 3])
+        cig, cog = rng.randint(1, 3), rng.randint(1, 3)
+        depthwise = rng.random() < 0.2
+        if depthwise:
+            g, cig, cog = rng.randint(2, 5), 1, rng.choice([1, 1, 2])
+        kh, kw = rng.randint(1, 5), rng.randint(1, 5)
+        sh, sw = rng.randint(1, 3), rng.randint(1, 3)
+        dh, dw = rng.choice([1, 1, 2]), rng.choice([1, 1, 2, 3])
+        n, h, w = rng.choice([0, 1, 1, 2, 3]), rng.randint(1, 14), rng.randint(1, 14)
+        mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+        r = rng.random()
+        if r < 0.15 and (sh, sw) == (1, 1):
+            padding = "same"
+        elif r < 0.25:
+            padding = "valid"
+        else:
+            padding = (rng.randint(0, 3), rng.randint(0, 3))
+        case = Case(f"random{index}", (n, cig * g, h, w) if rng.random() < 0.9 else
+                    (cig * g, h, w), (cog * g, cig, kh, kw), bias=rng.random() < 0.8,
+                    stride=(sh, sw), padding=padding, dilation=(dh, dw), groups=g,
+                    padding_mode=mode, dtype=dtype, layout=rng.choice(LAYOUTS),
+                    seed=rng.randrange(2**31))
+        try:
+            prepare(np.empty(case.input_shape, dtype), np.empty(case.weight_shape, dtype),
+                    **case.kwargs())
+        except ConvregError:
+            continue
+        return case
+
+
+def random_cases(count=40, seed=0, dtypes=("float32", "float64")) -> list:
+    rng = random.Random(seed)
+    return [random_case(rng, dtypes[i % len(dtypes)], i) for i in range(count)]
+
+
+def reference(case: Case):
+    """(ref, bound): the float64 reference result and the elementwise error bound."""
+    x, w, b = case.arrays()
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    b64 = None if b is None else np.asarray(b, np.float64)
+    kw = case.kwargs()
+    ref = conv2d(x64, w64, b64, backend="python", **kw)
+    mag = conv2d(np.abs(x64), np.abs(w64), None if b is None else np.abs(b64),
+                 backend="python", **kw)
+    cout, cig, kh, kwid = case.weight_shape
+    k = cig * kh * kwid + 1
+    return ref, 4 * k * np.finfo(case.dtype).eps * mag
+
+
+@dataclass
+class Result:
+    backend: str
+    case: Case
+    ok: bool
+    worst: float = 0.0     # max |out - ref| / bound (<= 1 passes)
+    error: str = ""
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "case": self.case.label(), "ok": self.ok,
+                "worst": self.worst, "error": self.error}
+
+
+def compare(out, ref, bound, dtype) -> tuple:
+    """(ok, worst ratio, message) for one output against its reference and bound."""
+    if not isinstance(out, np.ndarray):
+        return False, float("inf"), f"returned {type(out).__name__}, not an ndarray"
+    if out.shape != ref.shape or out.dtype != np.dtype(dtype):
+        return False, float("inf"), (f"shape/dtype {out.shape} {out.dtype}, expected "
+                                     f"{ref.shape} {dtype}")
+    if out.size == 0:
+        return True, 0.0, ""
+    err = np.abs(out.astype(np.float64) - ref)
+    bad = ~(err <= bound)           # NaN counts as a disagreement
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(bound > 0, err / bound, np.where(err > 0, np.inf, 0.0))
+    worst = float(np.nanmax(np.where(np.isnan(ratio), np.inf, ratio)))
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        return False, worst, (f"{int(bad.sum())} elements outside the bound; first at {idx}: "
+                              f"got {out[idx]!r}, reference {ref[idx]!r}, bound {bound[idx]:.3g}")
+    return True, worst, ""
+
+
+@dataclass
+class Report:
+    results: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def failures(self) -> list:
+        return [r for r in self.results if not r.ok]
+
+    def by_backend(self) -> dict:
+        out = {}
+        for r in self.results:
+            out.setdefault(r.backend, []).append(r)
+        return out
+
+    def table(self) -> str:
+        rows = [("backend", "cases", "agree", "worst err/bound", "verdict")]
+        for name, rs in self.by_backend().items():
+            agree = sum(r.ok for r in rs)
+            worst = max((r.worst for r in rs), default=0.0)
+            rows.append((name, str(len(rs)), str(agree), f"{worst:.3g}",
+                         "ok" if agree == len(rs) else "DISAGREE"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * wd for wd in widths))
+        for r in self.failures()[:20]:
+            lines.append(f"  {r.backend} {r.case.label()}: {r.error}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "results": [r.to_dict() for r in self.results]}
+
+
+def check_case(backend: str, case: Case, expected=None) -> Result:
+    """Run one backend on one case and compare it with the reference."""
+    ref, bound = expected if expected is not None else reference(case)
+    x, w, b = case.arrays()
+    before = (x.copy(), w.copy())
+    try:
+        out = conv2d(x, w, b, backend=backend, **case.kwargs())
+    except Exception as exc:  # a backend failure is a disagreement, reported, not raised
+        return Result(backend, case, False, float("inf"), f"raised {type(exc).__name__}: {exc}")
+    if not (np.array_equal(x, before[0]) and np.array_equal(w, before[1])):
+        return Result(backend, case, False, float("inf"), "modified its input")
+    ok, worst, msg = compare(out, ref, bound, case.dtype)
+    return Result(backend, case, ok, worst, msg)
+
+
+def run_checks(backends=None, cases=None, progress=None) -> Report:
+    """Check ``backends`` (default: every available one) on ``cases`` (default: the
+    standard grid plus 40 seeded random cases)."""
+    backends = list(backends) if backends is not None else available_backends()
+    cases = list(cases) if cases is not None else standard_cases() + random_cases()
+    report = Report()
+    for i, case in enumerate(cases):
+        expected = reference(case)
+        for name in backends:
+            report.results.append(check_case(name, case, expected))
+        if progress is not None:
+            progress(i + 1, len(cases))
+    return report
+
+
+__all__ = ["Case", "Report", "Result", "check_case", "compare", "random_cases", "reference",
+           "run_checks", "standard_cases"]
