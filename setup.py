@@ -57,6 +57,7 @@ def _variant_sources():
                 stub.write_text(text)
             exts.append(Extension(f"convreg.{fam}_{variant}",
                                   [str(stub.relative_to(HERE))],
+                                  include_dirs=[str(PYX)],
                                   extra_compile_args=BASE_FLAGS + flags))
     return exts
 
@@ -95,7 +96,7 @@ def extensions():
     from Cython.Build import cythonize
 
     plain = [Extension(f"convreg.{p.stem}", [str(p.relative_to(HERE))],
-                       extra_compile_args=list(BASE_FLAGS))
+                       include_dirs=[str(PYX)], extra_compile_args=list(BASE_FLAGS))
              for p in sorted(PYX.glob("*.pyx"))]
     return cythonize(plain + _variant_sources(), compiler_directives=DIRECTIVES,
                      include_path=[str(PYX)], language_level=3)
