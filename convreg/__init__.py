@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 # Convolution
 from ._api import conv2d
 from ._layer import Conv2d
-from ._spec import ConvSpec, output_size
+from ._spec import ConvSpec, output_size, spec_for_shapes
 
 # Backend control
 from ._backend import Backend, Support
@@ -33,7 +33,7 @@ from ._info import show_config
 from ._errors import BackendError, ConfigError, ConvregError, ConvSpecError, ConvTypeError
 
 __all__ = [
-    "conv2d", "Conv2d", "ConvSpec", "output_size",
+    "conv2d", "Conv2d", "ConvSpec", "output_size", "spec_for_shapes",
     "Backend", "Support", "CurrentBackend", "available_backends", "current_backend",
     "get_backend", "register_backend", "set_backend", "unregister_backend", "use_backend",
     "get_threads", "set_threads", "use_threads", "show_config",

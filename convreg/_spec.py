@@ -361,3 +361,14 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     if b is not None:
         b = np.ascontiguousarray(b)
     return spec, x, w, b
+
+
+def spec_for_shapes(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1,
+                    padding=0, dilation=1, groups=1, padding_mode="zeros") -> ConvSpec:
+    """The validated spec of a call on arrays of these shapes (nothing is allocated)."""
+    dt = np.dtype(dtype)
+    zero = dt.type(0)
+    x = np.broadcast_to(zero, tuple(input_shape))
+    w = np.broadcast_to(zero, tuple(weight_shape))
+    b = np.broadcast_to(zero, (tuple(weight_shape)[0],)) if bias and len(weight_shape) else None
+    return prepare(x, w, b, stride, padding, dilation, groups, padding_mode)[0]
