@@ -28,6 +28,7 @@ from ._registry import (
 )
 from ._threads import get_threads, set_threads, use_threads
 from ._info import show_config
+from ._explain import Explanation, explain
 
 # Errors
 from ._errors import BackendError, ConfigError, ConvregError, ConvSpecError, ConvTypeError
@@ -36,6 +37,6 @@ __all__ = [
     "conv2d", "Conv2d", "ConvSpec", "output_size", "spec_for_shapes",
     "Backend", "Support", "CurrentBackend", "available_backends", "current_backend",
     "get_backend", "register_backend", "set_backend", "unregister_backend", "use_backend",
-    "get_threads", "set_threads", "use_threads", "show_config",
+    "get_threads", "set_threads", "use_threads", "show_config", "explain", "Explanation",
     "BackendError", "ConfigError", "ConvregError", "ConvSpecError", "ConvTypeError",
 ]

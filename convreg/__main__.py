@@ -1,4 +1,4 @@
-"""Command line: ``python -m convreg {config,backends,check}``."""
+"""Command line: ``python -m convreg {config,backends,check,explain}``."""
 
 from __future__ import annotations
 
@@ -65,6 +65,23 @@ def _check(args) -> int:
     return 0 if report.ok else 1
 
 
+def _ints(text):
+    return tuple(int(v) for v in text.split(","))
+
+
+def _padding(text):
+    return text if text in ("same", "valid") else _ints(text)
+
+
+def _explain(args) -> int:
+    from ._explain import explain
+
+    print(explain(args.input, args.weight, bias=not args.no_bias, dtype=args.dtype,
+                  stride=args.stride, padding=args.padding, dilation=args.dilation,
+                  groups=args.groups, padding_mode=args.padding_mode, backend=args.backend))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convreg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,11 +92,23 @@ def main(argv=None) -> int:
     chk.add_argument("--random", type=int, default=40, help="random cases (default 40)")
     chk.add_argument("--seed", type=int, default=0)
     chk.add_argument("--json", help="write the results to this file")
+    exp = sub.add_parser("explain", help="say which backend a call would run, and why")
+    exp.add_argument("--input", type=_ints, required=True, help="input shape, e.g. 1,64,56,56")
+    exp.add_argument("--weight", type=_ints, required=True, help="weight shape, e.g. 64,64,3,3")
+    exp.add_argument("--stride", type=_ints, default=1)
+    exp.add_argument("--padding", type=_padding, default=0, help="int, pair, same or valid")
+    exp.add_argument("--dilation", type=_ints, default=1)
+    exp.add_argument("--groups", type=int, default=1)
+    exp.add_argument("--padding-mode", default="zeros")
+    exp.add_argument("--dtype", default="float32")
+    exp.add_argument("--no-bias", action="store_true")
+    exp.add_argument("--backend", help="a backend name (default: the selection rules)")
     args = parser.parse_args(argv)
     from ._errors import ConvregError
 
     try:
-        return {"config": _config, "backends": _backends, "check": _check}[args.command](args)
+        return {"config": _config, "backends": _backends, "check": _check,
+                "explain": _explain}[args.command](args)
     except ConvregError as exc:
         print(f"convreg: {exc}", file=sys.stderr)
         return 2

@@ -56,7 +56,8 @@ def _load_builtin(name):
     try:
         obj = getattr(importlib.import_module(module), attr)()
     except ImportError as exc:
-        _unavailable[name] = f"{exc} (build the compiled extension: pip install .)"
+        hint = "" if "pip install" in str(exc) else " (build the compiled extension: pip install .)"
+        _unavailable[name] = f"{exc}{hint}"
         return None
     _loaded[name] = obj
     return obj
