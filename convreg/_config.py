@@ -13,6 +13,7 @@ import, and cached by modification time. Nothing here ever writes a file.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -54,11 +55,17 @@ def config_path():
         return os.path.abspath("convreg.toml"), "./convreg.toml"
     if os.path.isfile("pyproject.toml") and _pyproject_has_table("pyproject.toml"):
         return os.path.abspath("pyproject.toml"), "[tool.convreg] in ./pyproject.toml"
-    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    path = os.path.join(xdg, "convreg", "config.toml")
+    path = _user_config_file(os.environ.get("XDG_CONFIG_HOME"), os.environ.get("HOME"))
     if os.path.isfile(path):
         return path, "$XDG_CONFIG_HOME/convreg/config.toml"
     return None, None
+
+
+@functools.lru_cache(maxsize=8)
+def _user_config_file(xdg, home) -> str:
+    """$XDG_CONFIG_HOME/convreg/config.toml, XDG's default being ~/.config."""
+    base = xdg or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "convreg", "config.toml")
 
 
 def _pyproject_has_table(path) -> bool:

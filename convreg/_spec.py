@@ -14,6 +14,7 @@ Legend of short names used here and in every kernel:
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 from dataclasses import dataclass, replace
@@ -127,11 +128,15 @@ def output_size(size: int, pad_before: int, pad_after: int, kernel: int, stride:
 # ----------------------------------------------------------------------------- integers
 
 def _is_int(value) -> bool:
+    if type(value) is int:  # the common case, without the slow ABC check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def _pair(name: str, value, minimum: int) -> tuple:
     """Normalise an int or a 1-/2-sequence of ints into a pair, each at least ``minimum``."""
+    if type(value) is int and minimum <= value < _MAX_EXTENT:
+        return (value, value)
     if _is_int(value):
         items = (int(value), int(value))
     elif isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(map(_is_int, value)):
@@ -218,6 +223,8 @@ def _as_array(name: str, obj, dtype_hint):
     ndarrays (and tensors) keep their dtype, which must be float32 or float64; plain
     Python array-likes with integer or boolean entries take ``dtype_hint``.
     """
+    if type(obj) is np.ndarray and obj.dtype in _NATIVE_FLOATS:
+        return obj
     obj = _torch_to_numpy(obj)
     has_own_dtype = hasattr(obj, "dtype")
     try:
@@ -237,6 +244,10 @@ def _as_array(name: str, obj, dtype_hint):
         f"{arr.dtype}{'; convert it with .astype(np.float32)' if kind in 'iubf' else ''}")
 
 
+_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
+
+
 def _check_memory(what: str, shape: tuple, itemsize: int) -> None:
     count = 1
     for s in shape:
@@ -249,6 +260,7 @@ def _check_memory(what: str, shape: tuple, itemsize: int) -> None:
             f"{limit / 2**30:.3g} GiB of memory this machine has")
 
 
+@functools.lru_cache(maxsize=None)
 def physical_memory() -> int:
     try:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -355,7 +367,7 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     spec = ConvSpec(
         n=n, c_in=c_in, h=h, w=w_, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
         pt=pt, pb=pb, pl=pl, pr=pr, dh=dh, dw=dw, groups=g, padding_mode=padding_mode,
-        dtype=x.dtype.name, has_bias=b is not None, unbatched=unbatched, oh=oh, ow=ow)
+        dtype=_DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched, oh=oh, ow=ow)
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     if b is not None:
