@@ -351,6 +351,11 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     _check_memory("the output", (n, c_out, oh, ow), itemsize)
     if padding_mode != "zeros":
         _check_memory("the padded input", (n, c_in, h + pt + pb, w_ + pl + pr), itemsize)
+    # Broadcast / strided views may be far larger than memory once made contiguous below.
+    if not x.flags.c_contiguous:
+        _check_memory("the input", x.shape, itemsize)
+    if not w.flags.c_contiguous:
+        _check_memory("the weight", w.shape, itemsize)
 
     spec = ConvSpec(
         n=n, c_in=c_in, h=h, w=w_, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
