@@ -89,7 +89,7 @@ def _read_toml(path) -> dict:
     return data
 
 
-def parse_backend_value(value, label: str) -> tuple:
+def parse_backend_value(value, label: str, allowed=None) -> tuple:
     """A backend setting: a name or a non-empty list of names, as a tuple."""
     if isinstance(value, str) and value:
         return (value,)
@@ -97,7 +97,7 @@ def parse_backend_value(value, label: str) -> tuple:
         return tuple(value)
     raise ConfigError(
         f"{label}: expected a backend name or a non-empty list of backend names, "
-        f"but got {value!r}")
+        f"but got {value!r}" + ("" if allowed is None else f"; available backends are {allowed}"))
 
 
 def parse_threads(value, label: str) -> int:
@@ -128,8 +128,8 @@ def _validate(path, where, data) -> FileConfig:
             f"{path}: unknown key {unknown[0]!r}; allowed keys are {list(TOP_KEYS)}")
     backend = threads = None
     if "backend" in data:
-        backend = parse_backend_value(data["backend"], f"{path} [backend]")
         known = known_backend_names()
+        backend = parse_backend_value(data["backend"], f"{path} [backend]", sorted(known))
         for name in backend:
             if name not in known:
                 raise ConfigError(
