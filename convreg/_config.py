@@ -73,8 +73,9 @@ _cache: dict = {}   # path -> ((mtime_ns, size), parsed dict)
 def _read_toml(path) -> dict:
     st = os.stat(path)
     stamp = (st.st_mtime_ns, st.st_size)
+    key = os.path.abspath(path)     # a relative path names another file after a chdir
     with _cache_lock:
-        hit = _cache.get(path)
+        hit = _cache.get(key)
         if hit and hit[0] == stamp:
             return hit[1]
     try:
@@ -85,7 +86,7 @@ def _read_toml(path) -> dict:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     with _cache_lock:
-        _cache[path] = (stamp, data)
+        _cache[key] = (stamp, data)
     return data
 
 
