@@ -416,3 +416,24 @@ def test_import_reads_no_config(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.startswith("late") and "malformed TOML" in out.stdout
+
+
+def test_cache_is_keyed_by_absolute_path(isolated, tmp_path, monkeypatch):
+    """Two pyproject.toml files of the same size and mtime in different directories: the
+    cache must not hand the first one's contents out for the second after a chdir."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    pa = write(a / "pyproject.toml", '[tool.convreg]\nbackend = "python"\n')
+    pb = write(b / "pyproject.toml", '[tool.convrex]\nbackend = "python"\n')
+    for p in (pa, pb):
+        os.utime(p, ns=(10**18, 10**18))
+    monkeypatch.chdir(a)
+    assert convreg.current_backend() == ("python", f"config {pa}")
+    monkeypatch.chdir(b)
+    with _maybe_warns():
+        assert convreg.current_backend().source == "default"
+
+
+def test_config_not_utf8(isolated):
+    cfg = isolated / "convreg.toml"
+    cfg.write_bytes(b'backend = "\xff"\n')
+    _assert_config_error(cfg, r"malformed TOML")
