@@ -208,7 +208,10 @@ def _torch_to_numpy(obj):
     """CPU torch tensors (and anything with .detach().cpu().numpy()) become ndarrays."""
     mod = type(obj).__module__ or ""
     if mod.startswith("torch") and hasattr(obj, "detach"):
-        return obj.detach().cpu().numpy()
+        try:
+            return obj.detach().cpu().numpy()
+        except (TypeError, RuntimeError):
+            return obj   # e.g. bfloat16, which NumPy lacks: _as_array reports it by name
     return obj
 
 
