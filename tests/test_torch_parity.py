@@ -133,6 +133,16 @@ def test_torch_tensors_as_input():
                                                  backend="python"), out)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "int32", "complex64", "bool"])
+def test_unsupported_tensor_dtypes_are_conv_type_errors(dtype):
+    t = torch.ones(1, 1, 2, 2, dtype=getattr(torch, dtype))
+    w = np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(convreg.ConvTypeError, match=r"input"):
+        convreg.conv2d(t, w, backend="python")
+    with pytest.raises(convreg.ConvTypeError, match=r"weight"):
+        convreg.conv2d(np.ones((1, 1, 2, 2), np.float32), t[:, :, :1, :1], backend="python")
+
+
 def z(*shape, dtype=np.float32):
     return np.zeros(shape, dtype)
 
