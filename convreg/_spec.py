@@ -219,7 +219,7 @@ def _as_array(name: str, obj, dtype_hint):
     """Convert an argument to an ndarray of float32/float64 without copying when possible.
 
     ndarrays (and tensors) keep their dtype, which must be float32 or float64; plain
-    Python array-likes with integer or boolean entries take ``dtype_hint``.
+    Python array-likes of numbers take ``dtype_hint`` (float64 for ints/bools without one).
     """
     obj = _torch_to_numpy(obj)
     has_own_dtype = hasattr(obj, "dtype")
@@ -230,6 +230,8 @@ def _as_array(name: str, obj, dtype_hint):
             f"{name} must be an array of float32 or float64 numbers, but got an object of "
             f"type {type(obj).__name__} that NumPy cannot convert: {exc}") from None
     kind = arr.dtype.kind
+    if not has_own_dtype and kind == "f" and dtype_hint is not None:
+        return arr.astype(dtype_hint)
     if kind == "f" and arr.dtype.itemsize in (4, 8):
         # Compiled kernels read native-endian floats only.
         return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
