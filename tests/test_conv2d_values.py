@@ -300,6 +300,14 @@ def test_lists_take_the_dtype_of_the_array(backend):
     check(out, [[[27, 37], [57, 67]]], np.float32)
 
 
+def test_float_lists_take_the_dtype_of_the_array(backend):
+    # plain Python floats are not a dtype choice either
+    w = arr(K2, np.float32)
+    out = convreg.conv2d([[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0], [6.0, 7.0, 8.0]]], w, [0.5],
+                         backend=backend)
+    check(out, [[[27.5, 37.5], [57.5, 67.5]]], np.float32)
+
+
 def test_tuples_of_floats(backend):
     out = convreg.conv2d((((0.5, 1.5),),), ((((2.0,),),),), backend=backend)
     check(out, [[[1.0, 3.0]]], np.float64)
@@ -313,7 +321,7 @@ def test_read_only_arrays(backend, dtype):
     for mode in ("zeros", "reflect"):
         out = convreg.conv2d(x, w, b, padding=0, padding_mode=mode, backend=backend)
         check(out, [[[[28, 38], [58, 68]]]], dtype)
-        out.flags.writeable = True        # the result is the caller's own array
+        assert out.flags.writeable        # the result is the caller's own array
     out = convreg.conv2d(np.broadcast_to(x, (3, 1, 3, 3)), w, b, backend=backend)
     check(out, [[[[28, 38], [58, 68]]]] * 3, dtype)
 
