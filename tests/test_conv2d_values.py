@@ -422,3 +422,59 @@ def test_large_values_overflow_to_inf_in_float32(backend):
     out = convreg.conv2d(x, arr([[1, 1]], np.float32), backend=backend)
     assert out.dtype == np.float32
     assert out[0, 0, 0, 0] == np.inf
+
+
+# ------------------------------------------- padding realised in the front end (_pad / numpy)
+
+class ZerosOnly(convreg.Backend):
+    """The reference, declaring only zero padding: the front end pads for it."""
+
+    name = "zeros-only"
+
+    def __init__(self):
+        from convreg.backends.python import PythonBackend
+        self._py = PythonBackend()
+        self.seen = []
+
+    def conv2d(self, spec, x, w, b):
+        assert spec.padding_mode == "zeros" and not spec.padded
+        self.seen.append(spec)
+        return self._py.conv2d(spec, x, w, b)
+
+
+@pytest.fixture(params=["compiled", "numpy-fallback"])
+def zeros_only(request, monkeypatch):
+    if request.param == "numpy-fallback":
+        import sys
+        monkeypatch.setitem(sys.modules, "convreg._pad", None)
+    else:
+        pytest.importorskip("convreg._pad")
+    be = ZerosOnly()
+    convreg.register_backend("zeros-only", be, replace=True)
+    yield be
+    convreg.unregister_backend("zeros-only")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_ids)
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_explicit_padding_values(zeros_only, mode, dtype):
+    x = arr(np.arange(1, 10).reshape(3, 3), dtype)
+    out = convreg.conv2d(x, arr([[1]], dtype), padding=1, padding_mode=mode,
+                         backend="zeros-only")
+    check(out, [[PADDED[mode]]], dtype)
+    assert zeros_only.seen[-1].h == 5
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_explicit_padding_matches_native(zeros_only, threads):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 6, 5))
+    w = rng.standard_normal((2, 2, 3, 2))
+    for mode, padding in [("reflect", (2, 4)), ("replicate", 5), ("circular", (6, 5)),
+                          ("circular", "same"), ("reflect", "same")]:
+        with convreg.use_threads(threads):
+            got = convreg.conv2d(x, w, padding=padding, groups=2, padding_mode=mode,
+                                 backend="zeros-only")
+        want = convreg.conv2d(x, w, padding=padding, groups=2, padding_mode=mode,
+                              backend="python")
+        assert_array_equal(got, want)
