@@ -116,15 +116,17 @@ def test_raising_backend_disagrees(registered, small_cases):
     assert report.results[0].worst == float("inf")
 
 
-def test_input_modifying_backend_disagrees(registered):
+@pytest.mark.parametrize("which", ["x", "w", "b"])
+def test_input_modifying_backend_disagrees(registered, which):
     class Vandal(Offset):
         def conv2d(self, spec, x, w, b):
             out = super().conv2d(spec, x, w, b)
-            if w.flags.writeable:
-                w[...] = 0
+            target = {"x": x, "w": w, "b": b}[which]
+            if target.flags.writeable:
+                target[...] = 0
             return out
 
-    name = registered("mock-vandal", Vandal(0.0))
+    name = registered(f"mock-vandal-{which}", Vandal(0.0))
     result = harness.check_case(name, Case("c", (1, 2, 4, 4), (2, 2, 3, 3)))
     assert not result.ok and result.error == "modified its input"
 
