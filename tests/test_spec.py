@@ -282,3 +282,23 @@ def test_message_names_argument_value_and_allowed():
     for part in ("padding_mode", "'mirror'", "'zeros'", "'reflect'", "'replicate'",
                  "'circular'"):
         assert part in msg
+
+
+def test_public_api_matches_design():
+    import inspect
+
+    for name in ("conv2d", "Conv2d", "output_size", "available_backends", "register_backend",
+                 "get_backend", "use_backend", "set_backend", "current_backend", "show_config",
+                 "ConvSpecError", "ConfigError", "BackendError", "Support", "Backend"):
+        assert hasattr(convreg, name) and name in convreg.__all__, name
+    sig = inspect.signature(convreg.conv2d)
+    assert str(sig) == ("(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, "
+                        "padding_mode='zeros', *, backend=None)")
+    sig = inspect.signature(convreg.Conv2d)
+    assert str(sig) == ("(in_channels, out_channels, kernel_size, stride=1, padding=0, "
+                        "dilation=1, groups=1, bias=True, padding_mode='zeros', *, "
+                        "dtype='float32', backend=None, seed=None)")
+    assert list(inspect.signature(convreg.register_backend).parameters) == \
+        ["name", "backend", "replace"]
+    assert inspect.signature(convreg.register_backend).parameters["replace"].kind is \
+        inspect.Parameter.KEYWORD_ONLY
