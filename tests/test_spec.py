@@ -302,3 +302,13 @@ def test_public_api_matches_design():
         ["name", "backend", "replace"]
     assert inspect.signature(convreg.register_backend).parameters["replace"].kind is \
         inspect.Parameter.KEYWORD_ONLY
+
+
+@pytest.mark.filterwarnings("ignore:convreg. the compiled extension:RuntimeWarning")
+@pytest.mark.parametrize("module", ["convreg", "convreg._api", "convreg._layer"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
