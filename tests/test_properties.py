@@ -89,11 +89,29 @@ def valid_configs(draw):
     dtype = draw(st.sampled_from(["float32", "float64"]))
     bias = draw(st.booleans())
     seed = draw(st.integers(0, 2**32 - 1))
+    layout = draw(st.sampled_from(["c", "fortran", "strided", "reversed", "readonly"]))
     dilation = (dh, dw) if dh != dw else draw(st.sampled_from([dh, (dh, dw)]))
     return dict(x_shape=(n, cig * groups, h, w) if batched else (cig * groups, h, w),
                 w_shape=(cog * groups, cig, kh, kw), bias=bias, stride=stride,
                 padding=padding, pads=pads, dilation=dilation, dh_dw=(dh, dw),
-                sh_sw=(sh, sw), groups=groups, mode=mode, dtype=dtype, seed=seed)
+                sh_sw=(sh, sw), groups=groups, mode=mode, dtype=dtype, seed=seed,
+                layout=layout)
+
+
+def with_layout(x, layout):
+    """The same values as ``x`` in another memory layout."""
+    if layout == "fortran":
+        return np.asfortranarray(x)
+    if layout == "strided":
+        big = np.zeros(x.shape + (2,), x.dtype)
+        big[..., 0] = x
+        return big[..., 0]
+    if layout == "reversed":
+        return np.ascontiguousarray(x[..., ::-1, ::-1])[..., ::-1, ::-1]
+    if layout == "readonly":
+        x = x.copy()
+        x.flags.writeable = False
+    return x
 
 
 @SETTINGS
@@ -104,7 +122,8 @@ def test_python_backend_matches_numpy_reference(cfg):
     x = rng.standard_normal(cfg["x_shape"]).astype(dt)
     w = rng.standard_normal(cfg["w_shape"]).astype(dt)
     b = rng.standard_normal(cfg["w_shape"][0]).astype(dt) if cfg["bias"] else None
-    out = convreg.conv2d(x, w, b, stride=cfg["stride"], padding=cfg["padding"],
+    xl = with_layout(x, cfg["layout"])
+    out = convreg.conv2d(xl, w, b, stride=cfg["stride"], padding=cfg["padding"],
                          dilation=cfg["dilation"], groups=cfg["groups"],
                          padding_mode=cfg["mode"], backend="python")
 
