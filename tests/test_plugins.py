@@ -241,3 +241,16 @@ def test_import_convreg_never_broken_by_a_plugin(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "'python'" in out.stdout and "4.0" in out.stdout
     assert "'evil'" in out.stderr and "evil at import" in out.stderr
+
+
+def test_malformed_entry_points_file_of_another_dist(plugins, tmp_path):
+    """One distribution with a broken entry_points.txt must not hide the others."""
+    good(plugins, "plug-survivor")
+    info = tmp_path / "site" / "convreg_malformed-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: convreg_malformed\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text("[convreg.backends]\nthis line has no equals\n")
+    with pytest.warns(RuntimeWarning, match=r"convreg_malformed"):
+        names = convreg.available_backends()
+    assert "plug-survivor" in names and "python" in names
