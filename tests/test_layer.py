@@ -292,3 +292,15 @@ def test_torch_tensors_as_layer_input_and_state():
     out = layer(x)
     assert isinstance(out, np.ndarray)
     np.testing.assert_allclose(out, tl(x).detach().numpy(), rtol=1e-12)
+
+
+def test_call_dispatches_to_an_overridden_forward():
+    class Doubled(Conv2d):
+        def forward(self, input):
+            return 2 * super().forward(input)
+
+    layer = Doubled(1, 1, 1, bias=False, seed=0, backend="python")
+    layer.load_state_dict({"weight": [[[[1.0]]]]})
+    x = np.ones((1, 1, 2, 2), np.float32)
+    assert_array_equal(layer(x), 2 * x)
+    assert_array_equal(layer.forward(x), 2 * x)
