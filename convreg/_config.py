@@ -102,8 +102,11 @@ def parse_backend_value(value, label: str, allowed=None) -> tuple:
 
 
 def parse_threads(value, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{label}: expected a whole number >= 1, but got {value!r}")
+    from ._threads import MAX_THREADS
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ConfigError(
+            f"{label}: expected a whole number between 1 and {MAX_THREADS}, but got {value!r}")
     return value
 
 
