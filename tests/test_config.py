@@ -273,7 +273,7 @@ def test_threads_default_is_all_cores():
     assert threads_and_source() == (available_cores(), "default (all cores)")
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "99999999999"])
 def test_threads_env_invalid(monkeypatch, value):
     monkeypatch.setenv("CONVREG_THREADS", value)
     with pytest.raises(ConfigError, match=rf"CONVREG_THREADS.*{re.escape(repr(value))}"):
@@ -281,6 +281,7 @@ def test_threads_env_invalid(monkeypatch, value):
 
 
 @pytest.mark.parametrize("value, exc", [(0, convreg.ConvSpecError), (-2, convreg.ConvSpecError),
+                                        (2**40, convreg.ConvSpecError),
                                         (1.0, convreg.ConvTypeError),
                                         (True, convreg.ConvTypeError),
                                         ("2", convreg.ConvTypeError)])
@@ -339,9 +340,11 @@ def _assert_config_error(path, match):
     ('backend = []\n', r"\[backend\]: expected .*got \[\]"),
     ('backend = ""\n', r"\[backend\]: expected .*got ''"),
     ('backend = [1, 2]\n', r"\[backend\].*\[1, 2\]"),
-    ('threads = "two"\n', r"\[threads\]: expected a whole number >= 1, but got 'two'"),
-    ('threads = 0\n', r"\[threads\]: expected a whole number >= 1, but got 0"),
-    ('threads = 1.5\n', r"\[threads\]: .*>= 1.*1\.5"),
+    ('threads = "two"\n', r"\[threads\]: expected a whole number between 1 and 4096, but got "
+                           r"'two'"),
+    ('threads = 0\n', r"\[threads\]: expected a whole number between 1 and 4096, but got 0"),
+    ('threads = 99999999999\n', r"\[threads\]: .*between 1 and 4096.*99999999999"),
+    ('threads = 1.5\n', r"\[threads\]: .*between 1 and 4096.*1\.5"),
     ('threads = true\n', r"\[threads\]: .*True"),
     ('backends = 3\n', r"\[backends\]: expected a table"),
     ('[backends.nope]\nx = 1\n', r"\[backends.nope\]: unknown backend 'nope'; available "
@@ -353,7 +356,7 @@ def _assert_config_error(path, match):
     ('[backends\n', r"malformed TOML"),
     ('backend = "python"\nbackend = "python"\n', r"malformed TOML"),
 ], ids=["unknown-key", "unknown-backend", "unknown-in-list", "backend-int", "backend-empty-list",
-        "backend-empty-str", "backend-int-list", "threads-str", "threads-0", "threads-float",
+        "backend-empty-str", "backend-int-list", "threads-str", "threads-0", "threads-huge", "threads-float",
         "threads-bool", "backends-not-table", "backends-unknown", "backends-unknown-key",
         "malformed-string", "malformed-value", "malformed-table", "duplicate-key"])
 def test_config_errors(isolated, text, match):
