@@ -200,7 +200,7 @@ def test_float64_layer(dtype):
     assert_array_equal(a.weight.astype(np.float32), b.weight)   # same draws, either dtype
 
 
-@pytest.mark.parametrize("args, kwargs, exc, match", [
+LAYER_ERRORS = [
     ((0, 1, 3), {}, ConvSpecError, r"in_channels must be >= 1, but got in_channels=0"),
     ((-1, 1, 3), {}, ConvSpecError, r"in_channels=-1"),
     ((1.5, 1, 3), {}, ConvTypeError, r"in_channels must be an int, but got in_channels=1\.5"),
@@ -228,7 +228,16 @@ def test_float64_layer(dtype):
      r"dtype must be one of \['float32', 'float64'\], but got dtype='float16'"),
     ((1, 1, 3), dict(dtype=np.int32), ConvTypeError, r"dtype must be one of"),
     ((1, 1, 3), dict(dtype="bogus"), ConvTypeError, r"dtype='bogus'"),
-])
+]
+
+
+def _ctor_id(args, kwargs):
+    return "Conv2d" + repr(args).replace(" ", "") + "".join(
+        f"-{k}={v!r}" for k, v in kwargs.items())
+
+
+@pytest.mark.parametrize("args, kwargs, exc, match", LAYER_ERRORS,
+                         ids=[_ctor_id(e[0], e[1]) for e in LAYER_ERRORS])
 def test_invalid_constructor_args(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         Conv2d(*args, **kwargs)
