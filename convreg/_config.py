@@ -80,23 +80,24 @@ _cache: dict = {}   # path -> ((mtime_ns, size), parsed dict)
 def _read_toml(path) -> dict:
     st = os.stat(path)
     stamp = (st.st_mtime_ns, st.st_size)
+    key = os.path.abspath(path)     # a relative path names another file after a chdir
     with _cache_lock:
-        hit = _cache.get(path)
+        hit = _cache.get(key)
         if hit and hit[0] == stamp:
             return hit[1]
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     with _cache_lock:
-        _cache[path] = (stamp, data)
+        _cache[key] = (stamp, data)
     return data
 
 
-def parse_backend_value(value, label: str) -> tuple:
+def parse_backend_value(value, label: str, allowed=None) -> tuple:
     """A backend setting: a name or a non-empty list of names, as a tuple."""
     if isinstance(value, str) and value:
         return (value,)
@@ -104,12 +105,15 @@ def parse_backend_value(value, label: str) -> tuple:
         return tuple(value)
     raise ConfigError(
         f"{label}: expected a backend name or a non-empty list of backend names, "
-        f"but got {value!r}")
+        f"but got {value!r}" + ("" if allowed is None else f"; available backends are {allowed}"))
 
 
 def parse_threads(value, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{label}: expected a whole number >= 1, but got {value!r}")
+    from ._threads import MAX_THREADS
+
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        raise ConfigError(
+            f"{label}: expected a whole number between 1 and {MAX_THREADS}, but got {value!r}")
     return value
 
 
@@ -135,8 +139,8 @@ def _validate(path, where, data) -> FileConfig:
             f"{path}: unknown key {unknown[0]!r}; allowed keys are {list(TOP_KEYS)}")
     backend = threads = None
     if "backend" in data:
-        backend = parse_backend_value(data["backend"], f"{path} [backend]")
         known = known_backend_names()
+        backend = parse_backend_value(data["backend"], f"{path} [backend]", sorted(known))
         for name in backend:
             if name not in known:
                 raise ConfigError(

@@ -84,7 +84,9 @@ class Conv2d:
         return conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
                       self.groups, self.padding_mode, backend=self.backend)
 
-    __call__ = forward
+    def __call__(self, input):
+        """``layer(x)`` is ``layer.forward(x)`` (also when a subclass overrides forward)."""
+        return self.forward(input)
 
     def state_dict(self) -> "OrderedDict":
         """``{'weight': ..., 'bias': ...}`` (no 'bias' key when the layer has none)."""

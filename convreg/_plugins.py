@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import os
 import warnings
-from importlib.metadata import entry_points
+from importlib.metadata import distributions, entry_points
 
 GROUP = "convreg.backends"
 
 
 def _entry_points():
-    return list(entry_points(group=GROUP))
+    try:
+        return list(entry_points(group=GROUP))
+    except Exception:
+        pass
+    # Some installed distribution has malformed entry points (entry_points() reads them
+    # all): read each one on its own so that one broken file hides no other plugin.
+    found = []
+    for dist in distributions():
+        try:
+            found += [ep for ep in dist.entry_points if ep.group == GROUP]
+        except Exception as exc:
+            try:
+                name = dist.metadata["Name"]
+            except Exception:
+                name = getattr(dist, "_path", "?")
+            warnings.warn(f"convreg: the entry points of distribution {name!r} are malformed "
+                          f"and were skipped: {type(exc).__name__}: {exc}", RuntimeWarning)
+    return found
 
 
 def discover(reserved=frozenset()) -> dict:

@@ -213,7 +213,10 @@ def _torch_to_numpy(obj):
     """CPU torch tensors (and anything with .detach().cpu().numpy()) become ndarrays."""
     mod = type(obj).__module__ or ""
     if mod.startswith("torch") and hasattr(obj, "detach"):
-        return obj.detach().cpu().numpy()
+        try:
+            return obj.detach().cpu().numpy()
+        except (TypeError, RuntimeError):
+            return obj   # e.g. bfloat16, which NumPy lacks: _as_array reports it by name
     return obj
 
 
@@ -221,7 +224,7 @@ def _as_array(name: str, obj, dtype_hint):
     """Convert an argument to an ndarray of float32/float64 without copying when possible.
 
     ndarrays (and tensors) keep their dtype, which must be float32 or float64; plain
-    Python array-likes with integer or boolean entries take ``dtype_hint``.
+    Python array-likes of numbers take ``dtype_hint`` (float64 for ints/bools without one).
     """
     if type(obj) is np.ndarray and obj.dtype in _NATIVE_FLOATS:
         return obj
@@ -234,6 +237,8 @@ def _as_array(name: str, obj, dtype_hint):
             f"{name} must be an array of float32 or float64 numbers, but got an object of "
             f"type {type(obj).__name__} that NumPy cannot convert: {exc}") from None
     kind = arr.dtype.kind
+    if not has_own_dtype and kind == "f" and dtype_hint is not None:
+        return arr.astype(dtype_hint)
     if kind == "f" and arr.dtype.itemsize in (4, 8):
         # Compiled kernels read native-endian floats only.
         return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
@@ -363,6 +368,11 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     _check_memory("the output", (n, c_out, oh, ow), itemsize)
     if padding_mode != "zeros":
         _check_memory("the padded input", (n, c_in, h + pt + pb, w_ + pl + pr), itemsize)
+    # Broadcast / strided views may be far larger than memory once made contiguous below.
+    if not x.flags.c_contiguous:
+        _check_memory("the input", x.shape, itemsize)
+    if not w.flags.c_contiguous:
+        _check_memory("the weight", w.shape, itemsize)
 
     spec = ConvSpec(
         n=n, c_in=c_in, h=h, w=w_, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,

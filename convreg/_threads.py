@@ -25,11 +25,17 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Thread counts reach C ints and OpenMP team sizes: larger values are mistakes that would
+# otherwise surface as OverflowError (or an attempt to start billions of threads).
+MAX_THREADS = 4096
+
+
 def _check(n, name="threads") -> int:
     if isinstance(n, bool) or not isinstance(n, int):
         raise ConvTypeError(f"{name} must be an int >= 1, but got {name}={n!r}")
-    if n < 1:
-        raise ConvSpecError(f"{name} must be >= 1, but got {name}={n!r}")
+    if n < 1 or n > MAX_THREADS:
+        raise ConvSpecError(
+            f"{name} must be between 1 and {MAX_THREADS}, but got {name}={n!r}")
     return n
 
 
@@ -63,7 +69,8 @@ def threads_and_source():
             return _check(int(env), "CONVREG_THREADS"), "CONVREG_THREADS"
         except (ValueError, ConvSpecError):
             raise ConfigError(
-                f"CONVREG_THREADS must be a whole number >= 1, but got CONVREG_THREADS={env!r}"
+                f"CONVREG_THREADS must be a whole number between 1 and {MAX_THREADS}, but got "
+                f"CONVREG_THREADS={env!r}"
             ) from None
     from ._config import load_config
 

@@ -260,12 +260,13 @@ def check_case(backend: str, case: Case, expected=None) -> Result:
     """Run one backend on one case and compare it with the reference."""
     ref, bound = expected if expected is not None else reference(case)
     x, w, b = case.arrays()
-    before = (x.copy(), w.copy())
+    before = (x.copy(), w.copy(), None if b is None else b.copy())
     try:
         out = conv2d(x, w, b, backend=backend, **case.kwargs())
     except Exception as exc:  # a backend failure is a disagreement, reported, not raised
         return Result(backend, case, False, float("inf"), f"raised {type(exc).__name__}: {exc}")
-    if not (np.array_equal(x, before[0]) and np.array_equal(w, before[1])):
+    if not (np.array_equal(x, before[0]) and np.array_equal(w, before[1])
+            and (b is None or np.array_equal(b, before[2]))):
         return Result(backend, case, False, float("inf"), "modified its input")
     ok, worst, msg = compare(out, ref, bound, case.dtype)
     return Result(backend, case, ok, worst, msg)

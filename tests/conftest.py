@@ -1,0 +1,118 @@
+"""Shared fixtures: isolation from the environment, a recording mock backend, and the
+``CONVREG_TEST_BACKEND`` switch that reruns the value tests through one backend.
+
+    CONVREG_TEST_BACKEND=cython-direct pytest tests/test_conv2d_values.py
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+import convreg
+from convreg import _registry
+
+# Tolerances for comparing against hand-computed values (exact small integers mostly).
+TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+
+_ISOLATED_VARS = ("CONVREG_BACKEND", "CONVREG_CONFIG", "CONVREG_THREADS")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Every test runs in an empty directory with no convreg settings in the environment."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    xdg = tmp_path / "xdg"
+    xdg.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    for var in _ISOLATED_VARS:
+        monkeypatch.delenv(var, raising=False)
+    convreg.set_backend(None)
+    convreg.set_threads(None)
+    yield work
+    convreg.set_backend(None)
+    convreg.set_threads(None)
+
+
+@pytest.fixture
+def xdg_dir(isolated):
+    return isolated.parent / "xdg"
+
+
+class MockBackend(convreg.Backend):
+    """A backend that records each call (per thread) and returns a constant output.
+
+    ``supports_answer`` (a ``convreg.Support`` or a callable spec -> Support) lets it
+    decline calls; ``value`` is what every output element is set to.
+    """
+
+    padding_modes = frozenset({"zeros", "reflect", "replicate", "circular"})
+
+    def __init__(self, name="mock", value=7.0, supports_answer=None):
+        self.name = name
+        self.value = value
+        self.supports_answer = supports_answer
+        self._lock = threading.Lock()
+        self.calls = {}        # thread ident -> [spec, ...]
+        self.asked = []        # every spec supports() was asked about
+
+    def supports(self, spec):
+        self.asked.append(spec)
+        answer = self.supports_answer
+        if answer is None:
+            return convreg.Support(True)
+        return answer(spec) if callable(answer) else answer
+
+    def conv2d(self, spec, x, w, b):
+        with self._lock:
+            self.calls.setdefault(threading.get_ident(), []).append(spec)
+        return np.full(spec.output_shape, self.value, dtype=spec.dtype)
+
+    @property
+    def ncalls(self) -> int:
+        with self._lock:
+            return sum(len(v) for v in self.calls.values())
+
+    def calls_in_this_thread(self) -> list:
+        with self._lock:
+            return list(self.calls.get(threading.get_ident(), []))
+
+
+@pytest.fixture
+def register_mock():
+    """Factory: ``register_mock(name, **kw)`` registers a MockBackend, removed afterwards."""
+    names = []
+
+    def make(name="mock", **kw):
+        be = MockBackend(name, **kw)
+        convreg.register_backend(name, be, replace=True)
+        names.append(name)
+        return be
+
+    yield make
+    for name in names:
+        _registry._loaded.pop(name, None)
+
+
+@pytest.fixture
+def mock(register_mock):
+    """A MockBackend registered as ``"mock"``."""
+    return register_mock("mock")
+
+
+def selected_backend_name() -> str:
+    return os.environ.get("CONVREG_TEST_BACKEND") or "python"
+
+
+@pytest.fixture
+def backend():
+    """The backend the value tests run through: $CONVREG_TEST_BACKEND, else "python"."""
+    name = selected_backend_name()
+    # Fail loudly (not skip) when the requested backend does not exist.
+    convreg.get_backend(name)
+    return name
