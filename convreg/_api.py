@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._errors import BackendError
-from ._registry import get_backend, resolve
+from ._registry import get_backend, is_unavailable_builtin, resolve
 from ._spec import prepare
 
 
@@ -75,6 +75,9 @@ def run(spec, x, w, b, names, source):
     """Run the first backend in ``names`` that supports ``spec``; return the 4-D result."""
     refusals = []
     for name in names:
+        if len(names) > 1 and isinstance(name, str) and is_unavailable_builtin(name):
+            refusals.append(f"{name!r}: not available here")
+            continue
         be = get_backend(name) if isinstance(name, str) else name
         answer = be.supports(spec)
         if answer:

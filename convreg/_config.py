@@ -131,7 +131,7 @@ def load_config():
 
 
 def _validate(path, where, data) -> FileConfig:
-    from ._registry import backend_option_specs, known_backend_names
+    from ._registry import backend_option_specs, is_unavailable_builtin, known_backend_names
 
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
@@ -154,6 +154,9 @@ def _validate(path, where, data) -> FileConfig:
         raise ConfigError(f"{path} [backends]: expected a table of per-backend tables, "
                           f"but got {raw!r}")
     for name, table in raw.items():
+        if is_unavailable_builtin(name) and isinstance(table, dict):
+            tables[name] = dict(table)   # cannot run here, so its settings are never read
+            continue
         specs = backend_option_specs(name)
         if specs is None:
             raise ConfigError(

@@ -53,7 +53,8 @@ class Conv2d:
         if not isinstance(bias, (bool, np.bool_)):
             raise ConvTypeError(f"bias must be True or False, but got bias={bias!r}")
         try:
-            self.dtype = np.dtype(dtype)
+            # None means the default, as in torch; layers hold native-endian arrays.
+            self.dtype = np.dtype("float32" if dtype is None else dtype).newbyteorder("=")
         except TypeError:
             self.dtype = None
         if self.dtype is None or self.dtype.name not in DTYPES:

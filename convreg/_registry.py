@@ -75,8 +75,19 @@ def _discover_plugins():
 
 
 def known_backend_names() -> set:
-    """Every name a backend setting may use: the available built-ins and plugins."""
-    return set(available_backends())
+    """Every name a backend setting may use: the built-ins (available here or not, so a
+    config file travels between machines) and the plugins."""
+    return set(available_backends()) | set(BUILTINS)
+
+
+def is_unavailable_builtin(name) -> bool:
+    """True for a built-in backend that cannot load here (e.g. extension not compiled)."""
+    if name not in BUILTINS:
+        return False
+    with _lock:
+        if name not in _loaded and name not in _unavailable:
+            _load_builtin(name)
+        return name in _unavailable
 
 
 def available_backends() -> list:

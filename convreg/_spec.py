@@ -228,11 +228,11 @@ def _as_array(name: str, obj, dtype_hint):
     """
     if type(obj) is np.ndarray and obj.dtype in _NATIVE_FLOATS:
         return obj
-    obj = _torch_to_numpy(obj)
-    has_own_dtype = hasattr(obj, "dtype")
     try:
+        obj = _torch_to_numpy(obj)
+        has_own_dtype = hasattr(obj, "dtype")
         arr = np.asarray(obj)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # any failure to convert is the caller's type error
         raise ConvTypeError(
             f"{name} must be an array of float32 or float64 numbers, but got an object of "
             f"type {type(obj).__name__} that NumPy cannot convert: {exc}") from None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg import BackendError, ConfigError
+from convreg import BackendError, ConfigError, _registry
 from convreg._config import OptionSpec, config_path, load_config
 
 X = np.ones((1, 1, 3, 3), np.float32)
@@ -440,3 +440,16 @@ def test_config_not_utf8(isolated):
     cfg = isolated / "convreg.toml"
     cfg.write_bytes(b'backend = "\xff"\n')
     _assert_config_error(cfg, r"malformed TOML")
+
+
+def test_config_naming_an_unavailable_builtin_travels(isolated, monkeypatch):
+    """A file written on a machine with the compiled backends still loads where a built-in
+    cannot run: its table is kept unread, and a list skips the missing backend."""
+    monkeypatch.setitem(_registry._unavailable, "cython-im2col", "not compiled here")
+    monkeypatch.delitem(_registry._loaded, "cython-im2col", raising=False)
+    write(isolated / "convreg.toml",
+          'backend = ["cython-im2col", "python"]\n[backends.cython-im2col]\nworkspace_mb = 8\n')
+    out = convreg.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+    np.testing.assert_array_equal(out, np.full((1, 1, 2, 2), 4.0))
+    with pytest.raises(convreg.BackendError, match="not available here"):
+        convreg.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)), backend="cython-im2col")

@@ -313,3 +313,12 @@ def test_call_dispatches_to_an_overridden_forward():
     x = np.ones((1, 1, 2, 2), np.float32)
     assert_array_equal(layer(x), 2 * x)
     assert_array_equal(layer.forward(x), 2 * x)
+
+
+@pytest.mark.parametrize("dtype, expected", [(None, np.float32), (">f4", np.float32),
+                                             (">f8", np.float64)],
+                         ids=["None-is-default", "big-endian-f4", "big-endian-f8"])
+def test_layer_dtype_defaults_and_native_order(dtype, expected):
+    layer = convreg.Conv2d(2, 3, 3, dtype=dtype, seed=0)
+    assert layer.weight.dtype == np.dtype(expected) and layer.weight.dtype.isnative
+    assert "dtype=" not in repr(layer) or expected is np.float64
