@@ -1,0 +1,139 @@
+/* Register-blocked microkernels of the cython-direct backend (GCC vector extensions).
+ *
+ * One call computes a block of OB output channels x CR_NV vectors of consecutive
+ * "flat" output positions, keeping the OB*CR_NV accumulators in registers:
+ *
+ *   out[o*os + t] = bias[o] + sum_{c<cig} sum_{k<kk} w[o*wos + c*kk + k] * x[c*cs + toff[k] + t]
+ *
+ * for o < OB and t < CR_NV*CR_VL. The caller (Cython, _direct_impl.pxi) lays the input
+ * out so that every tap k of every output position is that fixed offset toff[k] away
+ * (a padded, phase-split row band), so the hot loop is contiguous unaligned vector
+ * loads, one broadcast per weight and fused multiply-adds. Every product is computed
+ * (no skipping of zero weights), so NaN and inf propagate.
+ *
+ * The vector width follows the instruction set the including module is compiled for
+ * (setup.py builds the family for baseline, AVX2+FMA and AVX-512).
+ */
+#ifndef CONVREG_DIRECT_KERNELS_H
+#define CONVREG_DIRECT_KERNELS_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define CR_VBYTES 64
+#define CR_NV 4
+#define CR_OBMAX 6
+#define CR_ISA "avx512"
+#elif defined(__AVX2__)
+#define CR_VBYTES 32
+#define CR_NV 3
+#define CR_OBMAX 4
+#define CR_ISA "avx2"
+#else
+#define CR_VBYTES 16
+#define CR_NV 3
+#define CR_OBMAX 4
+#define CR_ISA "baseline"
+#endif
+
+typedef float cr_vf __attribute__((vector_size(CR_VBYTES)));
+typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
+
+/* Elements per vector, per dtype. */
+#define CR_VLF ((int)(CR_VBYTES / sizeof(float)))
+#define CR_VLD ((int)(CR_VBYTES / sizeof(double)))
+
+#define CR_ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The body, instantiated for a compile-time OB (and optionally a compile-time KK). */
+#define CR_BODY(T, VT, VL, OB, KK)                                                       \
+    VT acc[OB][CR_NV];                                                                   \
+    _Pragma("GCC unroll 8")                                                              \
+    for (int o = 0; o < OB; o++) {                                                       \
+        VT bv = (VT){0} + bias[o];                                                       \
+        _Pragma("GCC unroll 8")                                                          \
+        for (int v = 0; v < CR_NV; v++) acc[o][v] = bv;                                  \
+    }                                                                                    \
+    for (ptrdiff_t c = 0; c < cig; c++) {                                                \
+        const T *xc = x + c * cs;                                                        \
+        const T *wc = w + c * (KK);                                                      \
+        for (int k = 0; k < (KK); k++) {                                                 \
+            const T *xp = xc + toff[k];                                                  \
+            VT xv[CR_NV];                                                                \
+            _Pragma("GCC unroll 8")                                                      \
+            for (int v = 0; v < CR_NV; v++) memcpy(&xv[v], xp + v * (VL), sizeof(VT));   \
+            _Pragma("GCC unroll 8")                                                      \
+            for (int o = 0; o < OB; o++) {                                               \
+                VT wv = (VT){0} + wc[o * wos + k];                                       \
+                _Pragma("GCC unroll 8")                                                  \
+                for (int v = 0; v < CR_NV; v++) acc[o][v] += wv * xv[v];                 \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    _Pragma("GCC unroll 8")                                                              \
+    for (int o = 0; o < OB; o++) {                                                       \
+        _Pragma("GCC unroll 8")                                                          \
+        for (int v = 0; v < CR_NV; v++) memcpy(out + o * os + v * (VL), &acc[o][v], sizeof(VT)); \
+    }
+
+#define CR_ARGS(T) const T *restrict x, ptrdiff_t cs, ptrdiff_t cig,                      \
+                   const ptrdiff_t *restrict toff, int kk, const T *restrict w,           \
+                   ptrdiff_t wos, const T *restrict bias, T *restrict out, ptrdiff_t os
+
+#define CR_DEFINE(T, VT, VL, SUF)                                                        \
+    CR_ALWAYS_INLINE void cr_gen_##SUF(const int OB, CR_ARGS(T)) {                       \
+        switch (OB) {                                                                    \
+        case 1: { CR_BODY(T, VT, VL, 1, kk) break; }                                     \
+        case 2: { CR_BODY(T, VT, VL, 2, kk) break; }                                     \
+        case 3: { CR_BODY(T, VT, VL, 3, kk) break; }                                     \
+        case 4: { CR_BODY(T, VT, VL, 4, kk) break; }                                     \
+        CR_CASES_WIDE(T, VT, VL, kk)                                                     \
+        }                                                                                \
+    }                                                                                    \
+    /* Fixed 3x3 / 5x5 taps: the tap loop unrolls, offsets stay in registers. */          \
+    CR_ALWAYS_INLINE void cr_fix_##SUF(const int OB, const int KK, CR_ARGS(T)) {         \
+        (void)kk;                                                                        \
+        if (KK == 9) {                                                                   \
+            switch (OB) {                                                                \
+            case 1: { CR_BODY(T, VT, VL, 1, 9) break; }                                  \
+            case 2: { CR_BODY(T, VT, VL, 2, 9) break; }                                  \
+            default: break;                                                              \
+            }                                                                            \
+        } else {                                                                         \
+            switch (OB) {                                                                \
+            case 1: { CR_BODY(T, VT, VL, 1, 25) break; }                                 \
+            case 2: { CR_BODY(T, VT, VL, 2, 25) break; }                                 \
+            default: break;                                                              \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    /* out block := bias + taps, for ob output channels (1 <= ob <= CR_OBMAX). */         \
+    static void cr_block_##SUF(int ob, CR_ARGS(T)) {                                     \
+        if ((kk == 9 || kk == 25) && ob <= 2) {                                          \
+            if (kk == 9) {                                                               \
+                if (ob == 1) cr_fix_##SUF(1, 9, x, cs, cig, toff, kk, w, wos, bias, out, os); \
+                else cr_fix_##SUF(2, 9, x, cs, cig, toff, kk, w, wos, bias, out, os);    \
+            } else {                                                                     \
+                if (ob == 1) cr_fix_##SUF(1, 25, x, cs, cig, toff, kk, w, wos, bias, out, os); \
+                else cr_fix_##SUF(2, 25, x, cs, cig, toff, kk, w, wos, bias, out, os);   \
+            }                                                                            \
+            return;                                                                      \
+        }                                                                                \
+        cr_gen_##SUF(ob, x, cs, cig, toff, kk, w, wos, bias, out, os);                   \
+    }
+
+#if CR_OBMAX > 4
+#define CR_CASES_WIDE(T, VT, VL, kk)                                                     \
+        case 5: { CR_BODY(T, VT, VL, 5, kk) break; }                                     \
+        case 6: { CR_BODY(T, VT, VL, 6, kk) break; }
+#else
+#define CR_CASES_WIDE(T, VT, VL, kk)
+#endif
+
+CR_DEFINE(float, cr_vf, CR_VLF, f)
+CR_DEFINE(double, cr_vd, CR_VLD, d)
+
+static const char *cr_isa(void) { return CR_ISA; }
+
+#endif
