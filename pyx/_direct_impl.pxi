@@ -89,7 +89,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     """Tile sizes: little wasted vector work, band within BAND_CAP, enough items."""
     cdef Plan pl
     cdef Py_ssize_t er = ((kh - 1) * dh) // sh, kk = kh * kw
-    cdef Py_ssize_t th, best_th = 1, nblk, par, th_max, want
+    cdef Py_ssize_t th, best_th = 1, nblk, par, th_max, want, tiles
     cdef double cost, best = 1e300, pack, waste
     pl.wk = ow + ((kw - 1) * dw) // sw
     pl.bl = (CR_VBYTES // itemsize) * CR_NV
@@ -103,9 +103,15 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     for th in range(1, th_max + 1):
         if th > 1 and cig * sh * sw * (th + er) * pl.wk * itemsize > BAND_CAP:
             break
-        nblk = _cdiv(th * pl.wk, pl.bl)
-        waste = <double>(nblk * pl.bl) / <double>(th * ow)
-        pack = <double>(sh * sw * (th + er) * pl.wk) / <double>(th * ow * min(cog, 16) * kk)
+        # vector work over all tiles (the last one may be short) and packing work
+        tiles = oh // th
+        nblk = tiles * _cdiv(th * pl.wk, pl.bl)
+        if oh % th:
+            tiles += 1
+            nblk += _cdiv((oh % th) * pl.wk, pl.bl)
+        waste = <double>(nblk * pl.bl) / <double>(oh * ow)
+        pack = <double>(tiles * sh * sw * (th + er) * pl.wk) / \
+            <double>(oh * ow * min(cog, 16) * kk)
         cost = waste * (1.0 + pack)
         if cost < best * 0.999:
             best, best_th = cost, th
@@ -137,36 +143,41 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                      Py_ssize_t cig, Py_ssize_t h, Py_ssize_t w, Py_ssize_t r0,
                      Py_ssize_t pl, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t rr,
                      Py_ssize_t wk, Py_ssize_t ps, Py_ssize_t cs) noexcept nogil:
-    """band[c, fr, fc, r, k] := x[c, r0 + r*sh + fr, k*sw + fc - pl], zero outside x."""
+    """band[c, fr, fc, r, k] := x[c, r0 + r*sh + fr, k*sw + fc - pl], zero outside x.
+
+    Only columns [klo, khi) of each band row can hold input; the columns outside are
+    zero in every tile, so they are left as the zero-initialised buffer has them.
+    """
     cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num
     cdef floating* dst
     cdef const floating* src
-    for c in range(cig):
-        for fr in range(sh):
-            for r in range(rr):
-                row = r0 + r * sh + fr
-                for fc in range(sw):
+    for fc in range(sw):
+        # valid k: 0 <= k*sw + fc - pl < w
+        num = pl - fc
+        klo = _cdiv(num, sw) if num > 0 else 0
+        num = w - 1 + pl - fc
+        khi = num // sw + 1 if num >= 0 else 0
+        khi = min(khi, wk)
+        if klo >= khi:
+            continue
+        for c in range(cig):
+            for fr in range(sh):
+                for r in range(rr):
+                    row = r0 + r * sh + fr
                     dst = band + c * cs + (fr * sw + fc) * ps + r * wk
                     if row < 0 or row >= h:
-                        memset(dst, 0, wk * sizeof(floating))
+                        for k in range(klo, khi):
+                            dst[k] = 0
                         continue
-                    src = xg + (c * h + row) * w
-                    # valid k: 0 <= k*sw + fc - pl < w
-                    num = pl - fc
-                    klo = _cdiv(num, sw) if num > 0 else 0
-                    num = w - 1 + pl - fc
-                    khi = num // sw + 1 if num >= 0 else 0
-                    khi = min(khi, wk)
-                    klo = min(klo, khi)
-                    if klo > 0:
-                        memset(dst, 0, klo * sizeof(floating))
-                    if khi < wk:
-                        memset(dst + khi, 0, (wk - khi) * sizeof(floating))
+                    src = xg + (c * h + row) * w + fc - pl
                     if sw == 1:
-                        memcpy(dst + klo, src + klo - pl, (khi - klo) * sizeof(floating))
+                        memcpy(dst + klo, src + klo, (khi - klo) * sizeof(floating))
+                    elif sw == 2:
+                        for k in range(klo, khi):
+                            dst[k] = src[2 * k]
                     else:
                         for k in range(klo, khi):
-                            dst[k] = src[k * sw + fc - pl]
+                            dst[k] = src[k * sw]
 
 
 cdef inline void _block(int ob, const floating* x, Py_ssize_t cs, Py_ssize_t cig,
