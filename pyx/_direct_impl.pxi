@@ -148,9 +148,39 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
     Only columns [klo, khi) of each band row can hold input; the columns outside are
     zero in every tile, so they are left as the zero-initialised buffer has them.
     """
-    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num
+    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no, kb
     cdef floating* dst
+    cdef floating* de
+    cdef floating* dod
     cdef const floating* src
+    if sw == 2:
+        # Each input row once, split into its even and odd columns. Input column s goes
+        # to phase (s + pl) % 2, index (s + pl) // 2.
+        a = pl % 2
+        base = pl // 2
+        ne = min((w + 1) // 2, max(0, wk - base))           # even columns s = 2m
+        no = min(w // 2, max(0, wk - base - a))             # odd columns s = 2m + 1
+        for c in range(cig):
+            for kb in range(sh * rr):
+                row = r0 + kb
+                fr = kb % sh
+                r = kb // sh
+                dst = band + c * cs + fr * sw * ps + r * wk
+                de = dst + a * ps + base
+                dod = dst + (1 - a) * ps + base + a
+                if row < 0 or row >= h:
+                    for k in range(ne):
+                        de[k] = 0
+                    for k in range(no):
+                        dod[k] = 0
+                    continue
+                src = xg + (c * h + row) * w
+                for k in range(no):
+                    de[k] = src[2 * k]
+                    dod[k] = src[2 * k + 1]
+                for k in range(no, ne):
+                    de[k] = src[2 * k]
+        return
     for fc in range(sw):
         # valid k: 0 <= k*sw + fc - pl < w
         num = pl - fc
@@ -172,9 +202,6 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                     src = xg + (c * h + row) * w + fc - pl
                     if sw == 1:
                         memcpy(dst + klo, src + klo, (khi - klo) * sizeof(floating))
-                    elif sw == 2:
-                        for k in range(klo, khi):
-                            dst[k] = src[2 * k]
                     else:
                         for k in range(klo, khi):
                             dst[k] = src[k * sw]

@@ -77,6 +77,34 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
         for (int v = 0; v < CR_NV; v++) memcpy(out + o * os + v * (VL), &acc[o][v], sizeof(VT)); \
     }
 
+
+/* OB == 1: two accumulator sets (even / odd taps) so that 2*CR_NV independent FMA
+ * chains hide the FMA latency; summed at the end. */
+#define CR_BODY1(T, VT, VL, KK)                                                          \
+    VT acc[2][CR_NV];                                                                    \
+    _Pragma("GCC unroll 8")                                                              \
+    for (int v = 0; v < CR_NV; v++) { acc[0][v] = (VT){0} + bias[0]; acc[1][v] = (VT){0}; } \
+    for (ptrdiff_t c = 0; c < cig; c++) {                                                \
+        const T *xc = x + c * cs;                                                        \
+        const T *wc = w + c * (KK);                                                      \
+        _Pragma("GCC unroll 32")                                                         \
+        for (int k = 0; k < (KK); k++) {                                                 \
+            const T *xp = xc + toff[k];                                                  \
+            VT wv = (VT){0} + wc[k];                                                     \
+            _Pragma("GCC unroll 8")                                                      \
+            for (int v = 0; v < CR_NV; v++) {                                            \
+                VT xv;                                                                   \
+                memcpy(&xv, xp + v * (VL), sizeof(VT));                                  \
+                acc[k & 1][v] += wv * xv;                                                \
+            }                                                                            \
+        }                                                                                \
+    }                                                                                    \
+    _Pragma("GCC unroll 8")                                                              \
+    for (int v = 0; v < CR_NV; v++) {                                                    \
+        VT r = acc[0][v] + acc[1][v];                                                    \
+        memcpy(out + v * (VL), &r, sizeof(VT));                                          \
+    }
+
 #define CR_ARGS(T) const T *restrict x, ptrdiff_t cs, ptrdiff_t cig,                      \
                    const ptrdiff_t *restrict toff, int kk, const T *restrict w,           \
                    ptrdiff_t wos, const T *restrict bias, T *restrict out, ptrdiff_t os
@@ -84,7 +112,7 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
 #define CR_DEFINE(T, VT, VL, SUF)                                                        \
     CR_ALWAYS_INLINE void cr_gen_##SUF(const int OB, CR_ARGS(T)) {                       \
         switch (OB) {                                                                    \
-        case 1: { CR_BODY(T, VT, VL, 1, kk) break; }                                     \
+        case 1: { CR_BODY1(T, VT, VL, kk) break; }                                     \
         case 2: { CR_BODY(T, VT, VL, 2, kk) break; }                                     \
         case 3: { CR_BODY(T, VT, VL, 3, kk) break; }                                     \
         case 4: { CR_BODY(T, VT, VL, 4, kk) break; }                                     \
@@ -96,13 +124,13 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
         (void)kk;                                                                        \
         if (KK == 9) {                                                                   \
             switch (OB) {                                                                \
-            case 1: { CR_BODY(T, VT, VL, 1, 9) break; }                                  \
+            case 1: { CR_BODY1(T, VT, VL, 9) break; }                                  \
             case 2: { CR_BODY(T, VT, VL, 2, 9) break; }                                  \
             default: break;                                                              \
             }                                                                            \
         } else {                                                                         \
             switch (OB) {                                                                \
-            case 1: { CR_BODY(T, VT, VL, 1, 25) break; }                                 \
+            case 1: { CR_BODY1(T, VT, VL, 25) break; }                                 \
             case 2: { CR_BODY(T, VT, VL, 2, 25) break; }                                 \
             default: break;                                                              \
             }                                                                            \
