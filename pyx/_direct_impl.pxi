@@ -44,6 +44,8 @@ cdef extern from "_direct_kernels.h" nogil:
     int CR_OBMAX
     int CR_VBYTES
     const char* cr_isa()
+    void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
+    void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
     void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
                     const Py_ssize_t* toff, int kk, const float* w, Py_ssize_t wos,
                     const float* bias, float* out, Py_ssize_t os)
@@ -201,10 +203,18 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                         continue
                     src = xg + (c * h + row) * w + fc - pl
                     if sw == 1:
-                        memcpy(dst + klo, src + klo, (khi - klo) * sizeof(floating))
+                        _copy(dst + klo, src + klo, khi - klo)
                     else:
                         for k in range(klo, khi):
                             dst[k] = src[k * sw]
+
+
+cdef inline void _copy(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[0:n] := src[0:n] (short rows)."""
+    if floating is float:
+        cr_copy_f(dst, src, n)
+    else:
+        cr_copy_d(dst, src, n)
 
 
 cdef inline void _block(int ob, const floating* x, Py_ssize_t cs, Py_ssize_t cig,
@@ -253,8 +263,8 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
             o0 += ob
     for o in range(o_lo, o_hi):
         for i in range(tht):
-            memcpy(out + ((nn * c_out + o) * oh + i0 + i) * ow,
-                   otile + (o - o_lo) * pl.otl + i * pl.wk, ow * sizeof(floating))
+            _copy(out + ((nn * c_out + o) * oh + i0 + i) * ow,
+                  otile + (o - o_lo) * pl.otl + i * pl.wk, ow)
 
 
 def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)

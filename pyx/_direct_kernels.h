@@ -51,7 +51,7 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
     VT acc[OB][CR_NV];                                                                   \
     _Pragma("GCC unroll 8")                                                              \
     for (int o = 0; o < OB; o++) {                                                       \
-        VT bv = (VT){0} + bias[o];                                                       \
+        VT bv = bias[o] - (VT){0};                                                       \
         _Pragma("GCC unroll 8")                                                          \
         for (int v = 0; v < CR_NV; v++) acc[o][v] = bv;                                  \
     }                                                                                    \
@@ -65,7 +65,7 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
             for (int v = 0; v < CR_NV; v++) memcpy(&xv[v], xp + v * (VL), sizeof(VT));   \
             _Pragma("GCC unroll 8")                                                      \
             for (int o = 0; o < OB; o++) {                                               \
-                VT wv = (VT){0} + wc[o * wos + k];                                       \
+                VT wv = wc[o * wos + k] - (VT){0};                                       \
                 _Pragma("GCC unroll 8")                                                  \
                 for (int v = 0; v < CR_NV; v++) acc[o][v] += wv * xv[v];                 \
             }                                                                            \
@@ -83,14 +83,14 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
 #define CR_BODY1(T, VT, VL, KK)                                                          \
     VT acc[2][CR_NV];                                                                    \
     _Pragma("GCC unroll 8")                                                              \
-    for (int v = 0; v < CR_NV; v++) { acc[0][v] = (VT){0} + bias[0]; acc[1][v] = (VT){0}; } \
+    for (int v = 0; v < CR_NV; v++) { acc[0][v] = bias[0] - (VT){0}; acc[1][v] = (VT){0}; } \
     for (ptrdiff_t c = 0; c < cig; c++) {                                                \
         const T *xc = x + c * cs;                                                        \
         const T *wc = w + c * (KK);                                                      \
         _Pragma("GCC unroll 32")                                                         \
         for (int k = 0; k < (KK); k++) {                                                 \
             const T *xp = xc + toff[k];                                                  \
-            VT wv = (VT){0} + wc[k];                                                     \
+            VT wv = wc[k] - (VT){0};                                                     \
             _Pragma("GCC unroll 8")                                                      \
             for (int v = 0; v < CR_NV; v++) {                                            \
                 VT xv;                                                                   \
@@ -161,6 +161,22 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
 
 CR_DEFINE(float, cr_vf, CR_VLF, f)
 CR_DEFINE(double, cr_vd, CR_VLD, d)
+
+
+/* dst[0:n] := src[0:n] for short rows: whole vectors, then a scalar tail (an inline
+ * loop; a libc memcpy call costs more than the copy at these sizes). */
+#define CR_DEFINE_COPY(T, VT, VL, SUF)                                                   \
+    static inline __attribute__((optimize("no-tree-loop-distribute-patterns"))) void cr_copy_##SUF(T *restrict dst, const T *restrict src, ptrdiff_t n) { \
+        ptrdiff_t i = 0;                                                                 \
+        for (; i + (VL) <= n; i += (VL)) {                                               \
+            VT v;                                                                        \
+            memcpy(&v, src + i, sizeof(VT));                                             \
+            memcpy(dst + i, &v, sizeof(VT));                                             \
+        }                                                                                \
+        for (; i < n; i++) dst[i] = src[i];                                              \
+    }
+CR_DEFINE_COPY(float, cr_vf, CR_VLF, f)
+CR_DEFINE_COPY(double, cr_vd, CR_VLD, d)
 
 static const char *cr_isa(void) { return CR_ISA; }
 
