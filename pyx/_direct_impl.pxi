@@ -117,8 +117,9 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
         cost = waste * (1.0 + pack)
         if cost < best * 0.999:
             best, best_th = cost, th
-    pl.th = best_th
-    pl.tiles = _cdiv(oh, pl.th)
+    # Equal tiles (the same rows per item) balance the threads better.
+    pl.tiles = _cdiv(oh, best_th)
+    pl.th = _cdiv(oh, pl.tiles)
     pl.rr = pl.th + er
     pl.ps = pl.rr * pl.wk
     pl.cs = sh * sw * pl.ps + 16
@@ -129,9 +130,10 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     if n * groups * pl.tiles < want:
         pl.chunk = _cdiv(cog, _cdiv(want, n * groups * pl.tiles))
     pl.chunk = min(pl.chunk, max(1, OTILE_CAP // (pl.otl * itemsize)))
-    if pl.chunk > CR_OBMAX:
-        pl.chunk = _cdiv(pl.chunk, CR_OBMAX) * CR_OBMAX
     pl.chunk = max(1, min(pl.chunk, cog))
+    # Chunks of (nearly) equal size, so items cost the same.
+    pl.occ = _cdiv(cog, pl.chunk)
+    pl.chunk = _cdiv(cog, pl.occ)
     pl.occ = _cdiv(cog, pl.chunk)
     pl.items = n * groups * pl.tiles * pl.occ
     # Slack past the last channel: the last (partly junk) block of a tile reads up to
@@ -254,10 +256,13 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     _pack_band(x + (nn * c_in + gg * cig) * h * w, band, cig, h, w, i0 * sh - pt, pleft,
                sh, sw, pl.rr, pl.wk, pl.ps, pl.cs)
     # Block of flat positions outer, channel blocks inner: the band block stays in L1.
+    # Channel blocks of (nearly) equal size: nb blocks of ob or ob + 1 channels.
+    cdef Py_ssize_t nb = _cdiv(o_hi - o_lo, CR_OBMAX), ib, obase = (o_hi - o_lo) // nb
+    cdef Py_ssize_t big = (o_hi - o_lo) % nb
     for tb in range(nblk):
         o0 = o_lo
-        while o0 < o_hi:
-            ob = <int>min(<Py_ssize_t>CR_OBMAX, o_hi - o0)
+        for ib in range(nb):
+            ob = <int>(obase + (1 if ib < big else 0))
             _block(ob, band + tb * pl.bl, pl.cs, cig, toff, kk, wt + o0 * wos, wos,
                    bias + o0, otile + (o0 - o_lo) * pl.otl + tb * pl.bl, pl.otl)
             o0 += ob
@@ -307,7 +312,7 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
         otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
         if band == NULL or otile == NULL:
             failp[0] = 1
-        for item in prange(plan.items, schedule='static'):
+        for item in prange(plan.items, schedule='dynamic'):
             if band != NULL and otile != NULL:
                 _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig, cog,
                       h, w, oh, ow, kk, sh, sw, pt, pl)
