@@ -312,10 +312,18 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
         otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
         if band == NULL or otile == NULL:
             failp[0] = 1
-        for item in prange(plan.items, schedule='dynamic'):
-            if band != NULL and otile != NULL:
-                _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig, cog,
-                      h, w, oh, ow, kk, sh, sw, pt, pl)
+        if plan.items >= 16 * nt:
+            # many small items (depthwise): static, no scheduling traffic
+            for item in prange(plan.items, schedule='static'):
+                if band != NULL and otile != NULL:
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig,
+                          cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+        else:
+            # few large items of possibly unequal cost: balance them dynamically
+            for item in prange(plan.items, schedule='dynamic'):
+                if band != NULL and otile != NULL:
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig,
+                          cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         free(band)
         free(otile)
     free(toff)

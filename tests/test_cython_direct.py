@@ -180,6 +180,41 @@ def test_gil_released_two_threads_agree():
     assert any(attempt() for _ in range(3))
 
 
+LARGE = [  # (input, weight, stride, padding, dilation, groups): real layer shapes
+    ((1, 3, 64, 70), (64, 3, 7, 7), 2, 3, 1, 1),
+    ((1, 64, 30, 29), (64, 64, 3, 3), 1, 1, 1, 1),
+    ((2, 32, 17, 19), (48, 32, 3, 3), 2, 1, 1, 1),
+    ((1, 96, 33, 31), (96, 1, 3, 3), 1, 1, 1, 96),
+    ((1, 96, 33, 31), (96, 1, 3, 3), 2, 1, 1, 96),
+    ((1, 40, 29, 27), (40, 1, 5, 5), 2, 2, 1, 40),
+    ((1, 40, 29, 27), (80, 1, 5, 5), 1, (2, 1), 1, 40),
+    ((1, 300, 9, 11), (20, 300, 3, 3), 1, 1, 2, 1),       # band above its cache cap
+    ((1, 64, 20, 20), (64, 16, 3, 3), 1, 1, 1, 4),
+    ((1, 8, 9, 1200), (4, 8, 3, 5), 1, (1, 2), 1, 1),      # very wide rows
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layer", LARGE, ids=lambda l: f"{l[0]}x{l[1]}s{l[2]}g{l[5]}")
+def test_layers_against_torch(layer, dtype):
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, padding, dilation, groups = layer
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    out = convreg.conv2d(x, w, b, backend=BACKEND, **kw)
+    with torch.no_grad():
+        t = lambda a: torch.from_numpy(a.astype(np.float64))
+        ref = torch.nn.functional.conv2d(t(x), t(w), t(b), **kw).numpy()
+        mag = torch.nn.functional.conv2d(t(np.abs(x)), t(np.abs(w)), t(np.abs(b)),
+                                         **kw).numpy()
+    k = ws[1] * ws[2] * ws[3] + 1
+    ok, worst, msg = compare(out, ref, 4 * k * np.finfo(dtype).eps * mag, dtype)
+    assert ok, msg
+
+
 def test_nan_and_inf_propagate():
     x = np.ones((1, 2, 6, 7), np.float32)
     x[0, 0, 2, 3] = np.nan
