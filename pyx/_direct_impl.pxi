@@ -46,6 +46,8 @@ cdef extern from "_direct_kernels.h" nogil:
     const char* cr_isa()
     void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
     void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
+    void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
+    void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
     void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
                     const Py_ssize_t* toff, int kk, const float* w, Py_ssize_t wos,
                     const float* bias, float* out, Py_ssize_t os)
@@ -179,11 +181,10 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                         dod[k] = 0
                     continue
                 src = xg + (c * h + row) * w
-                for k in range(no):
-                    de[k] = src[2 * k]
-                    dod[k] = src[2 * k + 1]
-                for k in range(no, ne):
-                    de[k] = src[2 * k]
+                if floating is float:
+                    cr_deint2_f(src, de, ne, dod, no)
+                else:
+                    cr_deint2_d(src, de, ne, dod, no)
         return
     for fc in range(sw):
         # valid k: 0 <= k*sw + fc - pl < w

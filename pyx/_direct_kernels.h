@@ -163,20 +163,73 @@ CR_DEFINE(float, cr_vf, CR_VLF, f)
 CR_DEFINE(double, cr_vd, CR_VLD, d)
 
 
-/* dst[0:n] := src[0:n] for short rows: whole vectors, then a scalar tail (an inline
- * loop; a libc memcpy call costs more than the copy at these sizes). */
-#define CR_DEFINE_COPY(T, VT, VL, SUF)                                                   \
-    static inline __attribute__((optimize("no-tree-loop-distribute-patterns"))) void cr_copy_##SUF(T *restrict dst, const T *restrict src, ptrdiff_t n) { \
-        ptrdiff_t i = 0;                                                                 \
-        for (; i + (VL) <= n; i += (VL)) {                                               \
-            VT v;                                                                        \
-            memcpy(&v, src + i, sizeof(VT));                                             \
-            memcpy(dst + i, &v, sizeof(VT));                                             \
-        }                                                                                \
-        for (; i < n; i++) dst[i] = src[i];                                              \
+/* Short-row helpers of the band packing and the copy-out.
+ *   cr_copy:   dst[0:n] := src[0:n]
+ *   cr_deint2: de[0:ne] := src[0:2*ne:2], dod[0:no] := src[1:2*no:2]   (no <= ne <= no + 1)
+ * With AVX-512, whole rows go through vectors with masked tails; otherwise plain loops
+ * (which GCC vectorises). A libc memcpy call costs more than the copy at these sizes. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline void cr_copy_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, m, _mm512_maskz_loadu_ps(m, src + i));
     }
-CR_DEFINE_COPY(float, cr_vf, CR_VLF, f)
-CR_DEFINE_COPY(double, cr_vd, CR_VLD, d)
+}
+static inline void cr_copy_d(double *restrict dst, const double *restrict src, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm512_storeu_pd(dst + i, _mm512_loadu_pd(src + i));
+    if (i < n) {
+        __mmask8 m = (__mmask8)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_pd(dst + i, m, _mm512_maskz_loadu_pd(m, src + i));
+    }
+}
+static inline void cr_deint2_f(const float *restrict src, float *restrict de, ptrdiff_t ne,
+                               float *restrict dod, ptrdiff_t no) {
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    ptrdiff_t m = 0, n = ne + no;          /* n input elements */
+    for (; m + 16 <= no; m += 16) {
+        __m512 a = _mm512_loadu_ps(src + 2 * m), b = _mm512_loadu_ps(src + 2 * m + 16);
+        _mm512_storeu_ps(de + m, _mm512_permutex2var_ps(a, ie, b));
+        _mm512_storeu_ps(dod + m, _mm512_permutex2var_ps(a, io, b));
+    }
+    while (m < ne) {
+        ptrdiff_t left = n - 2 * m;        /* input elements left, 1..32 */
+        if (left > 32) left = 32;
+        __mmask16 la = (__mmask16)(left >= 16 ? 0xFFFFu : ((1u << left) - 1u));
+        __mmask16 lb = (__mmask16)(left <= 16 ? 0u : ((1u << (left - 16)) - 1u));
+        __m512 a = _mm512_maskz_loadu_ps(la, src + 2 * m);
+        __m512 b = _mm512_maskz_loadu_ps(lb, src + 2 * m + 16);
+        ptrdiff_t ke = ne - m < 16 ? ne - m : 16, ko = no - m < 16 ? no - m : 16;
+        _mm512_mask_storeu_ps(de + m, (__mmask16)((1u << ke) - 1u), _mm512_permutex2var_ps(a, ie, b));
+        if (ko > 0)
+            _mm512_mask_storeu_ps(dod + m, (__mmask16)((1u << ko) - 1u), _mm512_permutex2var_ps(a, io, b));
+        m += 16;
+    }
+}
+#else
+static inline void cr_copy_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[i];
+}
+static inline void cr_copy_d(double *restrict dst, const double *restrict src, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) dst[i] = src[i];
+}
+static inline void cr_deint2_f(const float *restrict src, float *restrict de, ptrdiff_t ne,
+                               float *restrict dod, ptrdiff_t no) {
+    ptrdiff_t m = 0;
+    for (; m < no; m++) { de[m] = src[2 * m]; dod[m] = src[2 * m + 1]; }
+    for (; m < ne; m++) de[m] = src[2 * m];
+}
+#endif
+static inline void cr_deint2_d(const double *restrict src, double *restrict de, ptrdiff_t ne,
+                               double *restrict dod, ptrdiff_t no) {
+    ptrdiff_t m = 0;
+    for (; m < no; m++) { de[m] = src[2 * m]; dod[m] = src[2 * m + 1]; }
+    for (; m < ne; m++) de[m] = src[2 * m];
+}
 
 static const char *cr_isa(void) { return CR_ISA; }
 
