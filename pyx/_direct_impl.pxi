@@ -154,7 +154,7 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
     Only columns [klo, khi) of each band row can hold input; the columns outside are
     zero in every tile, so they are left as the zero-initialised buffer has them.
     """
-    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no, kb
+    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no
     cdef floating* dst
     cdef floating* de
     cdef floating* dod
@@ -167,24 +167,23 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
         ne = min((w + 1) // 2, max(0, wk - base))           # even columns s = 2m
         no = min(w // 2, max(0, wk - base - a))             # odd columns s = 2m + 1
         for c in range(cig):
-            for kb in range(sh * rr):
-                row = r0 + kb
-                fr = kb % sh
-                r = kb // sh
-                dst = band + c * cs + fr * sw * ps + r * wk
-                de = dst + a * ps + base
-                dod = dst + (1 - a) * ps + base + a
-                if row < 0 or row >= h:
-                    for k in range(ne):
-                        de[k] = 0
-                    for k in range(no):
-                        dod[k] = 0
-                    continue
-                src = xg + (c * h + row) * w
-                if floating is float:
-                    cr_deint2_f(src, de, ne, dod, no)
-                else:
-                    cr_deint2_d(src, de, ne, dod, no)
+            for r in range(rr):
+                for fr in range(sh):
+                    row = r0 + r * sh + fr
+                    dst = band + c * cs + fr * sw * ps + r * wk
+                    de = dst + a * ps + base
+                    dod = dst + (1 - a) * ps + base + a
+                    if row < 0 or row >= h:
+                        for k in range(ne):
+                            de[k] = 0
+                        for k in range(no):
+                            dod[k] = 0
+                        continue
+                    src = xg + (c * h + row) * w
+                    if floating is float:
+                        cr_deint2_f(src, de, ne, dod, no)
+                    else:
+                        cr_deint2_d(src, de, ne, dod, no)
         return
     for fc in range(sw):
         # valid k: 0 <= k*sw + fc - pl < w
