@@ -46,6 +46,11 @@ cdef extern from "_direct_kernels.h" nogil:
     const char* cr_isa()
     void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
     void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
+    void cr_dwrows_f(int kh, int s, const float* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
+                     const float* w, float bias, float* out, Py_ssize_t ow, Py_ssize_t nrows)
+    void cr_dwrows_d(int kh, int s, const double* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
+                     const double* w, double bias, double* out, Py_ssize_t ow,
+                     Py_ssize_t nrows)
     void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
     void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
     void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
@@ -80,6 +85,7 @@ cdef struct Plan:
     Py_ssize_t occ       # chunks per group
     Py_ssize_t items     # work items
     Py_ssize_t bufn      # band elements (with slack)
+    int rowmode          # single-channel 3x3/5x5 fast path: rows straight into out
 
 
 cdef Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -140,7 +146,13 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.items = n * groups * pl.tiles * pl.occ
     # Slack past the last channel: the last (partly junk) block of a tile reads up to
     # one block plus one band row beyond the phase planes.
-    pl.bufn = cig * pl.cs + pl.bl + pl.wk + 64
+    pl.bufn = cig * pl.cs + 2 * pl.bl + 2 * pl.wk + 64
+    # Depthwise 3x3 / 5x5 (stride 1 or 2, no row dilation), one output channel per
+    # input channel: whole output rows, in pairs sharing their input loads, written
+    # straight into the output when rows are not much narrower than a block.
+    pl.rowmode = (cig == 1 and cog == 1 and kh == kw and (kh == 3 or kh == 5)
+                  and dh == 1 and (sh == 1 or sh == 2)
+                  and _cdiv(ow, pl.bl) * pl.bl * 4 <= ow * 5)
     return pl
 
 
@@ -234,7 +246,7 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
                 const floating* bias,         # IN  (c_out,)
                 floating* out,                # OUT (n, c_out, oh, ow)
                 floating* band, floating* otile, const Py_ssize_t* toff,
-                Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h,
+                const Py_ssize_t* vtoff, int kh, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h,
                 Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, int kk, Py_ssize_t sh,
                 Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pleft) noexcept nogil:
     """One work item: rows [i0, i0+th) of output channels [o_lo, o_hi) of one image."""
@@ -256,6 +268,14 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     _pack_band(x + (nn * c_in + gg * cig) * h * w, band, cig, h, w, i0 * sh - pt, pleft,
                sh, sw, pl.rr, pl.wk, pl.ps, pl.cs)
     # Block of flat positions outer, channel blocks inner: the band block stays in L1.
+    if pl.rowmode:
+        if floating is float:
+            cr_dwrows_f(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+        else:
+            cr_dwrows_d(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+        return
     # Channel blocks of (nearly) equal size: nb blocks of ob or ob + 1 channels.
     cdef Py_ssize_t nb = _cdiv(o_hi - o_lo, CR_OBMAX), ib, obase = (o_hi - o_lo) // nb
     cdef Py_ssize_t big = (o_hi - o_lo) % nb
@@ -298,6 +318,16 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
         for q in range(kw):
             toff[p * kw + q] = (((p * dh) % sh) * sw + (q * dw) % sw) * plan.ps \
                 + ((p * dh) // sh) * plan.wk + (q * dw) // sw
+    # Virtual taps of the paired-row fast path: rows p >= kh read row p - sh one band
+    # row further down (= what the second row of a pair reads at tap p - sh).
+    cdef Py_ssize_t* vtoff = <Py_ssize_t*> malloc((kh + sh) * kw * sizeof(Py_ssize_t))
+    if vtoff == NULL:
+        free(toff)
+        raise MemoryError()
+    for p in range(kh + sh):
+        for q in range(kw):
+            vtoff[p * kw + q] = toff[p * kw + q] if p < kh else \
+                toff[(p - sh) * kw + q] + plan.wk
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* wp = &wt[0, 0, 0, 0]
     cdef const floating* bp = &bias[0]
@@ -316,17 +346,18 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
             # many small items (depthwise): static, no scheduling traffic
             for item in prange(plan.items, schedule='static'):
                 if band != NULL and otile != NULL:
-                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig,
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh, groups, cig,
                           cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         else:
             # few large items of possibly unequal cost: balance them dynamically
             for item in prange(plan.items, schedule='dynamic'):
                 if band != NULL and otile != NULL:
-                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, groups, cig,
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh, groups, cig,
                           cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         free(band)
         free(otile)
     free(toff)
+    free(vtoff)
     if failed:
         raise MemoryError("cython-direct: could not allocate its thread-local buffers")
 

@@ -231,6 +231,82 @@ static inline void cr_deint2_d(const double *restrict src, double *restrict de, 
     for (; m < ne; m++) de[m] = src[2 * m];
 }
 
+
+/* ---- Depthwise rows: one channel, kh = kw = KH in {3, 5}, row step S = sh in {1, 2}, dh = 1.
+ *
+ *   out[i*ow + j] = bias + sum_{p<KH, q<KH} w[p*KH + q] * x[vtoff[p*KH + q] + i*wk + j]
+ *
+ * for i < nrows, j < ow, written straight into the output rows (partial vectors with
+ * masked / partial stores, so there is no tile to copy out). Rows go in pairs: row i+1
+ * reads at tap (p, q) what row i reads at tap (p + S, q), so the KH + S "virtual" tap
+ * rows of vtoff (rows p >= KH being the pair's extra rows) are each loaded once and
+ * feed both rows. */
+#if defined(__AVX512F__)
+static inline void cr_store_part_f(float *dst, cr_vf v, ptrdiff_t n) {
+    _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1u), (__m512)v);
+}
+static inline void cr_store_part_d(double *dst, cr_vd v, ptrdiff_t n) {
+    _mm512_mask_storeu_pd(dst, (__mmask8)((1u << n) - 1u), (__m512d)v);
+}
+#else
+static inline void cr_store_part_f(float *dst, cr_vf v, ptrdiff_t n) { memcpy(dst, &v, n * sizeof(float)); }
+static inline void cr_store_part_d(double *dst, cr_vd v, ptrdiff_t n) { memcpy(dst, &v, n * sizeof(double)); }
+#endif
+
+#define CR_DW_BODY(T, VT, VL, SUF, KH, S)                                                  \
+    for (ptrdiff_t i = 0; i < nrows; i += 2) {                                            \
+        const int two = (i + 1 < nrows);                                                  \
+        for (ptrdiff_t j0 = 0; j0 < ow; j0 += CR_NV * (VL)) {                             \
+            VT a[CR_NV], b[CR_NV];                                                        \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int v = 0; v < CR_NV; v++) { a[v] = bias - (VT){0}; b[v] = a[v]; }       \
+            const T *xi = x + i * wk + j0;                                                \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int p = 0; p < (KH) + (S); p++) {                                        \
+                _Pragma("GCC unroll 8")                                                   \
+                for (int q = 0; q < (KH); q++) {                                          \
+                    const T *xp = xi + vtoff[p * (KH) + q];                               \
+                    VT wa = (p < (KH)) ? w[(p < (KH) ? p : 0) * (KH) + q] - (VT){0} : (VT){0}; \
+                    VT wb = (p >= (S)) ? w[(p >= (S) ? p - (S) : 0) * (KH) + q] - (VT){0} : (VT){0}; \
+                    _Pragma("GCC unroll 8")                                               \
+                    for (int v = 0; v < CR_NV; v++) {                                     \
+                        VT xv;                                                            \
+                        memcpy(&xv, xp + v * (VL), sizeof(VT));                           \
+                        if (p < (KH)) a[v] += wa * xv;                                    \
+                        if (p >= (S)) b[v] += wb * xv;                                    \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+            T *oa = out + i * ow + j0;                                                    \
+            ptrdiff_t n = ow - j0;                                                        \
+            _Pragma("GCC unroll 8")                                                       \
+            for (int v = 0; v < CR_NV; v++) {                                             \
+                ptrdiff_t m = n - v * (VL);                                               \
+                if (m >= (VL)) {                                                          \
+                    memcpy(oa + v * (VL), &a[v], sizeof(VT));                             \
+                    if (two) memcpy(oa + ow + v * (VL), &b[v], sizeof(VT));               \
+                } else if (m > 0) {                                                       \
+                    cr_store_part_##SUF(oa + v * (VL), a[v], m);                          \
+                    if (two) cr_store_part_##SUF(oa + ow + v * (VL), b[v], m);            \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+#define CR_DEFINE_DW(T, VT, VL, SUF)                                                       \
+    static void cr_dwrows_##SUF(int kh, int s, const T *restrict x,                        \
+                                const ptrdiff_t *restrict vtoff, ptrdiff_t wk,             \
+                                const T *restrict w, T bias, T *restrict out,              \
+                                ptrdiff_t ow, ptrdiff_t nrows) {                           \
+        if (kh == 3 && s == 1) { CR_DW_BODY(T, VT, VL, SUF, 3, 1) }                        \
+        else if (kh == 3) { CR_DW_BODY(T, VT, VL, SUF, 3, 2) }                             \
+        else if (s == 1) { CR_DW_BODY(T, VT, VL, SUF, 5, 1) }                              \
+        else { CR_DW_BODY(T, VT, VL, SUF, 5, 2) }                                          \
+    }
+
+CR_DEFINE_DW(float, cr_vf, CR_VLF, f)
+CR_DEFINE_DW(double, cr_vd, CR_VLD, d)
+
 static const char *cr_isa(void) { return CR_ISA; }
 
 #endif

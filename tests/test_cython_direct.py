@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import convreg
+import convreg._spec
 from convreg import _simd
 from convreg.harness import Case, check_case, compare, random_cases, reference, standard_cases
 
@@ -47,6 +48,18 @@ def _fast_path_cases():
     yield C("dw5x5-x2-s2", (1, 3, 11, 27), (6, 1, 5, 5), groups=3, stride=2, padding=2)
     yield C("dw3x3-dilated-s2", (1, 3, 17, 19), (3, 1, 3, 3), groups=3, stride=2, dilation=2,
             padding=2)
+    # rows straight into the output (depthwise rows of 52-64 or > 103 outputs)
+    yield C("dwrows3x3-odd-rows", (1, 3, 9, 60), (3, 1, 3, 3), groups=3, padding=1)
+    yield C("dwrows3x3-left-only", (2, 2, 8, 57), (2, 1, 3, 3), groups=2, padding=(1, 0))
+    yield C("dwrows3x3-s2", (1, 2, 11, 119), (2, 1, 3, 3), groups=2, stride=2, padding=1)
+    yield C("dwrows3x3-s2-even", (1, 2, 12, 124), (2, 1, 3, 3), groups=2, stride=2,
+            padding=(0, 1))
+    yield C("dwrows5x5", (1, 2, 7, 57), (2, 1, 5, 5), groups=2, padding=2)
+    yield C("dwrows5x5-wide", (1, 1, 6, 133), (1, 1, 5, 5), padding=(2, 1))
+    yield C("dwrows5x5-s2", (1, 3, 13, 121), (3, 1, 5, 5), groups=3, stride=2, padding=2)
+    yield C("dwrows5x5-s2-nopad", (1, 2, 10, 131), (2, 1, 5, 5), groups=2, stride=(2, 2))
+    yield C("dwrows3x3-colstride2", (1, 2, 9, 120), (2, 1, 3, 3), groups=2, stride=(1, 2),
+            padding=1, dilation=(1, 2))
     yield C("stem7x7-s2-odd", (1, 3, 29, 45), (13, 3, 7, 7), stride=2, padding=3)
     yield C("stem7x7-s2-wide", (1, 3, 13, 71), (7, 3, 7, 7), stride=2, padding=3)
     yield C("stem7x7-s2-asym", (2, 3, 19, 23), (8, 3, 7, 7), stride=2, padding=(3, 2))
@@ -87,6 +100,22 @@ def test_tiling_is_exercised():
     assert p["tiles"] > 1 and p["items"] >= 2
 
 
+def test_row_path_is_exercised():
+    """The dwrows cases above take the depthwise rows path with the chosen variant."""
+    mod = _simd.load_family("_direct")
+    hits = 0
+    for c in FAST:
+        if c.name.startswith("dwrows") and c.dtype == "float32":
+            n, cin, h, w = c.input_shape
+            spec = convreg._spec.prepare(np.empty(c.input_shape, np.float32),
+                                         np.empty(c.weight_shape, np.float32),
+                                         **c.kwargs())[0]
+            p = mod.plan_info(n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.kh,
+                              spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, 4, 2)
+            hits += bool(p["rowmode"])
+    assert hits >= 6
+
+
 def _variant_ids():
     out = []
     for v in _simd.cpu_variants():
@@ -101,7 +130,7 @@ def _variant_ids():
 
 VARIANT_CASES = [c for c in FAST if c.name in (
     "dw3x3-odd", "dw5x5-s2-odd", "stem7x7-s2-odd", "dense3x3-cout13", "dw3x3-x2",
-    "kernel-7x1-s3")]
+    "kernel-7x1-s3", "dwrows3x3-odd-rows", "dwrows5x5-s2", "dwrows3x3-s2")]
 
 
 @pytest.mark.parametrize("variant", _variant_ids())
