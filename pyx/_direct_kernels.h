@@ -20,6 +20,11 @@
 #include <stddef.h>
 #include <string.h>
 
+/* Rows here are short (tens of elements): keep copy and zeroing loops inline instead of
+ * letting GCC turn them into libc memcpy/memset calls (applies to the module's code
+ * after this include, i.e. the kernel loops of _direct_impl.pxi). */
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+
 #if defined(__AVX512F__)
 #define CR_VBYTES 64
 #define CR_NV 4
