@@ -326,8 +326,11 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
         raise MemoryError()
     for p in range(kh + sh):
         for q in range(kw):
-            vtoff[p * kw + q] = toff[p * kw + q] if p < kh else \
-                toff[(p - sh) * kw + q] + plan.wk
+            vtoff[p * kw + q] = 0
+            if p < kh:
+                vtoff[p * kw + q] = toff[p * kw + q]
+            elif plan.rowmode:      # there kh >= sh, so 0 <= p - sh < kh
+                vtoff[p * kw + q] = toff[(p - sh) * kw + q] + plan.wk
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* wp = &wt[0, 0, 0, 0]
     cdef const floating* bp = &bias[0]
