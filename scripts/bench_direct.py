@@ -8,11 +8,19 @@ the GEMM ceiling: "sgemm x" is the layer's time over flops / that rate, i.e. how
 the layer is from an ideal im2col + sgemm.
 
     python scripts/bench_direct.py [--threads 2] [--reps 30] [--dtype float32]
+
+Each call returns a fresh output array. Outputs of a few MB are served by glibc either
+from the heap or from fresh mmap'd pages, depending on what the other library freed
+just before, and fresh pages cost a page fault each (about 0.3 ms for the stem's 3.2 MB
+output). Alternating with torch moves that state around, so for kernel-to-kernel
+figures also run with ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=1073741824``
+(both libraries then reuse heap memory); the header says which way the run went.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -80,6 +88,9 @@ def main(argv=None):
     print(f"cython-direct variant {direct.info()['simd']}, threads {args.threads}, "
           f"dtype {dtype.name}, reps {args.reps}, torch "
           f"{torch.__version__ if torch else 'not installed'}")
+    tuned = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    print("glibc malloc: " + (f"MALLOC_MMAP_THRESHOLD_={tuned} (heap reuse)" if tuned else
+                              "default (large outputs may page-fault; see --help)"))
     rate = sgemm_rate(args.threads, dtype)
     print(f"numpy {dtype.name} matmul 2048^2: {rate:.1f} GFLOP/s (GEMM ceiling)\n")
 
