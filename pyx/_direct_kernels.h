@@ -266,7 +266,7 @@ static inline void cr_store_part_d(double *dst, cr_vd v, ptrdiff_t n) { memcpy(d
             _Pragma("GCC unroll 8")                                                       \
             for (int v = 0; v < CR_NV; v++) { a[v] = bias - (VT){0}; b[v] = a[v]; }       \
             const T *xi = x + i * wk + j0;                                                \
-            _Pragma("GCC unroll 8")                                                       \
+            _Pragma("GCC unroll 1")                                                       \
             for (int p = 0; p < (KH) + (S); p++) {                                        \
                 _Pragma("GCC unroll 8")                                                   \
                 for (int q = 0; q < (KH); q++) {                                          \
