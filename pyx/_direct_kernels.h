@@ -114,55 +114,50 @@ typedef double cr_vd __attribute__((vector_size(CR_VBYTES)));
                    const ptrdiff_t *restrict toff, int kk, const T *restrict w,           \
                    ptrdiff_t wos, const T *restrict bias, T *restrict out, ptrdiff_t os
 
-#define CR_DEFINE(T, VT, VL, SUF)                                                        \
-    CR_ALWAYS_INLINE void cr_gen_##SUF(const int OB, CR_ARGS(T)) {                       \
-        switch (OB) {                                                                    \
-        case 1: { CR_BODY1(T, VT, VL, kk) break; }                                     \
-        case 2: { CR_BODY(T, VT, VL, 2, kk) break; }                                     \
-        case 3: { CR_BODY(T, VT, VL, 3, kk) break; }                                     \
-        case 4: { CR_BODY(T, VT, VL, 4, kk) break; }                                     \
-        CR_CASES_WIDE(T, VT, VL, kk)                                                     \
-        }                                                                                \
-    }                                                                                    \
-    /* Fixed 3x3 / 5x5 taps: the tap loop unrolls, offsets stay in registers. */          \
-    CR_ALWAYS_INLINE void cr_fix_##SUF(const int OB, const int KK, CR_ARGS(T)) {         \
-        (void)kk;                                                                        \
-        if (KK == 9) {                                                                   \
-            switch (OB) {                                                                \
-            case 1: { CR_BODY1(T, VT, VL, 9) break; }                                  \
-            case 2: { CR_BODY(T, VT, VL, 2, 9) break; }                                  \
-            default: break;                                                              \
-            }                                                                            \
-        } else {                                                                         \
-            switch (OB) {                                                                \
-            case 1: { CR_BODY1(T, VT, VL, 25) break; }                                 \
-            case 2: { CR_BODY(T, VT, VL, 2, 25) break; }                                 \
-            default: break;                                                              \
-            }                                                                            \
-        }                                                                                \
-    }                                                                                    \
-    /* out block := bias + taps, for ob output channels (1 <= ob <= CR_OBMAX). */         \
-    static void cr_block_##SUF(int ob, CR_ARGS(T)) {                                     \
-        if ((kk == 9 || kk == 25) && ob <= 2) {                                          \
-            if (kk == 9) {                                                               \
-                if (ob == 1) cr_fix_##SUF(1, 9, x, cs, cig, toff, kk, w, wos, bias, out, os); \
-                else cr_fix_##SUF(2, 9, x, cs, cig, toff, kk, w, wos, bias, out, os);    \
-            } else {                                                                     \
-                if (ob == 1) cr_fix_##SUF(1, 25, x, cs, cig, toff, kk, w, wos, bias, out, os); \
-                else cr_fix_##SUF(2, 25, x, cs, cig, toff, kk, w, wos, bias, out, os);   \
-            }                                                                            \
-            return;                                                                      \
-        }                                                                                \
-        cr_gen_##SUF(ob, x, cs, cig, toff, kk, w, wos, bias, out, os);                   \
-    }
+/* Each (OB, KK) instance is its own function, so each gets its own register allocation. */
+#define CR_NOINLINE static __attribute__((noinline))
+#define CR_INST(T, VT, VL, SUF, NAME, BODY)                                               \
+    CR_NOINLINE void cr_##NAME##_##SUF(CR_ARGS(T)) { (void)kk; BODY }
 
 #if CR_OBMAX > 4
-#define CR_CASES_WIDE(T, VT, VL, kk)                                                     \
-        case 5: { CR_BODY(T, VT, VL, 5, kk) break; }                                     \
-        case 6: { CR_BODY(T, VT, VL, 6, kk) break; }
+#define CR_INST_WIDE(T, VT, VL, SUF)                                                     \
+    CR_INST(T, VT, VL, SUF, g5, CR_BODY(T, VT, VL, 5, kk))                               \
+    CR_INST(T, VT, VL, SUF, g6, CR_BODY(T, VT, VL, 6, kk))
+#define CR_CASES_WIDE(SUF)                                                               \
+        case 5: cr_g5_##SUF(CR_PASS); return;                                            \
+        case 6: cr_g6_##SUF(CR_PASS); return;
 #else
-#define CR_CASES_WIDE(T, VT, VL, kk)
+#define CR_INST_WIDE(T, VT, VL, SUF)
+#define CR_CASES_WIDE(SUF)
 #endif
+
+#define CR_PASS x, cs, cig, toff, kk, w, wos, bias, out, os
+
+#define CR_DEFINE(T, VT, VL, SUF)                                                        \
+    CR_INST(T, VT, VL, SUF, g1, CR_BODY1(T, VT, VL, kk))                                 \
+    CR_INST(T, VT, VL, SUF, g2, CR_BODY(T, VT, VL, 2, kk))                               \
+    CR_INST(T, VT, VL, SUF, g3, CR_BODY(T, VT, VL, 3, kk))                               \
+    CR_INST(T, VT, VL, SUF, g4, CR_BODY(T, VT, VL, 4, kk))                               \
+    CR_INST_WIDE(T, VT, VL, SUF)                                                         \
+    /* Fixed 3x3 / 5x5 taps: the tap loop unrolls, offsets stay in registers. */          \
+    CR_INST(T, VT, VL, SUF, f1k9, CR_BODY1(T, VT, VL, 9))                                \
+    CR_INST(T, VT, VL, SUF, f2k9, CR_BODY(T, VT, VL, 2, 9))                              \
+    CR_INST(T, VT, VL, SUF, f1k25, CR_BODY1(T, VT, VL, 25))                              \
+    CR_INST(T, VT, VL, SUF, f2k25, CR_BODY(T, VT, VL, 2, 25))                            \
+    /* out block := bias + taps, for ob output channels (1 <= ob <= CR_OBMAX). */         \
+    static void cr_block_##SUF(int ob, CR_ARGS(T)) {                                     \
+        if (kk == 9 && ob == 1) { cr_f1k9_##SUF(CR_PASS); return; }                      \
+        if (kk == 9 && ob == 2) { cr_f2k9_##SUF(CR_PASS); return; }                      \
+        if (kk == 25 && ob == 1) { cr_f1k25_##SUF(CR_PASS); return; }                    \
+        if (kk == 25 && ob == 2) { cr_f2k25_##SUF(CR_PASS); return; }                    \
+        switch (ob) {                                                                    \
+        case 1: cr_g1_##SUF(CR_PASS); return;                                            \
+        case 2: cr_g2_##SUF(CR_PASS); return;                                            \
+        case 3: cr_g3_##SUF(CR_PASS); return;                                            \
+        case 4: cr_g4_##SUF(CR_PASS); return;                                            \
+        CR_CASES_WIDE(SUF)                                                               \
+        }                                                                                \
+    }
 
 CR_DEFINE(float, cr_vf, CR_VLF, f)
 CR_DEFINE(double, cr_vd, CR_VLD, d)
