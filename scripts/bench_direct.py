@@ -1,6 +1,7 @@
 """Time the cython-direct backend against torch.nn.functional.conv2d on its target layers.
 
-Each layer is run ``--reps`` times, alternating cython-direct and torch (and
+"direct" goes through ``convreg.conv2d`` (front end included, as users call it);
+"kernel" calls the backend object on an already prepared call. Each layer is run ``--reps`` times, alternating cython-direct and torch (and
 cython-im2col when it is built), after a warm-up; the table shows median ms, GFLOP/s
 (a multiply-add counts as two flops) and the ratio of medians to torch. The numpy
 float32 2048x2048 matmul rate, measured in the same run with the same thread count, is
@@ -95,7 +96,7 @@ def main(argv=None):
     print(f"numpy {dtype.name} matmul 2048^2: {rate:.1f} GFLOP/s (GEMM ceiling)\n")
 
     cols = ["layer", "GFLOP", "direct ms", "GFLOP/s", "torch ms", "torch GF/s",
-            "direct/torch", "sgemm x"] + [f"{o} ms" for o in others]
+            "direct/torch", "kernel ms", "kernel/torch", "sgemm x"] + [f"{o} ms" for o in others]
     rows = []
     rng = np.random.default_rng(0)
     for name, xs, ws, stride, padding, groups in LAYERS:
@@ -105,8 +106,10 @@ def main(argv=None):
         w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
         kw = dict(stride=stride, padding=padding, groups=groups)
-        spec = prepare(x, w, b, **kw)[0]
-        fns = {"direct": _timer(lambda: convreg.conv2d(x, w, b, backend="cython-direct", **kw))}
+        spec, xc, wc, bc = prepare(x, w, b, **kw)
+        fns = {"direct": _timer(lambda: convreg.conv2d(x, w, b, backend="cython-direct", **kw)),
+               # the backend object on a prepared call: the kernel without the front end
+               "kernel": _timer(lambda: direct.conv2d(spec, xc, wc, bc))}
         for o in others:
             fns[o] = _timer(lambda o=o: convreg.conv2d(x, w, b, backend=o, **kw))
         if torch is not None:
@@ -129,9 +132,10 @@ def main(argv=None):
                f"{gf / med['direct']:.1f}"]
         if torch is not None:
             row += [f"{med['torch'] * 1e3:.3f}", f"{gf / med['torch']:.1f}",
-                    f"{med['direct'] / med['torch']:.2f}"]
+                    f"{med['direct'] / med['torch']:.2f}", f"{med['kernel'] * 1e3:.3f}",
+                    f"{med['kernel'] / med['torch']:.2f}"]
         else:
-            row += ["-", "-", "-"]
+            row += ["-", "-", "-", f"{med['kernel'] * 1e3:.3f}", "-"]
         row.append(f"{med['direct'] / (gf / rate):.2f}")
         row += [f"{med[o] * 1e3:.3f}" for o in others]
         rows.append(row)
