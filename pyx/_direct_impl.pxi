@@ -53,6 +53,10 @@ cdef extern from "_direct_kernels.h" nogil:
                      Py_ssize_t nrows)
     void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
     void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
+    void cr_deint2_rows_f(const float* src, Py_ssize_t ss, float* de, float* dod,
+                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
+    void cr_deint2_rows_d(const double* src, Py_ssize_t ss, double* de, double* dod,
+                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
     void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
                     const Py_ssize_t* toff, int kk, const float* w, Py_ssize_t wos,
                     const float* bias, float* out, Py_ssize_t os)
@@ -166,7 +170,7 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
     Only columns [klo, khi) of each band row can hold input; the columns outside are
     zero in every tile, so they are left as the zero-initialised buffer has them.
     """
-    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no
+    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no, rlo, rhi
     cdef floating* dst
     cdef floating* de
     cdef floating* dod
@@ -179,23 +183,31 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
         ne = min((w + 1) // 2, max(0, wk - base))           # even columns s = 2m
         no = min(w // 2, max(0, wk - base - a))             # odd columns s = 2m + 1
         for c in range(cig):
-            for r in range(rr):
-                for fr in range(sh):
-                    row = r0 + r * sh + fr
-                    dst = band + c * cs + fr * sw * ps + r * wk
-                    de = dst + a * ps + base
-                    dod = dst + (1 - a) * ps + base + a
-                    if row < 0 or row >= h:
-                        for k in range(ne):
-                            de[k] = 0
-                        for k in range(no):
-                            dod[k] = 0
-                        continue
-                    src = xg + (c * h + row) * w
+            for fr in range(sh):
+                # band rows r < rr of row phase fr hold input rows r0 + r*sh + fr;
+                # those inside [0, h) are r in [rlo, rhi)
+                num = -r0 - fr
+                rlo = min(rr, _cdiv(num, sh) if num > 0 else 0)
+                num = h - 1 - r0 - fr
+                rhi = max(rlo, min(rr, num // sh + 1 if num >= 0 else 0))
+                dst = band + c * cs + fr * sw * ps
+                de = dst + a * ps + base
+                dod = dst + (1 - a) * ps + base + a
+                for r in range(rr):
+                    if r >= rlo and r < rhi:
+                        continue            # copied below
+                    for k in range(ne):
+                        de[r * wk + k] = 0
+                    for k in range(no):
+                        dod[r * wk + k] = 0
+                if rhi > rlo:
+                    src = xg + (c * h + r0 + rlo * sh + fr) * w
                     if floating is float:
-                        cr_deint2_f(src, de, ne, dod, no)
+                        cr_deint2_rows_f(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                         rhi - rlo, ne, no)
                     else:
-                        cr_deint2_d(src, de, ne, dod, no)
+                        cr_deint2_rows_d(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                         rhi - rlo, ne, no)
         return
     for fc in range(sw):
         # valid k: 0 <= k*sw + fc - pl < w

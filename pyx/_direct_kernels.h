@@ -231,6 +231,37 @@ static inline void cr_deint2_d(const double *restrict src, double *restrict de, 
     for (; m < ne; m++) de[m] = src[2 * m];
 }
 
+/* cr_deint2 on nrows rows: source rows ss apart, destination rows ds apart. */
+static inline void cr_deint2_rows_f(const float *restrict src, ptrdiff_t ss, float *restrict de,
+                                    float *restrict dod, ptrdiff_t ds, ptrdiff_t nrows,
+                                    ptrdiff_t ne, ptrdiff_t no) {
+#if defined(__AVX512F__)
+    if (ne <= 16) {            /* one masked step per row; masks computed once */
+        const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        const ptrdiff_t n = ne + no;
+        const __mmask16 la = (__mmask16)(n >= 16 ? 0xFFFFu : ((1u << n) - 1u));
+        const __mmask16 lb = (__mmask16)(n <= 16 ? 0u : ((1u << (n - 16)) - 1u));
+        const __mmask16 me = (__mmask16)((1u << ne) - 1u), mo = (__mmask16)((1u << no) - 1u);
+        for (ptrdiff_t r = 0; r < nrows; r++) {
+            const float *sr = src + r * ss;
+            __m512 a = _mm512_maskz_loadu_ps(la, sr), b = _mm512_maskz_loadu_ps(lb, sr + 16);
+            _mm512_mask_storeu_ps(de + r * ds, me, _mm512_permutex2var_ps(a, ie, b));
+            _mm512_mask_storeu_ps(dod + r * ds, mo, _mm512_permutex2var_ps(a, io, b));
+        }
+        return;
+    }
+#endif
+    for (ptrdiff_t r = 0; r < nrows; r++)
+        cr_deint2_f(src + r * ss, de + r * ds, ne, dod + r * ds, no);
+}
+static inline void cr_deint2_rows_d(const double *restrict src, ptrdiff_t ss, double *restrict de,
+                                    double *restrict dod, ptrdiff_t ds, ptrdiff_t nrows,
+                                    ptrdiff_t ne, ptrdiff_t no) {
+    for (ptrdiff_t r = 0; r < nrows; r++)
+        cr_deint2_d(src + r * ss, de + r * ds, ne, dod + r * ds, no);
+}
+
 
 /* ---- Depthwise rows: one channel, kh = kw = KH in {3, 5}, row step S = sh in {1, 2}, dh = 1.
  *

@@ -70,6 +70,10 @@ def _fast_path_cases():
     yield C("dense1x1-wide", (1, 8, 3, 97), (9, 8, 1, 1))
     yield C("dense1x1-s2", (1, 5, 9, 67), (7, 5, 1, 1), stride=2)
     yield C("grouped-cog5", (1, 6, 9, 21), (10, 3, 3, 3), groups=2, padding=(0, 1))
+    yield C("stride(3,2)-rows-outside", (1, 3, 8, 23), (4, 3, 3, 3), stride=(3, 2),
+            padding=(4, 1))
+    yield C("stride(2,2)-dil(3,1)", (1, 2, 19, 21), (3, 2, 3, 3), stride=2, dilation=(3, 1),
+            padding=(3, 0))
     yield C("kernel-1x7", (1, 3, 5, 41), (4, 3, 1, 7), padding=(0, 3))
     yield C("kernel-7x1-s3", (1, 2, 23, 11), (3, 2, 7, 1), stride=3, padding=(3, 0))
     yield C("pad-right-only", (1, 2, 8, 30), (3, 2, 3, 3), padding="same", dilation=(1, 2))
