@@ -53,6 +53,10 @@ cdef extern from "_direct_kernels.h" nogil:
                      Py_ssize_t nrows)
     void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
     void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
+    void cr_copy_rows_f(float* dst, Py_ssize_t ds, const float* src, Py_ssize_t ss,
+                        Py_ssize_t nrows, Py_ssize_t n)
+    void cr_copy_rows_d(double* dst, Py_ssize_t ds, const double* src, Py_ssize_t ss,
+                        Py_ssize_t nrows, Py_ssize_t n)
     void cr_deint2_rows_f(const float* src, Py_ssize_t ss, float* de, float* dod,
                           Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
     void cr_deint2_rows_d(const double* src, Py_ssize_t ss, double* de, double* dod,
@@ -220,19 +224,31 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
             continue
         for c in range(cig):
             for fr in range(sh):
+                # band rows r < rr of row phase fr hold input rows r0 + r*sh + fr;
+                # those inside [0, h) are r in [rlo, rhi)
+                num = -r0 - fr
+                rlo = min(rr, _cdiv(num, sh) if num > 0 else 0)
+                num = h - 1 - r0 - fr
+                rhi = max(rlo, min(rr, num // sh + 1 if num >= 0 else 0))
+                dst = band + c * cs + (fr * sw + fc) * ps
                 for r in range(rr):
-                    row = r0 + r * sh + fr
-                    dst = band + c * cs + (fr * sw + fc) * ps + r * wk
-                    if row < 0 or row >= h:
+                    if r < rlo or r >= rhi:
                         for k in range(klo, khi):
-                            dst[k] = 0
-                        continue
-                    src = xg + (c * h + row) * w + fc - pl
-                    if sw == 1:
-                        _copy(dst + klo, src + klo, khi - klo)
+                            dst[r * wk + k] = 0
+                if rhi == rlo:
+                    continue
+                src = xg + (c * h + r0 + rlo * sh + fr) * w + fc - pl
+                if sw == 1:
+                    if floating is float:
+                        cr_copy_rows_f(dst + rlo * wk + klo, wk, src + klo, sh * w,
+                                       rhi - rlo, khi - klo)
                     else:
+                        cr_copy_rows_d(dst + rlo * wk + klo, wk, src + klo, sh * w,
+                                       rhi - rlo, khi - klo)
+                else:
+                    for r in range(rhi - rlo):
                         for k in range(klo, khi):
-                            dst[k] = src[k * sw]
+                            dst[(rlo + r) * wk + k] = src[r * sh * w + k * sw]
 
 
 cdef inline void _copy(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:

@@ -186,6 +186,19 @@ static inline void cr_copy_d(double *restrict dst, const double *restrict src, p
         _mm512_mask_storeu_pd(dst + i, m, _mm512_maskz_loadu_pd(m, src + i));
     }
 }
+/* cr_copy on nrows rows (source rows ss apart, destination rows ds apart), the
+ * tail mask computed once. */
+static inline void cr_copy_rows_f(float *restrict dst, ptrdiff_t ds, const float *restrict src,
+                                  ptrdiff_t ss, ptrdiff_t nrows, ptrdiff_t n) {
+    const ptrdiff_t nf = n & ~(ptrdiff_t)15;
+    const __mmask16 m = (__mmask16)((1u << (n - nf)) - 1u);
+    for (ptrdiff_t r = 0; r < nrows; r++) {
+        const float *s = src + r * ss;
+        float *d = dst + r * ds;
+        for (ptrdiff_t i = 0; i < nf; i += 16) _mm512_storeu_ps(d + i, _mm512_loadu_ps(s + i));
+        if (m) _mm512_mask_storeu_ps(d + nf, m, _mm512_maskz_loadu_ps(m, s + nf));
+    }
+}
 static inline void cr_deint2_f(const float *restrict src, float *restrict de, ptrdiff_t ne,
                                float *restrict dod, ptrdiff_t no) {
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -224,6 +237,16 @@ static inline void cr_deint2_f(const float *restrict src, float *restrict de, pt
     for (; m < ne; m++) de[m] = src[2 * m];
 }
 #endif
+#if !defined(__AVX512F__)
+static inline void cr_copy_rows_f(float *restrict dst, ptrdiff_t ds, const float *restrict src,
+                                  ptrdiff_t ss, ptrdiff_t nrows, ptrdiff_t n) {
+    for (ptrdiff_t r = 0; r < nrows; r++) cr_copy_f(dst + r * ds, src + r * ss, n);
+}
+#endif
+static inline void cr_copy_rows_d(double *restrict dst, ptrdiff_t ds, const double *restrict src,
+                                  ptrdiff_t ss, ptrdiff_t nrows, ptrdiff_t n) {
+    for (ptrdiff_t r = 0; r < nrows; r++) cr_copy_d(dst + r * ds, src + r * ss, n);
+}
 static inline void cr_deint2_d(const double *restrict src, double *restrict de, ptrdiff_t ne,
                                double *restrict dod, ptrdiff_t no) {
     ptrdiff_t m = 0;
