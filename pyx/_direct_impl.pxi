@@ -28,14 +28,28 @@ a constant: so every tap is a contiguous run of t for any stride and dilation, w
 strided gathers and no boundary tests in the hot loop. The C microkernel
 (``_direct_kernels.h``) computes blocks of ``ob`` output channels x ``CR_NV`` vectors of t
 in registers; positions j >= ow of the flat run are computed and thrown away when the
-tile is copied out. Depthwise 3x3/5x5 (and channel multiplier 2) use microkernels whose
-tap loop is unrolled at compile time.
+tile is copied out.
+
+Paths
+-----
+* general (every call): the flat band above, blocks of up to ``CR_OBMAX`` output
+  channels x ``CR_NV`` vectors; ob = 1 blocks split their taps over two accumulator sets.
+  Dense layers and the 7x7/2 stem (c_in = 3: the band holds 3 channels x 4 stride
+  phases) run here.
+* depthwise 3x3 / 5x5 with one or two outputs per input channel, any stride: block
+  microkernels with the tap loop unrolled at compile time (narrow rows, multiplier 2).
+* depthwise rows (one output per input channel, 3x3 / 5x5, stride 1 or 2, no row
+  dilation, rows of >= ~4/5 of a vector block): whole output rows in pairs that share
+  their input loads, stored straight into the output (masked tails), no tile copy.
+
+Zero padding lives in the band: columns outside the input are zeroed once per call
+(they are the same for every tile) and rows outside it per tile. Other padding modes
+are written out by the front end before the call.
 """
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy, memset
 
 from _openmp_helpers cimport CONVREG_HAVE_OPENMP
 
@@ -274,8 +288,9 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
                 const floating* bias,         # IN  (c_out,)
                 floating* out,                # OUT (n, c_out, oh, ow)
                 floating* band, floating* otile, const Py_ssize_t* toff,
-                const Py_ssize_t* vtoff, int kh, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h,
-                Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, int kk, Py_ssize_t sh,
+                const Py_ssize_t* vtoff, int kh, Py_ssize_t groups, Py_ssize_t cig,
+                Py_ssize_t cog, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
+                Py_ssize_t ow, int kk, Py_ssize_t sh,
                 Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pleft) noexcept nogil:
     """One work item: rows [i0, i0+th) of output channels [o_lo, o_hi) of one image."""
     cdef Py_ssize_t chunk = item % pl.occ
@@ -377,14 +392,14 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
             # many small items (depthwise): static, no scheduling traffic
             for item in prange(plan.items, schedule='static'):
                 if band != NULL and otile != NULL:
-                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh, groups, cig,
-                          cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
+                          groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         else:
             # few large items of possibly unequal cost: balance them dynamically
             for item in prange(plan.items, schedule='dynamic'):
                 if band != NULL and otile != NULL:
-                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh, groups, cig,
-                          cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
+                          groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         free(band)
         free(otile)
     free(toff)
