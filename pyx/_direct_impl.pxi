@@ -1,0 +1,416 @@
+"""Direct 2-D convolution (no im2col buffer): the kernels of the ``cython-direct`` backend.
+
+    out[n, o, i, j] = b[o] + sum_{c<cig} sum_{p<kh} sum_{q<kw}
+                      w[o, c, p, q] * xpad[n, g*cig + c, i*sh + p*dh, j*sw + q*dw]
+
+Legend: n batch, c_in/c_out channels, h, w input size, oh, ow output size, kh, kw kernel,
+sh, sw stride, dh, dw dilation, pt, pl padding top/left (bottom/right follow from oh, ow),
+g group, cig/cog channels per group, kk = kh*kw taps.
+
+How the work is laid out
+------------------------
+The output is cut into work items (image, group, tile of ``th`` output rows, chunk of
+output channels) that OpenMP threads take independently, so one image already uses every
+thread. For its tile a thread copies the input rows the tile reads into a small
+thread-local *band*, zero-padded and split into stride phases:
+
+    band[c, fr, fc, r, k] = xpad[g*cig + c, (i0 + r)*sh + fr, k*sw + fc]
+                            (c < cig, fr < sh, fc < sw, r < rr = th + (kh-1)*dh // sh,
+                             k < wk = ow + (kw-1)*dw // sw)
+
+Each input element is copied once (no padded copy of the whole input, no kh*kw-fold
+im2col). Output (i, j) of the tile sits at the flat position t = i*wk + j, and tap (p, q)
+reads the band at t + toff[p, q] with
+
+    toff[p, q] = ((p*dh % sh)*sw + q*dw % sw)*rr*wk + (p*dh // sh)*wk + q*dw // sw,
+
+a constant: so every tap is a contiguous run of t for any stride and dilation, with no
+strided gathers and no boundary tests in the hot loop. The C microkernel
+(``_direct_kernels.h``) computes blocks of ``ob`` output channels x ``CR_NV`` vectors of t
+in registers; positions j >= ow of the flat run are computed and thrown away when the
+tile is copied out.
+
+Paths
+-----
+* general (every call): the flat band above, blocks of up to ``CR_OBMAX`` output
+  channels x ``CR_NV`` vectors; ob = 1 blocks split their taps over two accumulator sets.
+  Dense layers and the 7x7/2 stem (c_in = 3: the band holds 3 channels x 4 stride
+  phases) run here.
+* depthwise 3x3 / 5x5 with one or two outputs per input channel, any stride: block
+  microkernels with the tap loop unrolled at compile time (narrow rows, multiplier 2).
+* depthwise rows (one output per input channel, 3x3 / 5x5, stride 1 or 2, no row
+  dilation, rows of >= ~4/5 of a vector block): whole output rows in pairs that share
+  their input loads, stored straight into the output (masked tails), no tile copy.
+
+Zero padding lives in the band: columns outside the input are zeroed once per call
+(they are the same for every tile) and rows outside it per tile. Other padding modes
+are written out by the front end before the call.
+"""
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport calloc, free, malloc
+
+from _openmp_helpers cimport CONVREG_HAVE_OPENMP
+
+cdef extern from "_direct_kernels.h" nogil:
+    int CR_NV
+    int CR_OBMAX
+    int CR_VBYTES
+    const char* cr_isa()
+    void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
+    void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
+    void cr_dwrows_f(int kh, int s, const float* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
+                     const float* w, float bias, float* out, Py_ssize_t ow, Py_ssize_t nrows)
+    void cr_dwrows_d(int kh, int s, const double* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
+                     const double* w, double bias, double* out, Py_ssize_t ow,
+                     Py_ssize_t nrows)
+    void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
+    void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
+    void cr_copy_rows_f(float* dst, Py_ssize_t ds, const float* src, Py_ssize_t ss,
+                        Py_ssize_t nrows, Py_ssize_t n)
+    void cr_copy_rows_d(double* dst, Py_ssize_t ds, const double* src, Py_ssize_t ss,
+                        Py_ssize_t nrows, Py_ssize_t n)
+    void cr_deint2_rows_f(const float* src, Py_ssize_t ss, float* de, float* dod,
+                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
+    void cr_deint2_rows_d(const double* src, Py_ssize_t ss, double* de, double* dod,
+                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
+    void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
+                    const Py_ssize_t* toff, int kk, const float* w, Py_ssize_t wos,
+                    const float* bias, float* out, Py_ssize_t os)
+    void cr_block_d(int ob, const double* x, Py_ssize_t cs, Py_ssize_t cig,
+                    const Py_ssize_t* toff, int kk, const double* w, Py_ssize_t wos,
+                    const double* bias, double* out, Py_ssize_t os)
+
+HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
+ISA = cr_isa().decode()
+OBMAX = CR_OBMAX
+VECTOR_BYTES = CR_VBYTES
+NV = CR_NV
+
+# Bounds on the thread-local buffers (bytes): the band should stay in L2.
+cdef enum:
+    BAND_CAP = 384 * 1024
+    OTILE_CAP = 256 * 1024
+
+
+cdef struct Plan:
+    Py_ssize_t th        # output rows per tile
+    Py_ssize_t tiles     # tiles per image
+    Py_ssize_t rr        # band rows per phase plane
+    Py_ssize_t wk        # band row length (per column phase)
+    Py_ssize_t ps        # phase plane size rr*wk
+    Py_ssize_t cs        # band channel stride (sh*sw*ps, padded)
+    Py_ssize_t bl        # flat positions per microkernel call
+    Py_ssize_t otl       # otile row stride (blocks*bl)
+    Py_ssize_t chunk     # output channels per work item
+    Py_ssize_t occ       # chunks per group
+    Py_ssize_t items     # work items
+    Py_ssize_t bufn      # band elements (with slack)
+    int rowmode          # single-channel 3x3/5x5 fast path: rows straight into out
+
+
+cdef Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+                Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
+                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                Py_ssize_t itemsize, int threads) noexcept:
+    """Tile sizes: little wasted vector work, band within BAND_CAP, enough items."""
+    cdef Plan pl
+    cdef Py_ssize_t er = ((kh - 1) * dh) // sh, kk = kh * kw
+    cdef Py_ssize_t th, best_th = 1, nblk, par, th_max, want, tiles
+    cdef double cost, best = 1e300, pack, waste
+    pl.wk = ow + ((kw - 1) * dw) // sw
+    pl.bl = (CR_VBYTES // itemsize) * CR_NV
+    # Enough independent items for the threads: cap the tile height when the
+    # (image, group, channel block) pairs alone are too few.
+    want = 4 * threads if threads > 1 else 1
+    par = n * groups * _cdiv(cog, CR_OBMAX)
+    th_max = oh
+    if par < want:
+        th_max = max(1, _cdiv(oh, _cdiv(want, par)))
+    for th in range(1, th_max + 1):
+        if th > 1 and cig * sh * sw * (th + er) * pl.wk * itemsize > BAND_CAP:
+            break
+        # vector work over all tiles (the last one may be short) and packing work
+        tiles = oh // th
+        nblk = tiles * _cdiv(th * pl.wk, pl.bl)
+        if oh % th:
+            tiles += 1
+            nblk += _cdiv((oh % th) * pl.wk, pl.bl)
+        waste = <double>(nblk * pl.bl) / <double>(oh * ow)
+        pack = <double>(tiles * sh * sw * (th + er) * pl.wk) / \
+            <double>(oh * ow * min(cog, 16) * kk)
+        cost = waste * (1.0 + pack)
+        if cost < best * 0.999:
+            best, best_th = cost, th
+    # Equal tiles (the same rows per item) balance the threads better.
+    pl.tiles = _cdiv(oh, best_th)
+    pl.th = _cdiv(oh, pl.tiles)
+    pl.rr = pl.th + er
+    pl.ps = pl.rr * pl.wk
+    pl.cs = sh * sw * pl.ps + 16
+    nblk = _cdiv(pl.th * pl.wk, pl.bl)
+    pl.otl = nblk * pl.bl
+    # Output-channel chunks: all of the group unless more items are needed.
+    pl.chunk = cog
+    if n * groups * pl.tiles < want:
+        pl.chunk = _cdiv(cog, _cdiv(want, n * groups * pl.tiles))
+    pl.chunk = min(pl.chunk, max(1, OTILE_CAP // (pl.otl * itemsize)))
+    pl.chunk = max(1, min(pl.chunk, cog))
+    # Chunks of (nearly) equal size, so items cost the same.
+    pl.occ = _cdiv(cog, pl.chunk)
+    pl.chunk = _cdiv(cog, pl.occ)
+    pl.occ = _cdiv(cog, pl.chunk)
+    pl.items = n * groups * pl.tiles * pl.occ
+    # Slack past the last channel: the last (partly junk) block of a tile reads up to
+    # one block plus one band row beyond the phase planes.
+    pl.bufn = cig * pl.cs + 2 * pl.bl + 2 * pl.wk + 64
+    # Depthwise 3x3 / 5x5 (stride 1 or 2, no row dilation), one output channel per
+    # input channel: whole output rows, in pairs sharing their input loads, written
+    # straight into the output when rows are not much narrower than a block.
+    pl.rowmode = (cig == 1 and cog == 1 and kh == kw and (kh == 3 or kh == 5)
+                  and dh == 1 and (sh == 1 or sh == 2)
+                  and _cdiv(ow, pl.bl) * pl.bl * 4 <= ow * 5)
+    return pl
+
+
+cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of one group
+                     floating* band,           # OUT (cig, sh, sw, rr, wk), channel stride cs
+                     Py_ssize_t cig, Py_ssize_t h, Py_ssize_t w, Py_ssize_t r0,
+                     Py_ssize_t pl, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t rr,
+                     Py_ssize_t wk, Py_ssize_t ps, Py_ssize_t cs) noexcept nogil:
+    """band[c, fr, fc, r, k] := x[c, r0 + r*sh + fr, k*sw + fc - pl], zero outside x.
+
+    Only columns [klo, khi) of each band row can hold input; the columns outside are
+    zero in every tile, so they are left as the zero-initialised buffer has them.
+    """
+    cdef Py_ssize_t c, fr, fc, r, row, k, klo, khi, num, a, base, ne, no, rlo, rhi
+    cdef floating* dst
+    cdef floating* de
+    cdef floating* dod
+    cdef const floating* src
+    if sw == 2:
+        # Each input row once, split into its even and odd columns. Input column s goes
+        # to phase (s + pl) % 2, index (s + pl) // 2.
+        a = pl % 2
+        base = pl // 2
+        ne = min((w + 1) // 2, max(0, wk - base))           # even columns s = 2m
+        no = min(w // 2, max(0, wk - base - a))             # odd columns s = 2m + 1
+        for c in range(cig):
+            for fr in range(sh):
+                # band rows r < rr of row phase fr hold input rows r0 + r*sh + fr;
+                # those inside [0, h) are r in [rlo, rhi)
+                num = -r0 - fr
+                rlo = min(rr, _cdiv(num, sh) if num > 0 else 0)
+                num = h - 1 - r0 - fr
+                rhi = max(rlo, min(rr, num // sh + 1 if num >= 0 else 0))
+                dst = band + c * cs + fr * sw * ps
+                de = dst + a * ps + base
+                dod = dst + (1 - a) * ps + base + a
+                for r in range(rr):
+                    if r >= rlo and r < rhi:
+                        continue            # copied below
+                    for k in range(ne):
+                        de[r * wk + k] = 0
+                    for k in range(no):
+                        dod[r * wk + k] = 0
+                if rhi > rlo:
+                    src = xg + (c * h + r0 + rlo * sh + fr) * w
+                    if floating is float:
+                        cr_deint2_rows_f(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                         rhi - rlo, ne, no)
+                    else:
+                        cr_deint2_rows_d(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                         rhi - rlo, ne, no)
+        return
+    for fc in range(sw):
+        # valid k: 0 <= k*sw + fc - pl < w
+        num = pl - fc
+        klo = _cdiv(num, sw) if num > 0 else 0
+        num = w - 1 + pl - fc
+        khi = num // sw + 1 if num >= 0 else 0
+        khi = min(khi, wk)
+        if klo >= khi:
+            continue
+        for c in range(cig):
+            for fr in range(sh):
+                # band rows r < rr of row phase fr hold input rows r0 + r*sh + fr;
+                # those inside [0, h) are r in [rlo, rhi)
+                num = -r0 - fr
+                rlo = min(rr, _cdiv(num, sh) if num > 0 else 0)
+                num = h - 1 - r0 - fr
+                rhi = max(rlo, min(rr, num // sh + 1 if num >= 0 else 0))
+                dst = band + c * cs + (fr * sw + fc) * ps
+                for r in range(rr):
+                    if r < rlo or r >= rhi:
+                        for k in range(klo, khi):
+                            dst[r * wk + k] = 0
+                if rhi == rlo:
+                    continue
+                src = xg + (c * h + r0 + rlo * sh + fr) * w + fc - pl
+                if sw == 1:
+                    if floating is float:
+                        cr_copy_rows_f(dst + rlo * wk + klo, wk, src + klo, sh * w,
+                                       rhi - rlo, khi - klo)
+                    else:
+                        cr_copy_rows_d(dst + rlo * wk + klo, wk, src + klo, sh * w,
+                                       rhi - rlo, khi - klo)
+                else:
+                    for r in range(rhi - rlo):
+                        for k in range(klo, khi):
+                            dst[(rlo + r) * wk + k] = src[r * sh * w + k * sw]
+
+
+cdef inline void _copy(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[0:n] := src[0:n] (short rows)."""
+    if floating is float:
+        cr_copy_f(dst, src, n)
+    else:
+        cr_copy_d(dst, src, n)
+
+
+cdef inline void _block(int ob, const floating* x, Py_ssize_t cs, Py_ssize_t cig,
+                        const Py_ssize_t* toff, int kk, const floating* w, Py_ssize_t wos,
+                        const floating* bias, floating* out, Py_ssize_t os) noexcept nogil:
+    if floating is float:
+        cr_block_f(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
+    else:
+        cr_block_d(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
+
+
+cdef void _item(Py_ssize_t item, const Plan* pl,
+                const floating* x,            # IN  (n, c_in, h, w)
+                const floating* wt,           # IN  (c_out, cig, kh, kw)
+                const floating* bias,         # IN  (c_out,)
+                floating* out,                # OUT (n, c_out, oh, ow)
+                floating* band, floating* otile, const Py_ssize_t* toff,
+                const Py_ssize_t* vtoff, int kh, Py_ssize_t groups, Py_ssize_t cig,
+                Py_ssize_t cog, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
+                Py_ssize_t ow, int kk, Py_ssize_t sh,
+                Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pleft) noexcept nogil:
+    """One work item: rows [i0, i0+th) of output channels [o_lo, o_hi) of one image."""
+    cdef Py_ssize_t chunk = item % pl.occ
+    cdef Py_ssize_t rest = item // pl.occ
+    cdef Py_ssize_t tile = rest % pl.tiles
+    rest = rest // pl.tiles
+    cdef Py_ssize_t gg = rest % groups
+    cdef Py_ssize_t nn = rest // groups
+    cdef Py_ssize_t c_in = groups * cig, c_out = groups * cog
+    cdef Py_ssize_t i0 = tile * pl.th
+    cdef Py_ssize_t tht = min(pl.th, oh - i0)
+    cdef Py_ssize_t nblk = _cdiv(tht * pl.wk, pl.bl)
+    cdef Py_ssize_t o_lo = gg * cog + chunk * pl.chunk
+    cdef Py_ssize_t o_hi = min(gg * cog + cog, o_lo + pl.chunk)
+    cdef Py_ssize_t o0, o, i, tb
+    cdef int ob
+    cdef Py_ssize_t wos = cig * kk
+    _pack_band(x + (nn * c_in + gg * cig) * h * w, band, cig, h, w, i0 * sh - pt, pleft,
+               sh, sw, pl.rr, pl.wk, pl.ps, pl.cs)
+    # Block of flat positions outer, channel blocks inner: the band block stays in L1.
+    if pl.rowmode:
+        if floating is float:
+            cr_dwrows_f(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+        else:
+            cr_dwrows_d(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+        return
+    # Channel blocks of (nearly) equal size: nb blocks of ob or ob + 1 channels.
+    cdef Py_ssize_t nb = _cdiv(o_hi - o_lo, CR_OBMAX), ib, obase = (o_hi - o_lo) // nb
+    cdef Py_ssize_t big = (o_hi - o_lo) % nb
+    for tb in range(nblk):
+        o0 = o_lo
+        for ib in range(nb):
+            ob = <int>(obase + (1 if ib < big else 0))
+            _block(ob, band + tb * pl.bl, pl.cs, cig, toff, kk, wt + o0 * wos, wos,
+                   bias + o0, otile + (o0 - o_lo) * pl.otl + tb * pl.bl, pl.otl)
+            o0 += ob
+    for o in range(o_lo, o_hi):
+        for i in range(tht):
+            _copy(out + ((nn * c_out + o) * oh + i0 + i) * ow,
+                  otile + (o - o_lo) * pl.otl + i * pl.wk, ow)
+
+
+def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
+                  const floating[:, :, :, ::1] wt,     # IN  (c_out, c_in/groups, kh, kw)
+                  const floating[::1] bias,            # IN  (c_out,)
+                  floating[:, :, :, ::1] out,          # OUT (n, c_out, oh, ow)
+                  Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t sh, Py_ssize_t sw,
+                  Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int threads):
+    """out := bias + x (*) wt, zero padding pt/pl above/left (below/right implied by out)."""
+    cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t c_out = wt.shape[0], cig = wt.shape[1], kh = wt.shape[2], kw = wt.shape[3]
+    cdef Py_ssize_t oh = out.shape[2], ow = out.shape[3]
+    cdef Py_ssize_t cog = c_out // groups
+    cdef int kk = <int>(kh * kw)
+    cdef Py_ssize_t p, q, item
+    if n == 0 or c_out == 0:
+        return
+    if threads < 1:
+        threads = 1
+    cdef Plan plan = _plan(n, groups, cig, cog, oh, ow, kh, kw, sh, sw, dh, dw,
+                           sizeof(floating), threads)
+    cdef Py_ssize_t* toff = <Py_ssize_t*> malloc(kk * sizeof(Py_ssize_t))
+    if toff == NULL:
+        raise MemoryError()
+    for p in range(kh):
+        for q in range(kw):
+            toff[p * kw + q] = (((p * dh) % sh) * sw + (q * dw) % sw) * plan.ps \
+                + ((p * dh) // sh) * plan.wk + (q * dw) // sw
+    # Virtual taps of the paired-row fast path: rows p >= kh read row p - sh one band
+    # row further down (= what the second row of a pair reads at tap p - sh).
+    cdef Py_ssize_t* vtoff = <Py_ssize_t*> malloc((kh + sh) * kw * sizeof(Py_ssize_t))
+    if vtoff == NULL:
+        free(toff)
+        raise MemoryError()
+    for p in range(kh + sh):
+        for q in range(kw):
+            vtoff[p * kw + q] = 0
+            if p < kh:
+                vtoff[p * kw + q] = toff[p * kw + q]
+            elif plan.rowmode:      # there kh >= sh, so 0 <= p - sh < kh
+                vtoff[p * kw + q] = toff[(p - sh) * kw + q] + plan.wk
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* wp = &wt[0, 0, 0, 0]
+    cdef const floating* bp = &bias[0]
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef floating* band
+    cdef floating* otile
+    cdef int failed = 0
+    cdef int* failp = &failed
+    cdef int nt = <int>min(<Py_ssize_t>threads, plan.items)
+    with nogil, parallel(num_threads=nt):
+        band = <floating*> calloc(plan.bufn, sizeof(floating))
+        otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
+        if band == NULL or otile == NULL:
+            failp[0] = 1
+        if plan.items >= 16 * nt:
+            # many small items (depthwise): static, no scheduling traffic
+            for item in prange(plan.items, schedule='static'):
+                if band != NULL and otile != NULL:
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
+                          groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+        else:
+            # few large items of possibly unequal cost: balance them dynamically
+            for item in prange(plan.items, schedule='dynamic'):
+                if band != NULL and otile != NULL:
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
+                          groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+        free(band)
+        free(otile)
+    free(toff)
+    free(vtoff)
+    if failed:
+        raise MemoryError("cython-direct: could not allocate its thread-local buffers")
+
+
+def plan_info(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+              Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+              Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t itemsize,
+              int threads):
+    """The tiling conv2d_direct would use (for tests and tuning)."""
+    return _plan(n, groups, cig, cog, oh, ow, kh, kw, sh, sw, dh, dw, itemsize, threads)
