@@ -7,10 +7,12 @@ Precedence: ``use_threads()`` > ``set_threads()`` > ``CONVREG_THREADS`` > config
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from contextvars import ContextVar
 
+from ._config import load_config
 from ._errors import ConfigError, ConvSpecError, ConvTypeError
 
 _context: ContextVar = ContextVar("convreg_threads", default=None)
@@ -18,7 +20,9 @@ _lock = threading.Lock()
 _process = None
 
 
+@functools.lru_cache(maxsize=None)
 def available_cores() -> int:
+    """Cores this process may run on (read once: affinity rarely changes mid-run)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -58,11 +62,12 @@ def use_threads(n):
 
 def threads_and_source():
     """(thread count, the rule that chose it)."""
-    if _context.get() is not None:
-        return _context.get(), "use_threads"
-    with _lock:
-        if _process is not None:
-            return _process, "set_threads"
+    local = _context.get()
+    if local is not None:
+        return local, "use_threads"
+    process = _process  # one read of a module global is atomic; writers hold _lock
+    if process is not None:
+        return process, "set_threads"
     env = os.environ.get("CONVREG_THREADS")
     if env:
         try:
@@ -72,8 +77,6 @@ def threads_and_source():
                 f"CONVREG_THREADS must be a whole number between 1 and {MAX_THREADS}, but got "
                 f"CONVREG_THREADS={env!r}"
             ) from None
-    from ._config import load_config
-
     cfg = load_config()
     if cfg is not None and cfg.threads is not None:
         return cfg.threads, f"config {cfg.path}"

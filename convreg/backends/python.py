@@ -52,12 +52,12 @@ class PythonBackend(Backend):
                         acc = float(bs[o])
                         for plane, wc in planes:
                             for p, r in enumerate(rows[i]):
-                                if r is None:
-                                    continue
-                                xrow, wrow = plane[r], wc[p]
+                                wrow = wc[p]
+                                xrow = plane[r] if r is not None else None
                                 for q, s in enumerate(cols[j]):
-                                    if s is not None:
-                                        acc += wrow[q] * xrow[s]
+                                    # A tap on zero padding still multiplies: inf*0 is NaN.
+                                    v = xrow[s] if xrow is not None and s is not None else 0.0
+                                    acc += wrow[q] * v
                         out[n, o, i, j] = acc
         with np.errstate(over="ignore"):  # float32 overflow to inf is the IEEE result
             return out.astype(spec.dtype, copy=False)
