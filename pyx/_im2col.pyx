@@ -5,7 +5,7 @@ kh/kw kernel, sh/sw stride, dh/dw dilation, pt/pl padding top/left, g groups,
 cig/cog channels per group, K = cig*kh*kw (reduction length), ohw = oh*ow. A *band* is a
 contiguous range [p0, p1) of flattened output pixels of one image (p = i*ow + j).
 
-For image n, group g and band [p0, p1), with bp = p1 - p0:
+For image n, group g and band [p0, p1) (one *task*), with bp = p1 - p0:
 
     col[(c*kh + u)*kw + v, t] = xpad[n, g*cig + c, i*sh + u*dh, j*sw + v*dw]   (i*ow + j = p0 + t)
     out[n, g*cog : (g+1)*cog, p0:p1] = W_g (cog, K) @ col (K, bp)  (+ bias)
@@ -33,9 +33,11 @@ HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 
 cdef struct Geom:
     Py_ssize_t n, c_in, h, w, c_out, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
-    Py_ssize_t groups, cig, cog, K, ohw, band, nbands
-    bint direct     # 1x1, stride 1, unpadded: GEMM on the input, no buffer
+    Py_ssize_t groups, cig, cog, K, ohw, band, nbands, ntask
+    bint direct             # 1x1, stride 1, unpadded: GEMM on the input, no buffer
     bint has_bias
+    Py_ssize_t* jlo         # (kw,) per kernel column v: output columns jlo[v] <= j < jhi[v]
+    Py_ssize_t* jhi         #       read an input column inside [0, w)
 
 
 cdef inline void _gemm(int m, int n, int k, const floating* a, int lda,
@@ -63,8 +65,9 @@ cdef void _fill(const floating* xg,      # IN  (cig, h, w): the planes of one im
                 const Geom* G, Py_ssize_t p0, Py_ssize_t p1,
                 const Py_ssize_t* jlo,   # IN  (kw,) first j with an in-range column for tap v
                 const Py_ssize_t* jhi,   # IN  (kw,) one past the last such j
-                ) noexcept nogil:
-    """col[(c*kh + u)*kw + v, t] := xpad[c, i*sh + u*dh, j*sw + v*dw], i*ow + j = p0 + t."""
+                Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """col[(c*kh + u)*kw + v, t] := xpad[c, i*sh + u*dh, j*sw + v*dw], i*ow + j = p0 + t,
+    for the channels c0 <= c < c1."""
     cdef Py_ssize_t bp = p1 - p0, ow = G.ow, sw = G.sw
     cdef Py_ssize_t i0 = p0 // ow, i1 = (p1 - 1) // ow     # first and last output row
     cdef Py_ssize_t c, u, v, i, j, ja, jb, a, e, r
@@ -72,7 +75,7 @@ cdef void _fill(const floating* xg,      # IN  (cig, h, w): the planes of one im
     cdef const floating* src
     cdef floating* row
     cdef floating* dst
-    for c in range(G.cig):
+    for c in range(c0, c1):
         plane = xg + c * G.h * G.w
         for u in range(G.kh):
             for v in range(G.kw):
@@ -97,107 +100,218 @@ cdef void _fill(const floating* xg,      # IN  (cig, h, w): the planes of one im
                     _zero(dst + (e - ja), jb - e)
 
 
+cdef inline void _locate(const Geom* G, Py_ssize_t t, Py_ssize_t* ni, Py_ssize_t* g,
+                         Py_ssize_t* p0, Py_ssize_t* p1) noexcept nogil:
+    """Task t = (image ni, group g, band [p0, p1)), bands fastest."""
+    cdef Py_ssize_t bi = t % G.nbands
+    ni[0] = t // (G.groups * G.nbands)
+    g[0] = (t // G.nbands) % G.groups
+    p0[0] = bi * G.band
+    p1[0] = p0[0] + G.band if p0[0] + G.band < G.ohw else G.ohw
+
+
+cdef inline void _bias(floating* dst, const floating* b, Py_ssize_t rows, Py_ssize_t cols,
+                       Py_ssize_t ld) noexcept nogil:
+    """dst[o, k] := b[o] for the (rows, cols; ld) block."""
+    cdef Py_ssize_t o, k
+    cdef floating bo
+    for o in range(rows):
+        bo = b[o]
+        for k in range(cols):
+            dst[o * ld + k] = bo
+
+
 cdef void _task(const floating* x, const floating* wt, const floating* b, floating* out,
-                floating* col, const Geom* G, Py_ssize_t t,
-                const Py_ssize_t* jlo, const Py_ssize_t* jhi) noexcept nogil:
-    """One (image, band) task: every group's fill and GEMM for that band."""
-    cdef Py_ssize_t ni = t // G.nbands
-    cdef Py_ssize_t p0 = (t % G.nbands) * G.band
-    cdef Py_ssize_t p1 = p0 + G.band if p0 + G.band < G.ohw else G.ohw
-    cdef Py_ssize_t bp = p1 - p0, g, o, k
+                floating* col, const Geom* G, Py_ssize_t t) noexcept nogil:
+    """One task on one thread: fill the band's columns, then one GEMM into out."""
+    cdef Py_ssize_t ni, g, p0, p1, bp
+    _locate(G, t, &ni, &g, &p0, &p1)
+    bp = p1 - p0
+    cdef const floating* xg = x + (ni * G.c_in + g * G.cig) * G.h * G.w
+    cdef floating* dst = out + (ni * G.c_out + g * G.cog) * G.ohw + p0   # (cog, bp; ohw)
+    cdef floating beta = 1 if G.has_bias else 0
+    if G.has_bias:
+        _bias(dst, b + g * G.cog, G.cog, bp, G.ohw)
+    if G.direct:
+        _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
+              xg + p0, <int> G.ohw, beta, dst, <int> G.ohw)           # x as (cig, bp; ohw)
+    else:
+        _fill(xg, col, G, p0, p1, G.jlo, G.jhi, 0, G.cig)             # (K, bp; bp)
+        _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
+              col, <int> bp, beta, dst, <int> G.ohw)
+
+
+cdef void _run_serial(const floating* x, const floating* wt, const floating* b,
+                      floating* out, floating* col, const Geom* G) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(G.ntask):
+        _task(x, wt, b, out, col, G, t)
+
+
+cdef void _run_tasks(const floating* x, const floating* wt, const floating* b,
+                     floating* out, floating* col, const Geom* G, int threads) noexcept nogil:
+    """Tasks spread over OpenMP threads, each with its own K * band slice of col."""
+    cdef Py_ssize_t t
+    cdef floating* mine = NULL
+    with parallel(num_threads=threads):
+        if col != NULL:
+            mine = col + omp_get_thread_num() * G.K * G.band
+        for t in prange(G.ntask, schedule='static'):
+            _task(x, wt, b, out, mine, G, t)
+
+
+cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
+                      floating* out, floating* col, const Geom* G, int threads) noexcept nogil:
+    """Tasks one after another, each split over OpenMP threads: the fill by input
+    channels, then the GEMM by blocks of output channels (split_m) or of band columns."""
+    cdef Py_ssize_t t, ni, g, p0, p1, bp, c, part, lo, hi, ldb
+    cdef bint split_m = G.cog >= 16 * threads and G.cog * G.K >= G.K * G.band
+    cdef floating beta = 1 if G.has_bias else 0
     cdef const floating* xg
     cdef const floating* src
     cdef floating* dst
-    cdef floating beta = 1 if G.has_bias else 0
-    cdef floating bo
-    for g in range(G.groups):
-        xg = x + (ni * G.c_in + g * G.cig) * G.h * G.w
-        dst = out + (ni * G.c_out + g * G.cog) * G.ohw + p0      # (cog, bp; ldc = ohw)
-        if G.has_bias:
-            for o in range(G.cog):
-                bo = b[g * G.cog + o]
-                for k in range(bp):
-                    dst[o * G.ohw + k] = bo
-        if G.direct:
-            src = xg + p0                                         # (cig, bp; ld = ohw)
-            _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
-                  src, <int> G.ohw, beta, dst, <int> G.ohw)
-        else:
-            _fill(xg, col, G, p0, p1, jlo, jhi)                   # (K, bp; ld = bp)
-            _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
-                  col, <int> bp, beta, dst, <int> G.ohw)
+    cdef const floating* wg
+    # (initialised only because the parallel block copies them in as firstprivate)
+    t = ni = g = p0 = p1 = bp = ldb = 0
+    xg = src = wg = NULL
+    dst = NULL
+    with parallel(num_threads=threads):
+        for t in range(G.ntask):          # every thread walks the tasks; work is shared
+            ni = t // (G.groups * G.nbands)   # (assigned here, not through _locate's
+            g = (t // G.nbands) % G.groups    #  pointers, so each thread has its own)
+            p0 = (t % G.nbands) * G.band
+            p1 = p0 + G.band if p0 + G.band < G.ohw else G.ohw
+            bp = p1 - p0
+            xg = x + (ni * G.c_in + g * G.cig) * G.h * G.w
+            dst = out + (ni * G.c_out + g * G.cog) * G.ohw + p0
+            wg = wt + g * G.cog * G.K
+            if G.direct:
+                src = xg + p0
+                ldb = G.ohw
+            else:
+                for c in prange(G.cig, schedule='static'):
+                    _fill(xg, col, G, p0, p1, G.jlo, G.jhi, c, c + 1)
+                src = col
+                ldb = bp
+            for part in prange(threads, schedule='static'):
+                if split_m:     # rows [lo, hi) of the output block, multiples of 8
+                    lo = ((G.cog * part // threads) // 8) * 8
+                    hi = G.cog if part == threads - 1 else ((G.cog * (part + 1) // threads) // 8) * 8
+                    if hi > lo:
+                        if G.has_bias:
+                            _bias(dst + lo * G.ohw, b + g * G.cog + lo, hi - lo, bp, G.ohw)
+                        _gemm(<int> (hi - lo), <int> bp, <int> G.K, wg + lo * G.K, <int> G.K,
+                              src, <int> ldb, beta, dst + lo * G.ohw, <int> G.ohw)
+                else:           # columns [lo, hi) of the band, multiples of 16
+                    lo = ((bp * part // threads) // 16) * 16
+                    hi = bp if part == threads - 1 else ((bp * (part + 1) // threads) // 16) * 16
+                    if hi > lo:
+                        if G.has_bias:
+                            _bias(dst + lo, b + g * G.cog, G.cog, hi - lo, G.ohw)
+                        _gemm(<int> G.cog, <int> (hi - lo), <int> G.K, wg, <int> G.K,
+                              src + lo, <int> ldb, beta, dst + lo, <int> G.ohw)
 
 
-def conv2d(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
-           const floating[:, :, :, ::1] wt,     # IN  (c_out, cig, kh, kw)
-           const floating[::1] b,               # IN  (c_out,) or None
-           floating[:, :, :, ::1] out,          # OUT (n, c_out, oh, ow)
-           floating[::1] work,                  # scratch, >= threads * K * band (unused if direct)
-           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
-           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-           Py_ssize_t band, int threads):
-    """out := conv2d(x, wt) + b, im2col band by band (bands of ``band`` output pixels).
-
-    ``threads`` > 1 runs the (image, band) tasks on that many OpenMP threads, each with
-    its own K * band slice of ``work``; the caller must then hold BLAS to one thread.
-    """
-    cdef Geom G
-    G.n, G.c_in, G.h, G.w = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
-    G.c_out, G.kh, G.kw = wt.shape[0], wt.shape[2], wt.shape[3]
-    G.oh, G.ow = out.shape[2], out.shape[3]
-    G.sh, G.sw, G.dh, G.dw, G.pt, G.pl = sh, sw, dh, dw, pt, pl
-    G.groups, G.cig, G.cog = groups, wt.shape[1], G.c_out // groups
-    G.K = G.cig * G.kh * G.kw
-    G.ohw = G.oh * G.ow
-    G.direct = G.kh == 1 and G.kw == 1 and sh == 1 and sw == 1 and G.oh == G.h and \
-        G.ow == G.w and pt == 0 and pl == 0
-    G.has_bias = b is not None
+cdef int _setup(Geom* G, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
+                Py_ssize_t c_out, Py_ssize_t cig, Py_ssize_t kh, Py_ssize_t kw,
+                Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+                Py_ssize_t band, bint has_bias) noexcept nogil:
+    """Fill G (jlo/jhi must point at kw entries each); returns the band used."""
+    cdef Py_ssize_t v, lo, hi, s0
+    G.n, G.c_in, G.h, G.w = n, c_in, h, w
+    G.c_out, G.cig, G.kh, G.kw, G.oh, G.ow = c_out, cig, kh, kw, oh, ow
+    G.sh, G.sw, G.pt, G.pl, G.dh, G.dw = sh, sw, pt, pl, dh, dw
+    G.groups, G.cog = groups, c_out // groups
+    G.K = cig * kh * kw
+    G.ohw = oh * ow
+    G.direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and oh == h and ow == w \
+        and pt == 0 and pl == 0
+    G.has_bias = has_bias
     if band < 1 or band > G.ohw:
         band = G.ohw
     G.band = band
     G.nbands = (G.ohw + band - 1) // band
-    if threads < 1:
-        threads = 1
-    if not G.direct and work.shape[0] < threads * G.K * band:
-        raise ValueError(f"work holds {work.shape[0]} elements, need {threads * G.K * band}")
-
-    # Per kernel column v: the output columns j whose input column j*sw + v*dw - pl is in
-    # [0, w), i.e. jlo[v] <= j < jhi[v] (clipped to [0, ow]).
-    cdef Py_ssize_t[64] small_lo, small_hi
-    cdef Py_ssize_t v, lo, hi, s0
-    import numpy as np
-    big = None
-    cdef Py_ssize_t[::1] big_mv
-    cdef Py_ssize_t* jlo = small_lo
-    cdef Py_ssize_t* jhi = small_hi
-    if G.kw > 32:
-        big = np.empty(2 * G.kw, dtype=np.intp)
-        big_mv = big
-        jlo = &big_mv[0]
-        jhi = &big_mv[G.kw]
-    for v in range(G.kw):
-        s0 = v * dw - pl                      # input column of j = 0
+    G.ntask = n * groups * G.nbands
+    for v in range(kw):
+        s0 = v * dw - pl                      # input column read by j = 0
         lo = 0 if s0 >= 0 else (-s0 + sw - 1) // sw
-        hi = 0 if G.w - 1 - s0 < 0 else (G.w - 1 - s0) // sw + 1
-        jlo[v] = lo if lo < G.ow else G.ow
-        jhi[v] = hi if hi < G.ow else G.ow
-        if jhi[v] < jlo[v]:
-            jhi[v] = jlo[v]
+        hi = 0 if w - 1 - s0 < 0 else (w - 1 - s0) // sw + 1
+        lo = lo if lo < ow else ow
+        hi = hi if hi < ow else ow
+        G.jlo[v] = lo
+        G.jhi[v] = hi if hi > lo else lo
+    return 0
 
-    cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* wp = &wt[0, 0, 0, 0]
-    cdef const floating* bptr = &b[0] if G.has_bias else NULL
-    cdef floating* op = &out[0, 0, 0, 0]
-    cdef floating* col = &work[0] if work.shape[0] > 0 else NULL
-    cdef floating* mine
-    cdef Py_ssize_t ntask = G.n * G.nbands, t
-    cdef Py_ssize_t per = G.K * band
-    if threads == 1 or ntask == 1:
-        with nogil:
-            for t in range(ntask):
-                _task(xp, wp, bptr, op, col, &G, t, jlo, jhi)
+
+# mode: 0 serial (BLAS may thread), 1 tasks over OpenMP threads, 2 shared tasks.
+cdef _entry(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
+            const floating[::1] b, floating[:, :, :, ::1] out, floating[::1] work,
+            Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
+            Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t band, int threads, int mode):
+    cdef Geom G
+    cdef Py_ssize_t[64] small
+    cdef Py_ssize_t[::1] big
+    cdef Py_ssize_t kw = wt.shape[3]
+    if kw <= 32:
+        G.jlo, G.jhi = &small[0], &small[32]
     else:
-        with nogil, parallel(num_threads=threads):
-            mine = col + omp_get_thread_num() * per if col != NULL else NULL
-            for t in prange(ntask, schedule='static'):
-                _task(xp, wp, bptr, op, mine, &G, t, jlo, jhi)
+        import numpy
+        big = numpy.empty(2 * kw, dtype=numpy.intp)
+        G.jlo, G.jhi = &big[0], &big[kw]
+    _setup(&G, x.shape[0], x.shape[1], x.shape[2], x.shape[3], wt.shape[0], wt.shape[1],
+           wt.shape[2], kw, out.shape[2], out.shape[3], sh, sw, pt, pl, dh, dw, groups,
+           band, b is not None)
+    if threads < 1 or mode == 0:
+        threads = 1
+    cdef Py_ssize_t need = 0 if G.direct else (threads if mode == 1 else 1) * G.K * G.band
+    if work.shape[0] < need:
+        raise ValueError(f"work holds {work.shape[0]} elements, the plan needs {need}")
+    cdef const floating* bp = &b[0] if G.has_bias else NULL
+    cdef floating* col = &work[0] if work.shape[0] > 0 else NULL
+    with nogil:
+        if threads == 1 or (mode == 1 and G.ntask == 1):
+            _run_serial(&x[0, 0, 0, 0], &wt[0, 0, 0, 0], bp, &out[0, 0, 0, 0], col, &G)
+        elif mode == 1:
+            _run_tasks(&x[0, 0, 0, 0], &wt[0, 0, 0, 0], bp, &out[0, 0, 0, 0], col, &G, threads)
+        else:
+            _run_shared(&x[0, 0, 0, 0], &wt[0, 0, 0, 0], bp, &out[0, 0, 0, 0], col, &G, threads)
+
+
+def conv2d_f32(const float[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
+               const float[:, :, :, ::1] wt,     # IN  (c_out, cig, kh, kw)
+               const float[::1] b,               # IN  (c_out,) or None
+               float[:, :, :, ::1] out,          # OUT (n, c_out, oh, ow)
+               float[::1] work,                  # scratch, see conv2d
+               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+               Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+               Py_ssize_t band, int threads, int mode):
+    """float32 conv2d (see conv2d)."""
+    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)
+
+
+def conv2d_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] wt,
+               const double[::1] b, double[:, :, :, ::1] out, double[::1] work,
+               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+               Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
+               Py_ssize_t band, int threads, int mode):
+    """float64 conv2d (see conv2d)."""
+    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)
+
+
+def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
+           Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t band,
+           int threads=1, int mode=0):
+    """out := conv2d(x, wt) + b, im2col band by band (bands of ``band`` output pixels).
+
+    x (n, c_in, h, w), wt (c_out, c_in/groups, kh, kw), b (c_out,) or None, out
+    (n, c_out, oh, ow): C-contiguous, one float dtype; x, wt, b are only read. Tasks are
+    (image, group, band). ``mode`` 0 runs them in order on this thread (BLAS may thread
+    each GEMM); 1 spreads them over ``threads`` OpenMP threads, each with its own
+    K * band slice of ``work`` (length >= threads * K * band); 2 runs them in order, each
+    split over ``threads`` OpenMP threads (work >= K * band). In modes 1 and 2 the
+    caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
+    unpadded call, which reads the input directly.
+    """
+    f = conv2d_f32 if out.dtype.itemsize == 4 else conv2d_f64
+    f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)

@@ -49,15 +49,44 @@ BAND_CASES = [
 ]
 
 
+BAND_CASES += [
+    ("many-cout", (1, 3, 9, 11), (40, 3, 3, 3), dict(padding=1)),      # SHARED splits rows
+    ("many-cout-1x1", (2, 8, 6, 7), (36, 8, 1, 1), {}),
+]
+MODES = {"rule": None, "serial-blas2": (im2col.SERIAL, 1), "tasks": (im2col.TASKS, 2),
+         "shared": (im2col.SHARED, 2), "shared3": (im2col.SHARED, 3)}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request, monkeypatch):
+    """Force each kernel mode (the size rule would run these small cases serially)."""
+    forced = MODES[request.param]
+    if forced is not None:
+        monkeypatch.setattr(im2col, "split_threads", lambda spec, t: forced)
+        monkeypatch.setattr(im2col, "SMALL_FLOPS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("workspace_mb", [1e-4, 0.002, 0.01])
 @pytest.mark.parametrize("name,xs,ws,kw", BAND_CASES, ids=[c[0] for c in BAND_CASES])
-def test_band_edges(name, xs, ws, kw, workspace_mb, threads, dtype):
+def test_band_edges(name, xs, ws, kw, workspace_mb, mode, dtype):
     be = Backend(workspace_mb=workspace_mb)
     case = Case(name, xs, ws, dtype=dtype, **kw)
-    with convreg.use_threads(threads):
+    with convreg.use_threads(2):
         _agree(be, case)
+    spec = _spec(xs, ws, dtype, **kw)
+    plan = be.plan(spec, threads=2)
+    one_pixel = spec.reduction * np.dtype(dtype).itemsize
+    buffers = plan.omp_threads if plan.mode == im2col.TASKS else 1
+    assert plan.workspace_bytes <= max(workspace_mb * 2**20, buffers * one_pixel)
+
+
+@pytest.mark.parametrize("case", standard_cases()[::3], ids=lambda c: c.label())
+def test_standard_grid_every_mode(case, mode):
+    with convreg.use_threads(2):
+        r = check_case(NAME, case)
+    assert r.ok, r.error
 
 
 def _spec(xs, ws, dtype="float32", **kw):

@@ -35,12 +35,20 @@ from .._threads import blas_threads, get_threads
 NAME = "cython-im2col"
 MIB = 2**20
 _INT_MAX = 2**31 - 1      # BLAS dimensions and leading dimensions are 32-bit ints
+# OpenBLAS multiplies on one thread when m*n*k <= 65536 * GEMM_MULTITHREAD_THRESHOLD (4).
+_BLAS_SERIAL_MNK = 65536 * 4
 
 # A band's column buffer is kept near this size (per thread) so the GEMM reads it from
-# cache; measured by scripts/bench_im2col.py (see the module notes there).
+# cache; measured with scripts/bench_im2col.py --cache-kb.
 CACHE_BYTES = 1 * MIB
 # Minimum band (output pixels) the cache rule may choose: narrower GEMMs lose efficiency.
 MIN_BAND = 128
+# Below this many flops a call runs on the calling thread: starting threads costs more.
+SMALL_FLOPS = 2_000_000
+
+# Kernel modes (pyx/_im2col.pyx): how the (image, group, band) tasks meet the threads.
+SERIAL, TASKS, SHARED = 0, 1, 2
+MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared"}
 
 
 @dataclass(frozen=True)
@@ -50,15 +58,43 @@ class Plan:
     direct: bool            # 1x1 stride-1 unpadded: GEMM on the input, no buffer
     band: int               # output pixels per band
     nbands: int             # bands per image
-    omp_threads: int        # OpenMP threads over (image, band) tasks (1: serial loop)
-    blas_threads: int       # BLAS threads per GEMM
+    mode: int               # SERIAL, TASKS or SHARED
+    omp_threads: int        # OpenMP threads (1 in SERIAL mode)
+    blas_threads: int       # BLAS threads per GEMM (1 unless SERIAL)
     workspace_bytes: int    # bytes of column buffer allocated
     bound_bytes: int        # the workspace bound in force
+
+    def describe(self) -> str:
+        return (f"{'direct ' if self.direct else ''}{MODE_NAMES[self.mode]} band={self.band}"
+                f"x{self.nbands} omp={self.omp_threads} blas={self.blas_threads} "
+                f"ws={self.workspace_bytes / MIB:.2f}MiB")
 
 
 def _is_direct(spec) -> bool:
     return (spec.kh == 1 and spec.kw == 1 and spec.sh == 1 and spec.sw == 1
             and not spec.padded)
+
+
+def choose_mode(spec, threads, band_cache):
+    """The thread split for a call; never OpenMP and BLAS threads at once.
+
+    * one thread, or under SMALL_FLOPS: SERIAL with one BLAS thread;
+    * at least two (image, group, band) tasks per thread at the cache-sized band:
+      TASKS, each OpenMP thread filling and multiplying its own bands, BLAS held to one;
+    * otherwise (few, large tasks: small images, batch 1): SHARED, each task's fill and
+      GEMM split over the OpenMP threads, BLAS held to one.
+    """
+    if threads == 1 or spec.flops < SMALL_FLOPS:
+        return SERIAL, 1
+    ohw = spec.oh * spec.ow
+    if spec.n * spec.groups * -(-ohw // band_cache) >= 2 * threads:
+        return TASKS, threads
+    return SHARED, threads
+
+
+def split_threads(spec, threads):
+    """Kept for the benchmark's --split override: (mode, threads) or None for the rule."""
+    return None
 
 
 class CythonIm2colBackend(Backend):
@@ -92,49 +128,57 @@ class CythonIm2colBackend(Backend):
         return YES
 
     def plan(self, spec, threads=None) -> Plan:
-        """Band size and thread split for ``spec`` (``threads`` defaults to get_threads()).
+        """Mode, band size and workspace for ``spec`` (``threads``: default get_threads()).
 
-        Threading rule: with T > 1 threads, BLAS gets all T threads on each GEMM when the
-        per-group GEMM is large (cog >= 32 and K >= 64); otherwise OpenMP runs T
-        (image, band) tasks at once with BLAS held to one thread.
+        The column buffers together stay within the workspace bound (a band holds at
+        least one output pixel), and each thread's buffer near CACHE_BYTES.
         """
         t = get_threads() if threads is None else threads
         bound = int(self.workspace_mb() * MIB)
+        itemsize = 4 if spec.dtype == "float32" else 8
         ohw = spec.oh * spec.ow
         direct = _is_direct(spec)
-        if t > 1 and not (spec.cog >= 32 and spec.reduction >= 64):
-            omp, blas = t, 1
-        else:
-            omp, blas = 1, t
-        per_pixel = spec.reduction * np.dtype(spec.dtype).itemsize   # bytes of one column
+        per_pixel = spec.reduction * itemsize          # bytes of one column of the buffer
+        band_cache = min(ohw, max(CACHE_BYTES // per_pixel, MIN_BAND))
+        forced = split_threads(spec, t)
+        mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
         if direct:
             band = ohw
         else:
-            by_bound = bound // (omp * per_pixel)
-            by_cache = max(CACHE_BYTES // per_pixel, MIN_BAND)
-            band = max(1, min(ohw, by_bound, by_cache))
-            if band >= spec.ow and band < ohw:
-                band -= band % spec.ow          # whole output rows when they fit
-        if omp > 1:
-            # At least two tasks per thread so the static split balances.
-            want = 2 * omp
-            per_image = -(-want // spec.n)
-            if per_image > 1:
-                band = max(1, min(band, -(-ohw // per_image)))
+            buffers = omp if mode == TASKS else 1
+            band = max(1, min(band_cache * (omp if mode == SHARED else 1), ohw,
+                              bound // (buffers * per_pixel)))
+        if mode == TASKS:
+            # A multiple of the threads in tasks, so the static split balances.
+            tasks_per_band = spec.n * spec.groups
+            nb = -(-ohw // band)
+            while (tasks_per_band * nb) % omp and nb < ohw:
+                nb += 1
+            band = -(-ohw // nb)
+        elif band < ohw and band >= spec.ow:
+            band -= band % spec.ow                     # whole output rows when they fit
         nbands = -(-ohw // band)
-        if spec.n * nbands < omp:
-            omp = max(1, spec.n * nbands)
-        work = 0 if direct else omp * spec.reduction * band * np.dtype(spec.dtype).itemsize
-        return Plan(direct, band, nbands, omp, blas, work, bound)
+        buffers = omp if mode == TASKS else 1
+        work = 0 if direct else buffers * spec.reduction * band * itemsize
+        return Plan(direct, band, nbands, mode, omp, t if mode == SERIAL and
+                    spec.flops >= SMALL_FLOPS else 1, work, bound)
 
     # ------------------------------------------------------------------ the call
     def conv2d(self, spec, x, w, b):
         plan = self.plan(spec)
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
+        if plan.blas_threads == 1 and spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK:
+            # OpenBLAS runs GEMMs this small on the calling thread whatever its setting;
+            # skipping the threadpoolctl round trip saves microseconds on tiny calls.
+            _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
+                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
+                           plan.mode)
+            return out
         with blas_threads(plan.blas_threads):
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
-                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads)
+                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
+                           plan.mode)
         return out
 
     def info(self) -> dict:
@@ -144,7 +188,8 @@ class CythonIm2colBackend(Backend):
             bound = f"config error: {exc}"
         from threadpoolctl import threadpool_info
 
-        blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads", "filepath")}
+        blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
+                                         "architecture", "filepath")}
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         return {**super().info(), "workspace_mb": bound, "variant": "portable (no SIMD "
                 "variants: the work is copies and BLAS, which picks its own kernels)",
