@@ -25,12 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _im2col
 from .._backend import YES, Backend, no
 from .._config import OptionSpec
 from .._errors import ConfigError
 from .._registry import backend_settings
+from .._simd import load_family
 from .._threads import blas_threads, get_threads
+
+_im2col = load_family("_im2col")      # ImportError: the registry marks us unavailable
 
 NAME = "cython-im2col"
 MIB = 2**20
@@ -79,7 +81,7 @@ def choose_mode(spec, threads, band_cache):
     """The thread split for a call; never OpenMP and BLAS threads at once.
 
     * one thread, or under SMALL_FLOPS: SERIAL with one BLAS thread;
-    * at least two (image, group, band) tasks per thread at the cache-sized band:
+    * at least one (image, group, band) task per thread at the cache-sized band:
       TASKS, each OpenMP thread filling and multiplying its own bands, BLAS held to one;
     * otherwise (few, large tasks: small images, batch 1): SHARED, each task's fill and
       GEMM split over the OpenMP threads, BLAS held to one.
@@ -87,7 +89,7 @@ def choose_mode(spec, threads, band_cache):
     if threads == 1 or spec.flops < SMALL_FLOPS:
         return SERIAL, 1
     ohw = spec.oh * spec.ow
-    if spec.n * spec.groups * -(-ohw // band_cache) >= 2 * threads:
+    if spec.n * spec.groups * -(-ohw // band_cache) >= threads:
         return TASKS, threads
     return SHARED, threads
 
@@ -191,6 +193,8 @@ class CythonIm2colBackend(Backend):
         blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
                                          "architecture", "filepath")}
                 for d in threadpool_info() if d.get("user_api") == "blas"]
-        return {**super().info(), "workspace_mb": bound, "variant": "portable (no SIMD "
-                "variants: the work is copies and BLAS, which picks its own kernels)",
+        variant = _im2col.__name__.rpartition("_")[2]
+        return {**super().info(), "workspace_mb": bound, "variant": variant,
+                "float32_gemm": "own AVX-512 kernel (>= 12 output channels per group)"
+                if _im2col.HAVE_KERNEL else "BLAS",
                 "openmp": _im2col.HAVE_OPENMP, "blas": blas}

@@ -17,8 +17,10 @@ C = A @ B is computed as C^T = B^T @ A^T by swapping the operands.
 A 1x1, stride-1, unpadded convolution needs no buffer: col is the input itself,
 x[n, g*cig : (g+1)*cig] seen as (cig, ohw) with leading dimension ohw.
 
-No kernel is compiled per SIMD variant: the work is memcpy-like copies and BLAS, which
-picks its own kernels for the CPU at run time.
+The family is built per SIMD variant (convreg._im2col_{baseline,avx2,avx512}). The avx512
+build multiplies float32 with its own register-tiled kernel (below: 12 output channels x
+32 pixels per tile, the column buffer read in place, bias folded into the accumulators);
+every other build and float64 call BLAS through scipy.linalg.cython_blas.
 """
 
 from cython cimport floating
@@ -31,11 +33,78 @@ from _openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 
 
+cdef extern from *:
+    """
+    #if defined(__AVX512F__) && defined(__FMA__)
+    #include <immintrin.h>
+    #define CONVREG_IM2COL_MK 1
+    #define CONVREG_MR 12
+
+    /* C[r, j] := bias[r] (or 0) + sum_k W[r, k] * B[k, j] for r < 12, j < nr <= 32;
+       W (12, K; ldw), B (K, nr; ldb), C (12, nr; ldc), all row-major. */
+    static inline void convreg_tile_12x32(long K, const float* W, long ldw, const float* B,
+                                          long ldb, const float* bias, float* C, long ldc,
+                                          long nr) {
+        __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+        __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF :
+                       nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
+        __m512 c0[CONVREG_MR], c1[CONVREG_MR];
+        #pragma GCC unroll 12
+        for (int r = 0; r < CONVREG_MR; r++) {
+            c0[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+            c1[r] = c0[r];
+        }
+        for (long k = 0; k < K; k++) {
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, B + k * ldb + 16);
+            #pragma GCC unroll 12
+            for (int r = 0; r < CONVREG_MR; r++) {
+                __m512 a = _mm512_set1_ps(W[r * ldw + k]);
+                c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+                c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+            }
+        }
+        #pragma GCC unroll 12
+        for (int r = 0; r < CONVREG_MR; r++) {
+            _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+        }
+    }
+
+    /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= 12. The last
+       row block overlaps the previous one; it rewrites identical values. */
+    static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
+                                 const float* B, long ldb, const float* bias, float* C,
+                                 long ldc) {
+        for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
+            long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+            for (long j = 0; j < N; j += 32)
+                convreg_tile_12x32(K, W + i * ldw, ldw, B + j, ldb, bias ? bias + i : 0,
+                                   C + i * ldc + j, ldc, N - j < 32 ? N - j : 32);
+        }
+    }
+    #else
+    #define CONVREG_IM2COL_MK 0
+    #define CONVREG_MR 12
+    static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
+                                 const float* B, long ldb, const float* bias, float* C,
+                                 long ldc) { (void)M; }
+    #endif
+    """
+    bint CONVREG_IM2COL_MK
+    int CONVREG_MR
+    void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw, const float* B,
+                          long ldb, const float* bias, float* C, long ldc) noexcept nogil
+
+HAVE_KERNEL = bool(CONVREG_IM2COL_MK)   # this build has the AVX-512 float32 kernel
+
+
 cdef struct Geom:
     Py_ssize_t n, c_in, h, w, c_out, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl
     Py_ssize_t groups, cig, cog, K, ohw, band, nbands, ntask
     bint direct             # 1x1, stride 1, unpadded: GEMM on the input, no buffer
     bint has_bias
+    bint own_kernel         # float32 GEMMs through the AVX-512 kernel when built
     Py_ssize_t* jlo         # (kw,) per kernel column v: output columns jlo[v] <= j < jhi[v]
     Py_ssize_t* jhi         #       read an input column inside [0, w)
 
@@ -53,6 +122,26 @@ cdef inline void _gemm(int m, int n, int k, const floating* a, int lda,
     else:
         dgemm(&no, &no, &n, &m, &k, &one, <double*> b, &ldb, <double*> a, &lda,
               &beta, c, &ldc)
+
+
+cdef inline void _product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                          Py_ssize_t lda, const floating* b, Py_ssize_t ldb,
+                          const floating* bias, floating* c, Py_ssize_t ldc,
+                          bint own_kernel) noexcept nogil:
+    """C (m, n; ldc) := bias (per row, or 0 when NULL) + A (m, k; lda) @ B (k, n; ldb)."""
+    cdef Py_ssize_t o, j
+    cdef floating bo
+    if floating is float:
+        if own_kernel and CONVREG_IM2COL_MK and m >= CONVREG_MR:
+            convreg_sgemm_mk(m, n, k, a, lda, b, ldb, bias, c, ldc)
+            return
+    if bias != NULL:
+        for o in range(m):
+            bo = bias[o]
+            for j in range(n):
+                c[o * ldc + j] = bo
+    _gemm(<int> m, <int> n, <int> k, a, <int> lda, b, <int> ldb,
+          1 if bias != NULL else 0, c, <int> ldc)
 
 
 cdef inline void _zero(floating* dst, Py_ssize_t count) noexcept nogil:
@@ -110,17 +199,6 @@ cdef inline void _locate(const Geom* G, Py_ssize_t t, Py_ssize_t* ni, Py_ssize_t
     p1[0] = p0[0] + G.band if p0[0] + G.band < G.ohw else G.ohw
 
 
-cdef inline void _bias(floating* dst, const floating* b, Py_ssize_t rows, Py_ssize_t cols,
-                       Py_ssize_t ld) noexcept nogil:
-    """dst[o, k] := b[o] for the (rows, cols; ld) block."""
-    cdef Py_ssize_t o, k
-    cdef floating bo
-    for o in range(rows):
-        bo = b[o]
-        for k in range(cols):
-            dst[o * ld + k] = bo
-
-
 cdef void _task(const floating* x, const floating* wt, const floating* b, floating* out,
                 floating* col, const Geom* G, Py_ssize_t t) noexcept nogil:
     """One task on one thread: fill the band's columns, then one GEMM into out."""
@@ -129,16 +207,14 @@ cdef void _task(const floating* x, const floating* wt, const floating* b, floati
     bp = p1 - p0
     cdef const floating* xg = x + (ni * G.c_in + g * G.cig) * G.h * G.w
     cdef floating* dst = out + (ni * G.c_out + g * G.cog) * G.ohw + p0   # (cog, bp; ohw)
-    cdef floating beta = 1 if G.has_bias else 0
-    if G.has_bias:
-        _bias(dst, b + g * G.cog, G.cog, bp, G.ohw)
-    if G.direct:
-        _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
-              xg + p0, <int> G.ohw, beta, dst, <int> G.ohw)           # x as (cig, bp; ohw)
+    cdef const floating* bg = b + g * G.cog if G.has_bias else NULL
+    if G.direct:                                                     # x as (cig, bp; ohw)
+        _product(G.cog, bp, G.K, wt + g * G.cog * G.K, G.K, xg + p0, G.ohw, bg, dst,
+                 G.ohw, G.own_kernel)
     else:
         _fill(xg, col, G, p0, p1, G.jlo, G.jhi, 0, G.cig)             # (K, bp; bp)
-        _gemm(<int> G.cog, <int> bp, <int> G.K, wt + g * G.cog * G.K, <int> G.K,
-              col, <int> bp, beta, dst, <int> G.ohw)
+        _product(G.cog, bp, G.K, wt + g * G.cog * G.K, G.K, col, bp, bg, dst, G.ohw,
+                 G.own_kernel)
 
 
 cdef void _run_serial(const floating* x, const floating* wt, const floating* b,
@@ -166,7 +242,6 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
     channels, then the GEMM by blocks of output channels (split_m) or of band columns."""
     cdef Py_ssize_t t, ni, g, p0, p1, bp, c, part, lo, hi, ldb
     cdef bint split_m = G.cog >= 16 * threads and G.cog * G.K >= G.K * G.band
-    cdef floating beta = 1 if G.has_bias else 0
     cdef const floating* xg
     cdef const floating* src
     cdef floating* dst
@@ -198,25 +273,23 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
                     lo = ((G.cog * part // threads) // 8) * 8
                     hi = G.cog if part == threads - 1 else ((G.cog * (part + 1) // threads) // 8) * 8
                     if hi > lo:
-                        if G.has_bias:
-                            _bias(dst + lo * G.ohw, b + g * G.cog + lo, hi - lo, bp, G.ohw)
-                        _gemm(<int> (hi - lo), <int> bp, <int> G.K, wg + lo * G.K, <int> G.K,
-                              src, <int> ldb, beta, dst + lo * G.ohw, <int> G.ohw)
-                else:           # columns [lo, hi) of the band, multiples of 16
-                    lo = ((bp * part // threads) // 16) * 16
-                    hi = bp if part == threads - 1 else ((bp * (part + 1) // threads) // 16) * 16
+                        _product(hi - lo, bp, G.K, wg + lo * G.K, G.K, src, ldb,
+                                 b + g * G.cog + lo if G.has_bias else NULL,
+                                 dst + lo * G.ohw, G.ohw, G.own_kernel)
+                else:           # columns [lo, hi) of the band, multiples of 32
+                    lo = ((bp * part // threads) // 32) * 32
+                    hi = bp if part == threads - 1 else ((bp * (part + 1) // threads) // 32) * 32
                     if hi > lo:
-                        if G.has_bias:
-                            _bias(dst + lo, b + g * G.cog, G.cog, hi - lo, G.ohw)
-                        _gemm(<int> G.cog, <int> (hi - lo), <int> G.K, wg, <int> G.K,
-                              src + lo, <int> ldb, beta, dst + lo, <int> G.ohw)
+                        _product(G.cog, hi - lo, G.K, wg, G.K, src + lo, ldb,
+                                 b + g * G.cog if G.has_bias else NULL,
+                                 dst + lo, G.ohw, G.own_kernel)
 
 
 cdef int _setup(Geom* G, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
                 Py_ssize_t c_out, Py_ssize_t cig, Py_ssize_t kh, Py_ssize_t kw,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
                 Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-                Py_ssize_t band, bint has_bias) noexcept nogil:
+                Py_ssize_t band, bint has_bias, bint own_kernel) noexcept nogil:
     """Fill G (jlo/jhi must point at kw entries each); returns the band used."""
     cdef Py_ssize_t v, lo, hi, s0
     G.n, G.c_in, G.h, G.w = n, c_in, h, w
@@ -228,6 +301,7 @@ cdef int _setup(Geom* G, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t
     G.direct = kh == 1 and kw == 1 and sh == 1 and sw == 1 and oh == h and ow == w \
         and pt == 0 and pl == 0
     G.has_bias = has_bias
+    G.own_kernel = own_kernel
     if band < 1 or band > G.ohw:
         band = G.ohw
     G.band = band
@@ -248,7 +322,8 @@ cdef int _setup(Geom* G, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t
 cdef _entry(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
             const floating[::1] b, floating[:, :, :, ::1] out, floating[::1] work,
             Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
-            Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t band, int threads, int mode):
+            Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t band, int threads, int mode,
+            bint own_kernel):
     cdef Geom G
     cdef Py_ssize_t[64] small
     cdef Py_ssize_t[::1] big
@@ -261,7 +336,7 @@ cdef _entry(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
         G.jlo, G.jhi = &big[0], &big[kw]
     _setup(&G, x.shape[0], x.shape[1], x.shape[2], x.shape[3], wt.shape[0], wt.shape[1],
            wt.shape[2], kw, out.shape[2], out.shape[3], sh, sw, pt, pl, dh, dw, groups,
-           band, b is not None)
+           band, b is not None, own_kernel)
     if threads < 1 or mode == 0:
         threads = 1
     cdef Py_ssize_t need = 0 if G.direct else (threads if mode == 1 else 1) * G.K * G.band
@@ -285,23 +360,25 @@ def conv2d_f32(const float[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
                float[::1] work,                  # scratch, see conv2d
                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-               Py_ssize_t band, int threads, int mode):
+               Py_ssize_t band, int threads, int mode, bint own_kernel=True):
     """float32 conv2d (see conv2d)."""
-    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)
+    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode,
+           own_kernel)
 
 
 def conv2d_f64(const double[:, :, :, ::1] x, const double[:, :, :, ::1] wt,
                const double[::1] b, double[:, :, :, ::1] out, double[::1] work,
                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups,
-               Py_ssize_t band, int threads, int mode):
+               Py_ssize_t band, int threads, int mode, bint own_kernel=True):
     """float64 conv2d (see conv2d)."""
-    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)
+    _entry(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode,
+           own_kernel)
 
 
 def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl,
            Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, Py_ssize_t band,
-           int threads=1, int mode=0):
+           int threads=1, int mode=0, bint own_kernel=True):
     """out := conv2d(x, wt) + b, im2col band by band (bands of ``band`` output pixels).
 
     x (n, c_in, h, w), wt (c_out, c_in/groups, kh, kw), b (c_out,) or None, out
@@ -311,7 +388,8 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     K * band slice of ``work`` (length >= threads * K * band); 2 runs them in order, each
     split over ``threads`` OpenMP threads (work >= K * band). In modes 1 and 2 the
     caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
-    unpadded call, which reads the input directly.
+    unpadded call, which reads the input directly. ``own_kernel`` (float32, avx512 build,
+    at least 12 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
     """
     f = conv2d_f32 if out.dtype.itemsize == 4 else conv2d_f64
-    f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode)
+    f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode, own_kernel)
