@@ -18,9 +18,10 @@ A 1x1, stride-1, unpadded convolution needs no buffer: col is the input itself,
 x[n, g*cig : (g+1)*cig] seen as (cig, ohw) with leading dimension ohw.
 
 The family is built per SIMD variant (convreg._im2col_{baseline,avx2,avx512}). The avx512
-build multiplies float32 with its own register-tiled kernel (below: 12 output channels x
-32 pixels per tile, the column buffer read in place, bias folded into the accumulators);
-every other build and float64 call BLAS through scipy.linalg.cython_blas.
+build multiplies with its own register-tiled kernel when a group has at least 12 output
+channels (below: 12 output channels x 32 float32 / 16 float64 pixels per tile, the column
+buffer read in place, bias folded into the accumulators); every other call goes to BLAS
+through scipy.linalg.cython_blas.
 """
 
 from cython cimport floating
@@ -71,6 +72,47 @@ cdef extern from *:
         }
     }
 
+    /* The same for double: 12 x 16 tiles (two registers of 8 per row). */
+    static inline void convreg_tile_12x16d(long K, const double* W, long ldw, const double* B,
+                                           long ldb, const double* bias, double* C, long ldc,
+                                           long nr) {
+        __mmask8 m0 = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1u);
+        __mmask8 m1 = nr >= 16 ? (__mmask8)0xFF :
+                      nr > 8 ? (__mmask8)((1u << (nr - 8)) - 1u) : (__mmask8)0;
+        __m512d c0[CONVREG_MR], c1[CONVREG_MR];
+        #pragma GCC unroll 12
+        for (int r = 0; r < CONVREG_MR; r++) {
+            c0[r] = bias ? _mm512_set1_pd(bias[r]) : _mm512_setzero_pd();
+            c1[r] = c0[r];
+        }
+        for (long k = 0; k < K; k++) {
+            __m512d b0 = _mm512_maskz_loadu_pd(m0, B + k * ldb);
+            __m512d b1 = _mm512_maskz_loadu_pd(m1, B + k * ldb + 8);
+            #pragma GCC unroll 12
+            for (int r = 0; r < CONVREG_MR; r++) {
+                __m512d a = _mm512_set1_pd(W[r * ldw + k]);
+                c0[r] = _mm512_fmadd_pd(a, b0, c0[r]);
+                c1[r] = _mm512_fmadd_pd(a, b1, c1[r]);
+            }
+        }
+        #pragma GCC unroll 12
+        for (int r = 0; r < CONVREG_MR; r++) {
+            _mm512_mask_storeu_pd(C + r * ldc, m0, c0[r]);
+            _mm512_mask_storeu_pd(C + r * ldc + 8, m1, c1[r]);
+        }
+    }
+
+    static void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw,
+                                 const double* B, long ldb, const double* bias, double* C,
+                                 long ldc) {
+        for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
+            long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+            for (long j = 0; j < N; j += 16)
+                convreg_tile_12x16d(K, W + i * ldw, ldw, B + j, ldb, bias ? bias + i : 0,
+                                    C + i * ldc + j, ldc, N - j < 16 ? N - j : 16);
+        }
+    }
+
     /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= 12. The last
        row block overlaps the previous one; it rewrites identical values. */
     static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
@@ -89,12 +131,17 @@ cdef extern from *:
     static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
                                  const float* B, long ldb, const float* bias, float* C,
                                  long ldc) { (void)M; }
+    static void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw,
+                                 const double* B, long ldb, const double* bias, double* C,
+                                 long ldc) { (void)M; }
     #endif
     """
     bint CONVREG_IM2COL_MK
     int CONVREG_MR
     void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw, const float* B,
                           long ldb, const float* bias, float* C, long ldc) noexcept nogil
+    void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw, const double* B,
+                          long ldb, const double* bias, double* C, long ldc) noexcept nogil
 
 HAVE_KERNEL = bool(CONVREG_IM2COL_MK)   # this build has the AVX-512 float32 kernel
 
@@ -131,10 +178,12 @@ cdef inline void _product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floati
     """C (m, n; ldc) := bias (per row, or 0 when NULL) + A (m, k; lda) @ B (k, n; ldb)."""
     cdef Py_ssize_t o, j
     cdef floating bo
-    if floating is float:
-        if own_kernel and CONVREG_IM2COL_MK and m >= CONVREG_MR:
+    if own_kernel and CONVREG_IM2COL_MK and m >= CONVREG_MR:
+        if floating is float:
             convreg_sgemm_mk(m, n, k, a, lda, b, ldb, bias, c, ldc)
-            return
+        else:
+            convreg_dgemm_mk(m, n, k, a, lda, b, ldb, bias, c, ldc)
+        return
     if bias != NULL:
         for o in range(m):
             bo = bias[o]
@@ -241,7 +290,8 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
     """Tasks one after another, each split over OpenMP threads: the fill by input
     channels, then the GEMM by blocks of output channels (split_m) or of band columns."""
     cdef Py_ssize_t t, ni, g, p0, p1, bp, c, part, lo, hi, ldb
-    cdef bint split_m = G.cog >= 16 * threads and G.cog * G.K >= G.K * G.band
+    # Row blocks of at least 24 (>= the kernel's 12) when splitting output channels.
+    cdef bint split_m = G.cog >= 32 * threads and G.cog >= G.band
     cdef const floating* xg
     cdef const floating* src
     cdef floating* dst
@@ -388,8 +438,8 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     K * band slice of ``work`` (length >= threads * K * band); 2 runs them in order, each
     split over ``threads`` OpenMP threads (work >= K * band). In modes 1 and 2 the
     caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
-    unpadded call, which reads the input directly. ``own_kernel`` (float32, avx512 build,
-    at least 12 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
+    unpadded call, which reads the input directly. ``own_kernel`` (avx512 build, at
+    least 12 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
     """
     f = conv2d_f32 if out.dtype.itemsize == 4 else conv2d_f64
     f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode, own_kernel)

@@ -276,3 +276,64 @@ def test_read_only_inputs():
     for a in (x, w, b):
         a.flags.writeable = False
     np.testing.assert_array_equal(convreg.conv2d(x, w, b, padding=1, backend=NAME), expected)
+
+
+def _variant_modules():
+    from convreg._simd import ORDER, cpu_variants, load_family
+
+    mods = {}
+    for v in ORDER:
+        if v in cpu_variants():
+            try:
+                mod = load_family("_im2col", v)
+            except ImportError:
+                continue
+            mods[mod.__name__] = mod
+    return list(mods.values())
+
+
+KERNEL_CASES = [
+    # (input, weight, kwargs): output channels around the kernel's 12-row tiles and
+    # band widths around its 32 (float32) / 16 (float64) columns
+    ((1, 5, 9, 11), (12, 5, 3, 3), dict(padding=1)),
+    ((2, 4, 7, 9), (13, 4, 3, 3), dict(padding=(1, 0))),
+    ((1, 6, 10, 10), (25, 6, 3, 3), dict(padding=1, stride=2)),
+    ((1, 8, 6, 7), (40, 8, 1, 1), {}),
+    ((1, 6, 12, 12), (26, 3, 3, 3), dict(groups=2, dilation=2, padding=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("own", [True, False], ids=["own-kernel", "blas"])
+@pytest.mark.parametrize("mode", [im2col.SERIAL, im2col.TASKS, im2col.SHARED],
+                         ids=["serial", "tasks", "shared"])
+@pytest.mark.parametrize("xs,ws,kw", KERNEL_CASES, ids=[str(c[1]) for c in KERNEL_CASES])
+def test_every_variant_and_gemm(xs, ws, kw, mode, own, dtype):
+    """Each built SIMD variant, with its own GEMM kernel and with BLAS, in every mode."""
+    from convreg._threads import blas_threads
+
+    case = Case("kernel", xs, ws, dtype=dtype, **kw)
+    ref, bound = reference(case)
+    x, w, b = case.arrays()
+    spec = _spec(xs, ws, dtype, **kw)
+    for mod in _variant_modules():
+        for band in (7, 33, spec.oh * spec.ow):
+            out = np.full(spec.output_shape, np.nan, dtype)
+            threads = 1 if mode == im2col.SERIAL else 2
+            work = np.empty(threads * spec.reduction * band, dtype)
+            with blas_threads(1):
+                mod.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh,
+                           spec.dw, spec.groups, band, threads, mode, own)
+            ok, _, msg = compare(out, ref, bound, dtype)
+            assert ok, f"{mod.__name__} band={band}: {msg}"
+
+
+def test_kernel_propagates_nan_and_inf():
+    x = np.ones((1, 3, 6, 40), np.float32)
+    x[0, 1, 2, 33] = np.nan
+    x[0, 2, 4, 5] = np.inf
+    w = np.ones((16, 3, 3, 3), np.float32)
+    out = convreg.conv2d(x, w, padding=1, backend=NAME)
+    assert np.isnan(out[:, :, 1:4, 32:35]).all()
+    assert np.isposinf(out[:, :, 4, 5]).all()
+    assert np.isfinite(out[:, :, 0, :30]).all()

@@ -48,7 +48,11 @@ MIN_BAND = 128
 # Below this many flops a call runs on the calling thread: starting threads costs more.
 SMALL_FLOPS = 2_000_000
 
-# Kernel modes (pyx/_im2col.pyx): how the (image, group, band) tasks meet the threads.
+# The avx512 build's own GEMM kernel takes groups with at least this many output channels.
+KERNEL_MIN_COG = 12
+use_own_kernel = True     # False: always BLAS (for comparisons)
+
+# Kernel modes (pyx/_im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
 SERIAL, TASKS, SHARED = 0, 1, 2
 MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared"}
 
@@ -65,9 +69,11 @@ class Plan:
     blas_threads: int       # BLAS threads per GEMM (1 unless SERIAL)
     workspace_bytes: int    # bytes of column buffer allocated
     bound_bytes: int        # the workspace bound in force
+    own_kernel: bool = False  # GEMMs through the AVX-512 kernel (no BLAS call)
 
     def describe(self) -> str:
-        return (f"{'direct ' if self.direct else ''}{MODE_NAMES[self.mode]} band={self.band}"
+        return (f"{'direct ' if self.direct else ''}{MODE_NAMES[self.mode]} "
+                f"{'own-kernel' if self.own_kernel else 'blas'} band={self.band}"
                 f"x{self.nbands} omp={self.omp_threads} blas={self.blas_threads} "
                 f"ws={self.workspace_bytes / MIB:.2f}MiB")
 
@@ -162,25 +168,28 @@ class CythonIm2colBackend(Backend):
         nbands = -(-ohw // band)
         buffers = omp if mode == TASKS else 1
         work = 0 if direct else buffers * spec.reduction * band * itemsize
-        return Plan(direct, band, nbands, mode, omp, t if mode == SERIAL and
-                    spec.flops >= SMALL_FLOPS else 1, work, bound)
+        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
+        blas = t if mode == SERIAL and spec.flops >= SMALL_FLOPS and not own else 1
+        return Plan(direct, band, nbands, mode, omp, blas, work, bound, own)
 
     # ------------------------------------------------------------------ the call
     def conv2d(self, spec, x, w, b):
         plan = self.plan(spec)
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
-        if plan.blas_threads == 1 and spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK:
-            # OpenBLAS runs GEMMs this small on the calling thread whatever its setting;
-            # skipping the threadpoolctl round trip saves microseconds on tiny calls.
+        if plan.own_kernel or (plan.blas_threads == 1 and
+                               spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK):
+            # No BLAS call, or OpenBLAS runs GEMMs this small on the calling thread
+            # whatever its setting: no threadpoolctl round trip (it costs microseconds,
+            # and changing OpenBLAS's thread count wakes its pool to spin).
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
-                           plan.mode)
+                           plan.mode, plan.own_kernel)
             return out
         with blas_threads(plan.blas_threads):
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
-                           plan.mode)
+                           plan.mode, plan.own_kernel)
         return out
 
     def info(self) -> dict:
