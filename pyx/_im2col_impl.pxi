@@ -40,20 +40,29 @@ cdef extern from *:
     #include <immintrin.h>
     #define CONVREG_IM2COL_MK 1
     #define CONVREG_MR 12
+    #ifndef CONVREG_KC
+    #define CONVREG_KC 256
+    #endif
 
-    /* C[r, j] := bias[r] (or 0) + sum_k W[r, k] * B[k, j] for r < 12, j < nr <= 32;
-       W (12, K; ldw), B (K, nr; ldb), C (12, nr; ldc), all row-major. */
+    /* C[r, j] := (acc ? C[r, j] : bias[r] or 0) + sum_k W[r, k] * B[k, j] for r < 12,
+       j < nr <= 32, storing rows r >= skip only; W (12, K; ldw), B (K, nr; ldb),
+       C (12, nr; ldc), all row-major. */
     static inline void convreg_tile_12x32(long K, const float* W, long ldw, const float* B,
                                           long ldb, const float* bias, float* C, long ldc,
-                                          long nr) {
+                                          long nr, int acc, int skip) {
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
         __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF :
                        nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
         __m512 c0[CONVREG_MR], c1[CONVREG_MR];
         #pragma GCC unroll 12
         for (int r = 0; r < CONVREG_MR; r++) {
-            c0[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
-            c1[r] = c0[r];
+            if (acc) {
+                c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+                c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+            } else {
+                c0[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+                c1[r] = c0[r];
+            }
         }
         for (long k = 0; k < K; k++) {
             __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
@@ -67,23 +76,30 @@ cdef extern from *:
         }
         #pragma GCC unroll 12
         for (int r = 0; r < CONVREG_MR; r++) {
-            _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-            _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+            if (r >= skip) {
+                _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+                _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+            }
         }
     }
 
     /* The same for double: 12 x 16 tiles (two registers of 8 per row). */
     static inline void convreg_tile_12x16d(long K, const double* W, long ldw, const double* B,
                                            long ldb, const double* bias, double* C, long ldc,
-                                           long nr) {
+                                           long nr, int acc, int skip) {
         __mmask8 m0 = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1u);
         __mmask8 m1 = nr >= 16 ? (__mmask8)0xFF :
                       nr > 8 ? (__mmask8)((1u << (nr - 8)) - 1u) : (__mmask8)0;
         __m512d c0[CONVREG_MR], c1[CONVREG_MR];
         #pragma GCC unroll 12
         for (int r = 0; r < CONVREG_MR; r++) {
-            c0[r] = bias ? _mm512_set1_pd(bias[r]) : _mm512_setzero_pd();
-            c1[r] = c0[r];
+            if (acc) {
+                c0[r] = _mm512_maskz_loadu_pd(m0, C + r * ldc);
+                c1[r] = _mm512_maskz_loadu_pd(m1, C + r * ldc + 8);
+            } else {
+                c0[r] = bias ? _mm512_set1_pd(bias[r]) : _mm512_setzero_pd();
+                c1[r] = c0[r];
+            }
         }
         for (long k = 0; k < K; k++) {
             __m512d b0 = _mm512_maskz_loadu_pd(m0, B + k * ldb);
@@ -97,32 +113,47 @@ cdef extern from *:
         }
         #pragma GCC unroll 12
         for (int r = 0; r < CONVREG_MR; r++) {
-            _mm512_mask_storeu_pd(C + r * ldc, m0, c0[r]);
-            _mm512_mask_storeu_pd(C + r * ldc + 8, m1, c1[r]);
+            if (r >= skip) {
+                _mm512_mask_storeu_pd(C + r * ldc, m0, c0[r]);
+                _mm512_mask_storeu_pd(C + r * ldc + 8, m1, c1[r]);
+            }
         }
     }
 
     static void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw,
                                  const double* B, long ldb, const double* bias, double* C,
                                  long ldc) {
-        for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
-            long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
-            for (long j = 0; j < N; j += 16)
-                convreg_tile_12x16d(K, W + i * ldw, ldw, B + j, ldb, bias ? bias + i : 0,
-                                    C + i * ldc + j, ldc, N - j < 16 ? N - j : 16);
+        for (long k0 = 0; k0 < K; k0 += CONVREG_KC / 2) {
+            long kc = K - k0 < CONVREG_KC / 2 ? K - k0 : CONVREG_KC / 2;
+            for (long j = 0; j < N; j += 16) {
+                for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
+                    long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+                    convreg_tile_12x16d(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                                        bias ? bias + i : 0, C + i * ldc + j, ldc,
+                                        N - j < 16 ? N - j : 16, k0 > 0, (int)(i0 - i));
+                }
+            }
         }
     }
 
-    /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= 12. The last
-       row block overlaps the previous one; it rewrites identical values. */
+    /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= 12. A last,
+       partial row block is computed as the 12 rows ending at M and stores only the rows
+       the previous block did not (skip). */
     static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
                                  const float* B, long ldb, const float* bias, float* C,
                                  long ldc) {
-        for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
-            long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
-            for (long j = 0; j < N; j += 32)
-                convreg_tile_12x32(K, W + i * ldw, ldw, B + j, ldb, bias ? bias + i : 0,
-                                   C + i * ldc + j, ldc, N - j < 32 ? N - j : 32);
+        /* K in chunks of KC: the (M, KC) slice of W stays in L2, the (KC, 32) panel of B
+           in L1; chunks after the first add to C. */
+        for (long k0 = 0; k0 < K; k0 += CONVREG_KC) {
+            long kc = K - k0 < CONVREG_KC ? K - k0 : CONVREG_KC;
+            for (long j = 0; j < N; j += 32) {
+                for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
+                    long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+                    convreg_tile_12x32(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                                       bias ? bias + i : 0, C + i * ldc + j, ldc,
+                                       N - j < 32 ? N - j : 32, k0 > 0, (int)(i0 - i));
+                }
+            }
         }
     }
     #else

@@ -50,6 +50,7 @@ SMALL_FLOPS = 2_000_000
 
 # The avx512 build's own GEMM kernel takes groups with at least this many output channels.
 KERNEL_MIN_COG = 12
+KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 float64)
 use_own_kernel = True     # False: always BLAS (for comparisons)
 
 # Kernel modes (pyx/_im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
@@ -105,6 +106,23 @@ def split_threads(spec, threads):
     return None
 
 
+def _tiled_band(spec, mode, threads, limit, unit):
+    """The band for the own kernel: whole tiles of ``unit`` pixels (the last band takes
+    the remainder), at most ``limit`` pixels, and in TASKS mode a task count that the
+    threads share evenly (a multiple of them, or at least four each)."""
+    ohw = spec.oh * spec.ow
+    tiles = -(-ohw // unit)
+    per_band = spec.n * spec.groups
+    for nb in range(1, tiles + 1):
+        band = -(-tiles // nb) * unit
+        if band > limit:
+            continue
+        if mode == TASKS and (per_band * nb) % threads and per_band * nb < 4 * threads:
+            continue
+        return min(band, ohw)
+    return min(limit, ohw)
+
+
 class CythonIm2colBackend(Backend):
     """im2col + BLAS GEMM (scipy's ``cython_blas``) over a bounded workspace."""
 
@@ -156,7 +174,10 @@ class CythonIm2colBackend(Backend):
             buffers = omp if mode == TASKS else 1
             band = max(1, min(band_cache * (omp if mode == SHARED else 1), ohw,
                               bound // (buffers * per_pixel)))
-        if mode == TASKS:
+        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
+        if own and not direct and band >= KERNEL_NR // itemsize:
+            band = _tiled_band(spec, mode, omp, band, KERNEL_NR // itemsize)
+        elif mode == TASKS:
             # A multiple of the threads in tasks, so the static split balances.
             tasks_per_band = spec.n * spec.groups
             nb = -(-ohw // band)
@@ -168,7 +189,6 @@ class CythonIm2colBackend(Backend):
         nbands = -(-ohw // band)
         buffers = omp if mode == TASKS else 1
         work = 0 if direct else buffers * spec.reduction * band * itemsize
-        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
         blas = t if mode == SERIAL and spec.flops >= SMALL_FLOPS and not own else 1
         return Plan(direct, band, nbands, mode, omp, blas, work, bound, own)
 
