@@ -18,8 +18,8 @@ A 1x1, stride-1, unpadded convolution needs no buffer: col is the input itself,
 x[n, g*cig : (g+1)*cig] seen as (cig, ohw) with leading dimension ohw.
 
 The family is built per SIMD variant (convreg._im2col_{baseline,avx2,avx512}). The avx512
-build multiplies with its own register-tiled kernel when a group has at least 12 output
-channels (below: 12 output channels x 32 float32 / 16 float64 pixels per tile, the column
+build multiplies with its own register-tiled kernel when a group has at least 8 output
+channels (below: 8 output channels x 32 float32 / 16 float64 pixels per tile, the column
 buffer read in place, bias folded into the accumulators); every other call goes to BLAS
 through scipy.linalg.cython_blas.
 """
@@ -39,22 +39,23 @@ cdef extern from *:
     #if defined(__AVX512F__) && defined(__FMA__)
     #include <immintrin.h>
     #define CONVREG_IM2COL_MK 1
-    #define CONVREG_MR 12
+    #define CONVREG_MR 8
     #ifndef CONVREG_KC
     #define CONVREG_KC 256
     #endif
 
-    /* C[r, j] := (acc ? C[r, j] : bias[r] or 0) + sum_k W[r, k] * B[k, j] for r < 12,
-       j < nr <= 32, storing rows r >= skip only; W (12, K; ldw), B (K, nr; ldb),
-       C (12, nr; ldc), all row-major. */
-    static inline void convreg_tile_12x32(long K, const float* W, long ldw, const float* B,
+    /* C[r, j] := (acc ? C[r, j] : bias[r] or 0) + sum_k W[r, k] * B[k, j] for r < MR (8),
+       j < nr <= 32, storing rows r >= skip only; W (MR, K; ldw), B (K, nr; ldb),
+       C (MR, nr; ldc), all row-major. 16 accumulators; per k two loads of B and MR
+       broadcasts of W feed 16 FMAs. */
+    static inline void convreg_tile_f32(long K, const float* W, long ldw, const float* B,
                                           long ldb, const float* bias, float* C, long ldc,
                                           long nr, int acc, int skip) {
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
         __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF :
                        nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
         __m512 c0[CONVREG_MR], c1[CONVREG_MR];
-        #pragma GCC unroll 12
+        #pragma GCC unroll 8
         for (int r = 0; r < CONVREG_MR; r++) {
             if (acc) {
                 c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
@@ -67,14 +68,14 @@ cdef extern from *:
         for (long k = 0; k < K; k++) {
             __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
             __m512 b1 = _mm512_maskz_loadu_ps(m1, B + k * ldb + 16);
-            #pragma GCC unroll 12
+            #pragma GCC unroll 8
             for (int r = 0; r < CONVREG_MR; r++) {
                 __m512 a = _mm512_set1_ps(W[r * ldw + k]);
                 c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
                 c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
             }
         }
-        #pragma GCC unroll 12
+        #pragma GCC unroll 8
         for (int r = 0; r < CONVREG_MR; r++) {
             if (r >= skip) {
                 _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
@@ -83,15 +84,15 @@ cdef extern from *:
         }
     }
 
-    /* The same for double: 12 x 16 tiles (two registers of 8 per row). */
-    static inline void convreg_tile_12x16d(long K, const double* W, long ldw, const double* B,
+    /* The same for double: MR x 16 tiles (two registers of 8 per row). */
+    static inline void convreg_tile_f64(long K, const double* W, long ldw, const double* B,
                                            long ldb, const double* bias, double* C, long ldc,
                                            long nr, int acc, int skip) {
         __mmask8 m0 = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1u);
         __mmask8 m1 = nr >= 16 ? (__mmask8)0xFF :
                       nr > 8 ? (__mmask8)((1u << (nr - 8)) - 1u) : (__mmask8)0;
         __m512d c0[CONVREG_MR], c1[CONVREG_MR];
-        #pragma GCC unroll 12
+        #pragma GCC unroll 8
         for (int r = 0; r < CONVREG_MR; r++) {
             if (acc) {
                 c0[r] = _mm512_maskz_loadu_pd(m0, C + r * ldc);
@@ -104,14 +105,14 @@ cdef extern from *:
         for (long k = 0; k < K; k++) {
             __m512d b0 = _mm512_maskz_loadu_pd(m0, B + k * ldb);
             __m512d b1 = _mm512_maskz_loadu_pd(m1, B + k * ldb + 8);
-            #pragma GCC unroll 12
+            #pragma GCC unroll 8
             for (int r = 0; r < CONVREG_MR; r++) {
                 __m512d a = _mm512_set1_pd(W[r * ldw + k]);
                 c0[r] = _mm512_fmadd_pd(a, b0, c0[r]);
                 c1[r] = _mm512_fmadd_pd(a, b1, c1[r]);
             }
         }
-        #pragma GCC unroll 12
+        #pragma GCC unroll 8
         for (int r = 0; r < CONVREG_MR; r++) {
             if (r >= skip) {
                 _mm512_mask_storeu_pd(C + r * ldc, m0, c0[r]);
@@ -128,7 +129,7 @@ cdef extern from *:
             for (long j = 0; j < N; j += 16) {
                 for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
                     long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
-                    convreg_tile_12x16d(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                    convreg_tile_f64(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
                                         bias ? bias + i : 0, C + i * ldc + j, ldc,
                                         N - j < 16 ? N - j : 16, k0 > 0, (int)(i0 - i));
                 }
@@ -136,8 +137,8 @@ cdef extern from *:
         }
     }
 
-    /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= 12. A last,
-       partial row block is computed as the 12 rows ending at M and stores only the rows
+    /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= MR. A last,
+       partial row block is computed as the MR rows ending at M and stores only the rows
        the previous block did not (skip). */
     static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
                                  const float* B, long ldb, const float* bias, float* C,
@@ -149,7 +150,7 @@ cdef extern from *:
             for (long j = 0; j < N; j += 32) {
                 for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
                     long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
-                    convreg_tile_12x32(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                    convreg_tile_f32(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
                                        bias ? bias + i : 0, C + i * ldc + j, ldc,
                                        N - j < 32 ? N - j : 32, k0 > 0, (int)(i0 - i));
                 }
@@ -158,7 +159,7 @@ cdef extern from *:
     }
     #else
     #define CONVREG_IM2COL_MK 0
-    #define CONVREG_MR 12
+    #define CONVREG_MR 8
     static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
                                  const float* B, long ldb, const float* bias, float* C,
                                  long ldc) { (void)M; }
@@ -321,7 +322,7 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
     """Tasks one after another, each split over OpenMP threads: the fill by input
     channels, then the GEMM by blocks of output channels (split_m) or of band columns."""
     cdef Py_ssize_t t, ni, g, p0, p1, bp, c, part, lo, hi, ldb
-    # Row blocks of at least 24 (>= the kernel's 12) when splitting output channels.
+    # Row blocks of at least 24 (>= the kernel's 8) when splitting output channels.
     cdef bint split_m = G.cog >= 32 * threads and G.cog >= G.band
     cdef const floating* xg
     cdef const floating* src
@@ -470,7 +471,7 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     split over ``threads`` OpenMP threads (work >= K * band). In modes 1 and 2 the
     caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
     unpadded call, which reads the input directly. ``own_kernel`` (avx512 build, at
-    least 12 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
+    least 8 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
     """
     f = conv2d_f32 if out.dtype.itemsize == 4 else conv2d_f64
     f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode, own_kernel)

@@ -42,14 +42,14 @@ _BLAS_SERIAL_MNK = 65536 * 4
 
 # A band's column buffer is kept near this size (per thread) so the GEMM reads it from
 # cache; measured with scripts/bench_im2col.py --cache-kb.
-CACHE_BYTES = 1 * MIB
+CACHE_BYTES = 2 * MIB
 # Minimum band (output pixels) the cache rule may choose: narrower GEMMs lose efficiency.
 MIN_BAND = 128
 # Below this many flops a call runs on the calling thread: starting threads costs more.
 SMALL_FLOPS = 2_000_000
 
 # The avx512 build's own GEMM kernel takes groups with at least this many output channels.
-KERNEL_MIN_COG = 12
+KERNEL_MIN_COG = 8
 KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 float64)
 use_own_kernel = True     # False: always BLAS (for comparisons)
 
@@ -224,6 +224,6 @@ class CythonIm2colBackend(Backend):
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         variant = _im2col.__name__.rpartition("_")[2]
         return {**super().info(), "workspace_mb": bound, "variant": variant,
-                "float32_gemm": "own AVX-512 kernel (>= 12 output channels per group)"
+                "float32_gemm": "own AVX-512 kernel (>= 8 output channels per group)"
                 if _im2col.HAVE_KERNEL else "BLAS",
                 "openmp": _im2col.HAVE_OPENMP, "blas": blas}
