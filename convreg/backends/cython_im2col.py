@@ -21,7 +21,7 @@ held to one thread; never both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -58,8 +58,7 @@ SERIAL, TASKS, SHARED = 0, 1, 2
 MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared"}
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """How one call runs: band size, thread split and workspace."""
 
     direct: bool            # 1x1 stride-1 unpadded: GEMM on the input, no buffer
@@ -159,7 +158,10 @@ class CythonIm2colBackend(Backend):
         The column buffers together stay within the workspace bound (a band holds at
         least one output pixel), and each thread's buffer near CACHE_BYTES.
         """
-        t = get_threads() if threads is None else threads
+        if threads is None:
+            # Small calls run on one thread whatever the setting: don't look it up.
+            threads = 1 if spec.flops < SMALL_FLOPS else get_threads()
+        t = threads
         bound = int(self.workspace_mb() * MIB)
         itemsize = 4 if spec.dtype == "float32" else 8
         ohw = spec.oh * spec.ow
