@@ -36,6 +36,7 @@ HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 
 cdef extern from *:
     """
+    #include <stddef.h>
     #if defined(__AVX512F__) && defined(__FMA__)
     #include <immintrin.h>
     #define CONVREG_IM2COL_MK 1
@@ -48,9 +49,9 @@ cdef extern from *:
        j < nr <= 32, storing rows r >= skip only; W (MR, K; ldw), B (K, nr; ldb),
        C (MR, nr; ldc), all row-major. 16 accumulators; per k two loads of B and MR
        broadcasts of W feed 16 FMAs. */
-    static inline void convreg_tile_f32(long K, const float* W, long ldw, const float* B,
-                                          long ldb, const float* bias, float* C, long ldc,
-                                          long nr, int acc, int skip) {
+    static inline void convreg_tile_f32(ptrdiff_t K, const float* W, ptrdiff_t ldw, const float* B,
+                                          ptrdiff_t ldb, const float* bias, float* C, ptrdiff_t ldc,
+                                          ptrdiff_t nr, int acc, int skip) {
         __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
         __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF :
                        nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : (__mmask16)0;
@@ -65,7 +66,7 @@ cdef extern from *:
                 c1[r] = c0[r];
             }
         }
-        for (long k = 0; k < K; k++) {
+        for (ptrdiff_t k = 0; k < K; k++) {
             __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
             __m512 b1 = _mm512_maskz_loadu_ps(m1, B + k * ldb + 16);
             #pragma GCC unroll 8
@@ -85,9 +86,9 @@ cdef extern from *:
     }
 
     /* The same for double: MR x 16 tiles (two registers of 8 per row). */
-    static inline void convreg_tile_f64(long K, const double* W, long ldw, const double* B,
-                                           long ldb, const double* bias, double* C, long ldc,
-                                           long nr, int acc, int skip) {
+    static inline void convreg_tile_f64(ptrdiff_t K, const double* W, ptrdiff_t ldw, const double* B,
+                                           ptrdiff_t ldb, const double* bias, double* C, ptrdiff_t ldc,
+                                           ptrdiff_t nr, int acc, int skip) {
         __mmask8 m0 = nr >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << nr) - 1u);
         __mmask8 m1 = nr >= 16 ? (__mmask8)0xFF :
                       nr > 8 ? (__mmask8)((1u << (nr - 8)) - 1u) : (__mmask8)0;
@@ -102,7 +103,7 @@ cdef extern from *:
                 c1[r] = c0[r];
             }
         }
-        for (long k = 0; k < K; k++) {
+        for (ptrdiff_t k = 0; k < K; k++) {
             __m512d b0 = _mm512_maskz_loadu_pd(m0, B + k * ldb);
             __m512d b1 = _mm512_maskz_loadu_pd(m1, B + k * ldb + 8);
             #pragma GCC unroll 8
@@ -121,14 +122,14 @@ cdef extern from *:
         }
     }
 
-    static void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw,
-                                 const double* B, long ldb, const double* bias, double* C,
-                                 long ldc) {
-        for (long k0 = 0; k0 < K; k0 += CONVREG_KC / 2) {
-            long kc = K - k0 < CONVREG_KC / 2 ? K - k0 : CONVREG_KC / 2;
-            for (long j = 0; j < N; j += 16) {
-                for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
-                    long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+    static void convreg_dgemm_mk(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double* W, ptrdiff_t ldw,
+                                 const double* B, ptrdiff_t ldb, const double* bias, double* C,
+                                 ptrdiff_t ldc) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += CONVREG_KC / 2) {
+            ptrdiff_t kc = K - k0 < CONVREG_KC / 2 ? K - k0 : CONVREG_KC / 2;
+            for (ptrdiff_t j = 0; j < N; j += 16) {
+                for (ptrdiff_t i0 = 0; i0 < M; i0 += CONVREG_MR) {
+                    ptrdiff_t i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
                     convreg_tile_f64(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
                                         bias ? bias + i : 0, C + i * ldc + j, ldc,
                                         N - j < 16 ? N - j : 16, k0 > 0, (int)(i0 - i));
@@ -140,16 +141,16 @@ cdef extern from *:
     /* C (M, N; ldc) := bias + W (M, K; ldw) @ B (K, N; ldb), row-major, M >= MR. A last,
        partial row block is computed as the MR rows ending at M and stores only the rows
        the previous block did not (skip). */
-    static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
-                                 const float* B, long ldb, const float* bias, float* C,
-                                 long ldc) {
+    static void convreg_sgemm_mk(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* W, ptrdiff_t ldw,
+                                 const float* B, ptrdiff_t ldb, const float* bias, float* C,
+                                 ptrdiff_t ldc) {
         /* K in chunks of KC: the (M, KC) slice of W stays in L2, the (KC, 32) panel of B
            in L1; chunks after the first add to C. */
-        for (long k0 = 0; k0 < K; k0 += CONVREG_KC) {
-            long kc = K - k0 < CONVREG_KC ? K - k0 : CONVREG_KC;
-            for (long j = 0; j < N; j += 32) {
-                for (long i0 = 0; i0 < M; i0 += CONVREG_MR) {
-                    long i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += CONVREG_KC) {
+            ptrdiff_t kc = K - k0 < CONVREG_KC ? K - k0 : CONVREG_KC;
+            for (ptrdiff_t j = 0; j < N; j += 32) {
+                for (ptrdiff_t i0 = 0; i0 < M; i0 += CONVREG_MR) {
+                    ptrdiff_t i = i0 + CONVREG_MR <= M ? i0 : M - CONVREG_MR;
                     convreg_tile_f32(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
                                        bias ? bias + i : 0, C + i * ldc + j, ldc,
                                        N - j < 32 ? N - j : 32, k0 > 0, (int)(i0 - i));
@@ -160,20 +161,20 @@ cdef extern from *:
     #else
     #define CONVREG_IM2COL_MK 0
     #define CONVREG_MR 8
-    static void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw,
-                                 const float* B, long ldb, const float* bias, float* C,
-                                 long ldc) { (void)M; }
-    static void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw,
-                                 const double* B, long ldb, const double* bias, double* C,
-                                 long ldc) { (void)M; }
+    static void convreg_sgemm_mk(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float* W, ptrdiff_t ldw,
+                                 const float* B, ptrdiff_t ldb, const float* bias, float* C,
+                                 ptrdiff_t ldc) { (void)M; }
+    static void convreg_dgemm_mk(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double* W, ptrdiff_t ldw,
+                                 const double* B, ptrdiff_t ldb, const double* bias, double* C,
+                                 ptrdiff_t ldc) { (void)M; }
     #endif
     """
     bint CONVREG_IM2COL_MK
     int CONVREG_MR
-    void convreg_sgemm_mk(long M, long N, long K, const float* W, long ldw, const float* B,
-                          long ldb, const float* bias, float* C, long ldc) noexcept nogil
-    void convreg_dgemm_mk(long M, long N, long K, const double* W, long ldw, const double* B,
-                          long ldb, const double* bias, double* C, long ldc) noexcept nogil
+    void convreg_sgemm_mk(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* W, Py_ssize_t ldw, const float* B,
+                          Py_ssize_t ldb, const float* bias, float* C, Py_ssize_t ldc) noexcept nogil
+    void convreg_dgemm_mk(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double* W, Py_ssize_t ldw, const double* B,
+                          Py_ssize_t ldb, const double* bias, double* C, Py_ssize_t ldc) noexcept nogil
 
 HAVE_KERNEL = bool(CONVREG_IM2COL_MK)   # this build has the AVX-512 float32 kernel
 
