@@ -314,7 +314,7 @@ cdef void _run_tasks(const floating* x, const floating* wt, const floating* b,
     with parallel(num_threads=threads):
         if col != NULL:
             mine = col + omp_get_thread_num() * G.K * G.band
-        for t in prange(G.ntask, schedule='static'):
+        for t in prange(G.ntask, schedule='dynamic'):     # bands may differ in size
             _task(x, wt, b, out, mine, G, t)
 
 

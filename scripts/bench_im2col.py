@@ -9,8 +9,10 @@ peak-memory check of the workspace bound in a fresh subprocess.
 
 Run it under the shared CPU lock on shared machines:
 ``flock /tmp/convreg-cpu.lock python scripts/bench_im2col.py``.
-Tuning knobs (for measuring the rules the backend uses): ``--split blas|omp`` forces
-the thread split, ``--cache-kb`` the per-thread band buffer target.
+Tuning knobs (for measuring the rules the backend uses): ``--split blas|tasks|shared``
+forces the kernel mode (``blas``: one loop, BLAS threads each GEMM), ``--blas-gemm``
+multiplies with BLAS instead of the avx512 build's own kernel, ``--cache-kb`` sets the
+per-thread band buffer target.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ print(json.dumps({"before": before, "after": after, "out": out.nbytes,
 def memory_check(threads):
     print("\npeak memory: N=8, 64->64, 112², 3x3 pad 1, float32 (fresh subprocess, VmHWM)")
     results = []
-    for mb in (32, 256):
+    for mb in (32, 256, 1):
         proc = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(mb), str(threads)],
                               capture_output=True, text=True, check=True)
         r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -171,6 +173,8 @@ def main(argv=None):
     ap.add_argument("--split", choices=["auto", "blas", "tasks", "shared"], default="auto",
                     help="force the thread split (for measuring the rule)")
     ap.add_argument("--cache-kb", type=float, help="override the per-thread band buffer target")
+    ap.add_argument("--blas-gemm", action="store_true",
+                    help="multiply with BLAS, not the avx512 build's own kernel")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args(argv)
@@ -180,6 +184,8 @@ def main(argv=None):
         mode = {"blas": im2col_mod.SERIAL, "tasks": im2col_mod.TASKS,
                 "shared": im2col_mod.SHARED}[args.split]
         im2col_mod.split_threads = lambda spec, n: (mode, 1 if mode == im2col_mod.SERIAL else n)
+    if args.blas_gemm:
+        im2col_mod.use_own_kernel = False
     if args.cache_kb:
         im2col_mod.CACHE_BYTES = int(args.cache_kb * 1024)
     try:
@@ -190,8 +196,12 @@ def main(argv=None):
         print("torch not importable: no ratios")
 
     ceiling = matmul_ceiling(args.threads)
+    be = convreg.get_backend("cython-im2col")
     print(f"threads={args.threads} dtype={args.dtype} reps={args.reps} split={args.split} "
-          f"cache={im2col_mod.CACHE_BYTES // 1024} KiB")
+          f"cache={im2col_mod.CACHE_BYTES // 1024} KiB variant={be.info()['variant']} "
+          f"gemm={'BLAS' if args.blas_gemm else be.info()['float32_gemm']}")
+    import os
+    print("OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     print(f"numpy float32 2048² matmul: {ceiling:.1f} GFLOP/s (ceiling)\n")
     print(f"{'layer':24s} {'GFLOP':>7s} {'ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} "
           f"{'ratio':>6s}  {'target':14s} plan")

@@ -42,7 +42,7 @@ _BLAS_SERIAL_MNK = 65536 * 4
 
 # A band's column buffer is kept near this size (per thread) so the GEMM reads it from
 # cache; measured with scripts/bench_im2col.py --cache-kb.
-CACHE_BYTES = 2 * MIB
+CACHE_BYTES = MIB // 2
 # Minimum band (output pixels) the cache rule may choose: narrower GEMMs lose efficiency.
 MIN_BAND = 128
 # Below this many flops a call runs on the calling thread: starting threads costs more.
@@ -87,7 +87,7 @@ def choose_mode(spec, threads, band_cache):
     """The thread split for a call; never OpenMP and BLAS threads at once.
 
     * one thread, or under SMALL_FLOPS: SERIAL with one BLAS thread;
-    * at least one (image, group, band) task per thread at the cache-sized band:
+    * at least two (image, group, band) tasks per thread at the cache-sized band:
       TASKS, each OpenMP thread filling and multiplying its own bands, BLAS held to one;
     * otherwise (few, large tasks: small images, batch 1): SHARED, each task's fill and
       GEMM split over the OpenMP threads, BLAS held to one.
@@ -95,7 +95,7 @@ def choose_mode(spec, threads, band_cache):
     if threads == 1 or spec.flops < SMALL_FLOPS:
         return SERIAL, 1
     ohw = spec.oh * spec.ow
-    if spec.n * spec.groups * -(-ohw // band_cache) >= threads:
+    if spec.n * spec.groups * -(-ohw // band_cache) >= 2 * threads:
         return TASKS, threads
     return SHARED, threads
 
@@ -106,20 +106,17 @@ def split_threads(spec, threads):
 
 
 def _tiled_band(spec, mode, threads, limit, unit):
-    """The band for the own kernel: whole tiles of ``unit`` pixels (the last band takes
-    the remainder), at most ``limit`` pixels, and in TASKS mode a task count that the
-    threads share evenly (a multiple of them, or at least four each)."""
+    """The band for the own kernel: whole tiles of ``unit`` pixels (the last band of an
+    image takes the remainder), at most ``limit`` pixels, and in TASKS mode at least two
+    tasks per thread (the tasks are handed out dynamically)."""
     ohw = spec.oh * spec.ow
     tiles = -(-ohw // unit)
     per_band = spec.n * spec.groups
-    for nb in range(1, tiles + 1):
-        band = -(-tiles // nb) * unit
-        if band > limit:
-            continue
-        if mode == TASKS and (per_band * nb) % threads and per_band * nb < 4 * threads:
-            continue
-        return min(band, ohw)
-    return min(limit, ohw)
+    bt = max(1, min(tiles, limit // unit))           # tiles per band within the limit
+    if mode == TASKS:
+        while bt > 1 and per_band * -(-tiles // bt) < 2 * threads:
+            bt -= 1
+    return min(bt * unit, ohw)
 
 
 class CythonIm2colBackend(Backend):
@@ -167,7 +164,9 @@ class CythonIm2colBackend(Backend):
         ohw = spec.oh * spec.ow
         direct = _is_direct(spec)
         per_pixel = spec.reduction * itemsize          # bytes of one column of the buffer
-        band_cache = min(ohw, max(CACHE_BYTES // per_pixel, MIN_BAND))
+        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
+        unit = KERNEL_NR // itemsize                   # pixels per tile of the own kernel
+        band_cache = min(ohw, max(CACHE_BYTES // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
         mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
         if direct:
@@ -176,9 +175,8 @@ class CythonIm2colBackend(Backend):
             buffers = omp if mode == TASKS else 1
             band = max(1, min(band_cache * (omp if mode == SHARED else 1), ohw,
                               bound // (buffers * per_pixel)))
-        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
-        if own and not direct and band >= KERNEL_NR // itemsize:
-            band = _tiled_band(spec, mode, omp, band, KERNEL_NR // itemsize)
+        if own and not direct and band >= min(ohw, unit):
+            band = _tiled_band(spec, mode, omp, band, unit)
         elif mode == TASKS:
             # A multiple of the threads in tasks, so the static split balances.
             tasks_per_band = spec.n * spec.groups
