@@ -1,6 +1,6 @@
-"""The ``cython-im2col`` backend: im2col into a bounded workspace, then BLAS GEMM.
+"""The ``cython-im2col`` backend: im2col into a bounded workspace, then GEMM.
 
-Per image, group and band of output pixels (``pyx/_im2col.pyx``)::
+Per image, group and band of output pixels (``pyx/_im2col_impl.pxi``)::
 
     col (K, bp)              = im2col of the band,      K = C_in/groups * kH * kW
     out[n, g-block, band]    = W_g (C_out/groups, K) @ col (K, bp)   (+ bias)
@@ -9,14 +9,24 @@ The GEMM writes straight into the NCHW result. A 1x1, stride-1, unpadded convolu
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
 
-Workspace: the column buffers of all threads together never exceed ``workspace_mb``
-MiB (config ``[backends.cython-im2col] workspace_mb``), except that a band always holds
-at least one output pixel (K values per thread). Below the bound, bands are also kept
-small enough to stay in cache.
+GEMM: the avx512 build multiplies with its own register-tiled kernel (8 output channels
+x 32 float32 / 16 float64 pixels per tile) when a group has at least 8 output channels;
+otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
+OpenBLAS runs its Haswell kernels, as ``OPENBLAS_CORETYPE=Haswell`` asks, at ~100
+GFLOP/s per core; the own kernel reaches ~250 GFLOP/s per core there.)
 
-Threads (``convreg.get_threads()``): see :meth:`CythonIm2colBackend.plan`. Either BLAS
-runs multi-threaded on one GEMM at a time, or OpenMP runs bands in parallel with BLAS
-held to one thread; never both.
+Workspace: the column buffers of all threads together never exceed ``workspace_mb``
+MiB (config ``[backends.cython-im2col] workspace_mb``, read at every call), except that
+a band always holds at least one output pixel (K values per thread). Below the bound,
+each thread's band is kept near CACHE_BYTES so it stays in L2 with the weight slice.
+
+Threads (``convreg.get_threads()``, see :func:`choose_mode`): OpenMP over
+(image, group, band) tasks, or each task split over the threads, with BLAS held to one
+thread; never OpenMP and BLAS threads at once. A BLAS-threaded plan (one loop, BLAS on
+every GEMM) measured 2-8x slower in the alternating benchmark against torch, whose
+OpenMP pool spins while OpenBLAS's threads want the same two cores; OpenMP plans share
+torch's (and any other) libgomp pool instead. Calls under SMALL_FLOPS run on the calling
+thread.
 """
 
 from __future__ import annotations
@@ -123,7 +133,8 @@ class CythonIm2colBackend(Backend):
     """im2col + BLAS GEMM (scipy's ``cython_blas``) over a bounded workspace."""
 
     name = NAME
-    description = "Cython im2col into a bounded workspace, then BLAS GEMM (dense layers)"
+    description = ("Cython im2col into a bounded workspace, then GEMM (own AVX-512 kernel or "
+                   "BLAS); for dense layers")
     options = {
         "workspace_mb": OptionSpec(
             float, 256, minimum=0,
