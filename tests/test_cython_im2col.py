@@ -347,3 +347,34 @@ def test_kernel_propagates_nan_and_inf():
     assert np.isnan(out[:, :, 1:4, 32:35]).all()
     assert np.isposinf(out[:, :, 4, 5]).all()
     assert np.isfinite(out[:, :, 0, :30]).all()
+
+
+@pytest.mark.parametrize("shape", [
+    ((1, 64, 56, 56), (64, 64, 3, 3)),
+    ((1, 512, 7, 7), (512, 512, 3, 3)),
+    ((8, 128, 28, 28), (128, 128, 3, 3)),
+    ((1, 32, 40, 40), (4, 32, 3, 3)),          # BLAS path (fewer than 8 output channels)
+], ids=["56x64", "7x512", "batch8", "blas-path"])
+def test_threads_setting_governs_and_never_both(shape):
+    spec = _spec(*shape, padding=1)
+    be = Backend()
+    one = be.plan(spec, threads=1)
+    assert (one.mode, one.omp_threads, one.blas_threads) == (im2col.SERIAL, 1, 1)
+    two = be.plan(spec, threads=2)
+    assert two.omp_threads == 2 and two.blas_threads == 1
+    assert two.mode in (im2col.TASKS, im2col.SHARED)
+    with convreg.use_threads(1):
+        assert be.plan(spec) == one
+    # Small calls stay on the calling thread whatever the setting.
+    tiny = _spec((1, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    assert be.plan(tiny, threads=2).omp_threads == 1
+
+
+def test_refuses_gemm_dimensions_beyond_32_bits():
+    from dataclasses import replace
+
+    spec = _spec((1, 2, 5, 5), (3, 2, 3, 3))
+    assert Backend().supports(spec)
+    huge = replace(spec, oh=2**16, ow=2**16)
+    answer = Backend().supports(huge)
+    assert not answer and "32-bit" in answer.reason
