@@ -115,15 +115,19 @@ def split_threads(spec, threads):
     return None
 
 
-def _tiled_band(spec, mode, threads, limit, unit):
+def _tiled_band(spec, mode, threads, cache_px, bound_px, unit):
     """The band for the own kernel: whole tiles of ``unit`` pixels (the last band of an
-    image takes the remainder), at most ``limit`` pixels, and in TASKS mode at least two
-    tasks per thread (the tasks are handed out dynamically)."""
+    image takes the remainder), the nearest tile count to ``cache_px`` but never above
+    ``bound_px`` (the workspace bound, >= unit), and in TASKS mode at least two tasks
+    per thread (tasks are handed out dynamically)."""
     ohw = spec.oh * spec.ow
     tiles = -(-ohw // unit)
-    per_band = spec.n * spec.groups
-    bt = max(1, min(tiles, limit // unit))           # tiles per band within the limit
+    bt = tiles if cache_px >= ohw else max(1, round(cache_px / unit))
+    if bound_px < ohw:
+        bt = min(bt, bound_px // unit)
+    bt = max(1, min(bt, tiles))
     if mode == TASKS:
+        per_band = spec.n * spec.groups
         while bt > 1 and per_band * -(-tiles // bt) < 2 * threads:
             bt -= 1
     return min(bt * unit, ohw)
@@ -180,14 +184,16 @@ class CythonIm2colBackend(Backend):
         band_cache = min(ohw, max(CACHE_BYTES // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
         mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
+        buffers = omp if mode == TASKS else 1
+        bound_px = bound // (buffers * per_pixel)      # pixels per band the bound allows
+        cache_px = band_cache * (omp if mode == SHARED else 1)
         if direct:
             band = ohw
         else:
-            buffers = omp if mode == TASKS else 1
-            band = max(1, min(band_cache * (omp if mode == SHARED else 1), ohw,
-                              bound // (buffers * per_pixel)))
-        if own and not direct and band >= min(ohw, unit):
-            band = _tiled_band(spec, mode, omp, band, unit)
+            band = max(1, min(cache_px, ohw, bound_px))
+        if own and not direct and bound_px >= min(ohw, unit):
+            band = _tiled_band(spec, mode, omp, CACHE_BYTES * (omp if mode == SHARED else 1)
+                               // per_pixel, bound_px, unit)
         elif mode == TASKS:
             # A multiple of the threads in tasks, so the static split balances.
             tasks_per_band = spec.n * spec.groups
