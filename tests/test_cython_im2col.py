@@ -51,6 +51,10 @@ BAND_CASES = [
 
 
 BAND_CASES += [
+    # stride 1 with ow == w: the flat-copy fill
+    ("same-dilated", (2, 3, 9, 8), (4, 3, 3, 3), dict(padding="same", dilation=(2, 2))),
+    ("same-even", (1, 2, 7, 10), (3, 2, 4, 2), dict(padding="same")),
+    ("same-wide", (1, 2, 3, 11), (3, 2, 1, 9), dict(padding=(0, 4))),
     ("many-cout", (1, 3, 9, 11), (40, 3, 3, 3), dict(padding=1)),      # SHARED splits rows
     ("many-cout-1x1", (2, 8, 6, 7), (36, 8, 1, 1), {}),
 ]
