@@ -214,11 +214,13 @@ class CythonIm2colBackend(Backend):
         plan = self.plan(spec)
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
-        if plan.own_kernel or (plan.blas_threads == 1 and
+        if plan.own_kernel or (plan.omp_threads == 1 and plan.blas_threads == 1 and
                                spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK):
-            # No BLAS call, or OpenBLAS runs GEMMs this small on the calling thread
-            # whatever its setting: no threadpoolctl round trip (it costs microseconds,
-            # and changing OpenBLAS's thread count wakes its pool to spin).
+            # No BLAS call, or one thread calling BLAS with GEMMs so small that OpenBLAS
+            # runs them on the calling thread whatever its setting: no threadpoolctl
+            # round trip (it costs microseconds, and changing OpenBLAS's thread count
+            # wakes its pool to spin). Concurrent callers still need BLAS held to one:
+            # OpenBLAS serialises them otherwise, even on small GEMMs.
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
                            plan.mode, plan.own_kernel)
