@@ -200,7 +200,6 @@ def main(argv=None):
     print(f"threads={args.threads} dtype={args.dtype} reps={args.reps} split={args.split} "
           f"cache={im2col_mod.CACHE_BYTES // 1024} KiB variant={be.info()['variant']} "
           f"gemm={'BLAS' if args.blas_gemm else be.info()['float32_gemm']}")
-    import os
     print("OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     print(f"numpy float32 2048² matmul: {ceiling:.1f} GFLOP/s (ceiling)\n")
     print(f"{'layer':24s} {'GFLOP':>7s} {'ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} "
