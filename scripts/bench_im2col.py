@@ -187,7 +187,7 @@ def main(argv=None):
     if args.blas_gemm:
         im2col_mod.use_own_kernel = False
     if args.cache_kb:
-        im2col_mod.CACHE_BYTES = int(args.cache_kb * 1024)
+        im2col_mod.CACHE_BYTES = im2col_mod.CACHE_BYTES_BATCH = int(args.cache_kb * 1024)
     try:
         import torch
         torch.set_num_threads(args.threads)
