@@ -1,0 +1,252 @@
+"""The ``cython-im2col`` backend: im2col into a bounded workspace, then GEMM.
+
+Per image, group and band of output pixels (``pyx/_im2col_impl.pxi``)::
+
+    col (K, bp)              = im2col of the band,      K = C_in/groups * kH * kW
+    out[n, g-block, band]    = W_g (C_out/groups, K) @ col (K, bp)   (+ bias)
+
+The GEMM writes straight into the NCHW result. A 1x1, stride-1, unpadded convolution
+is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
+im2col loop, which for 1x1 is a strided copy.
+
+GEMM: the avx512 build multiplies with its own register-tiled kernel (8 output channels
+x 32 float32 / 16 float64 pixels per tile) when a group has at least 8 output channels;
+otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
+OpenBLAS runs its Haswell kernels, as ``OPENBLAS_CORETYPE=Haswell`` asks, at ~100
+GFLOP/s per core; the own kernel reaches ~250 GFLOP/s per core there.)
+
+Workspace: the column buffers of all threads together never exceed ``workspace_mb``
+MiB (config ``[backends.cython-im2col] workspace_mb``, read at every call), except that
+a band always holds at least one output pixel (K values per thread). Below the bound,
+each thread's band is kept near CACHE_BYTES so it stays in L2 with the weight slice.
+
+Threads (``convreg.get_threads()``, see :func:`choose_mode`): OpenMP over
+(image, group, band) tasks, or each task split over the threads, with BLAS held to one
+thread; never OpenMP and BLAS threads at once. A BLAS-threaded plan (one loop, BLAS on
+every GEMM) measured 2-8x slower in the alternating benchmark against torch, whose
+OpenMP pool spins while OpenBLAS's threads want the same two cores; OpenMP plans share
+torch's (and any other) libgomp pool instead. Calls under SMALL_FLOPS run on the calling
+thread.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._backend import YES, Backend, no
+from .._config import OptionSpec
+from .._errors import ConfigError
+from .._registry import backend_settings
+from .._simd import load_family
+from .._threads import blas_threads, get_threads
+
+_im2col = load_family("_im2col")      # ImportError: the registry marks us unavailable
+
+NAME = "cython-im2col"
+MIB = 2**20
+_INT_MAX = 2**31 - 1      # BLAS dimensions and leading dimensions are 32-bit ints
+# OpenBLAS multiplies on one thread when m*n*k <= 65536 * GEMM_MULTITHREAD_THRESHOLD (4).
+_BLAS_SERIAL_MNK = 65536 * 4
+
+# A band's column buffer is kept near this size (per thread) so the GEMM reads it from
+# cache; measured with scripts/bench_im2col.py --cache-kb.
+CACHE_BYTES = MIB // 2
+# ... and this size when every thread has whole images of its own (measured +3-4% on
+# batch 8; on batch 1 the smaller bands win by 5-10%).
+CACHE_BYTES_BATCH = MIB
+# Minimum band (output pixels) the cache rule may choose: narrower GEMMs lose efficiency.
+MIN_BAND = 128
+# Below this many flops a call runs on the calling thread: starting threads costs more.
+SMALL_FLOPS = 2_000_000
+
+# The avx512 build's own GEMM kernel takes groups with at least this many output channels.
+KERNEL_MIN_COG = 8
+KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 float64)
+use_own_kernel = True     # False: always BLAS (for comparisons)
+
+# Kernel modes (pyx/_im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
+SERIAL, TASKS, SHARED = 0, 1, 2
+MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared"}
+
+
+class Plan(NamedTuple):
+    """How one call runs: band size, thread split and workspace."""
+
+    direct: bool            # 1x1 stride-1 unpadded: GEMM on the input, no buffer
+    band: int               # output pixels per band
+    nbands: int             # bands per image
+    mode: int               # SERIAL, TASKS or SHARED
+    omp_threads: int        # OpenMP threads (1 in SERIAL mode)
+    blas_threads: int       # BLAS threads per GEMM (1 unless SERIAL)
+    workspace_bytes: int    # bytes of column buffer allocated
+    bound_bytes: int        # the workspace bound in force
+    own_kernel: bool = False  # GEMMs through the AVX-512 kernel (no BLAS call)
+
+    def describe(self) -> str:
+        return (f"{'direct ' if self.direct else ''}{MODE_NAMES[self.mode]} "
+                f"{'own-kernel' if self.own_kernel else 'blas'} band={self.band}"
+                f"x{self.nbands} omp={self.omp_threads} blas={self.blas_threads} "
+                f"ws={self.workspace_bytes / MIB:.2f}MiB")
+
+
+def _is_direct(spec) -> bool:
+    return (spec.kh == 1 and spec.kw == 1 and spec.sh == 1 and spec.sw == 1
+            and not spec.padded)
+
+
+def choose_mode(spec, threads, band_cache):
+    """The thread split for a call; never OpenMP and BLAS threads at once.
+
+    * one thread, or under SMALL_FLOPS: SERIAL with one BLAS thread;
+    * at least two (image, group, band) tasks per thread at the cache-sized band:
+      TASKS, each OpenMP thread filling and multiplying its own bands, BLAS held to one;
+    * otherwise (few, large tasks: small images, batch 1): SHARED, each task's fill and
+      GEMM split over the OpenMP threads, BLAS held to one.
+    """
+    if threads == 1 or spec.flops < SMALL_FLOPS:
+        return SERIAL, 1
+    ohw = spec.oh * spec.ow
+    if spec.n * spec.groups * -(-ohw // band_cache) >= 2 * threads:
+        return TASKS, threads
+    return SHARED, threads
+
+
+def split_threads(spec, threads):
+    """Kept for the benchmark's --split override: (mode, threads) or None for the rule."""
+    return None
+
+
+def _tiled_band(spec, mode, threads, cache_px, bound_px, unit):
+    """The band for the own kernel: whole tiles of ``unit`` pixels (the last band of an
+    image takes the remainder), the nearest tile count to ``cache_px`` but never above
+    ``bound_px`` (the workspace bound, >= unit), and in TASKS mode at least two tasks
+    per thread (tasks are handed out dynamically)."""
+    ohw = spec.oh * spec.ow
+    tiles = -(-ohw // unit)
+    bt = tiles if cache_px >= ohw else max(1, round(cache_px / unit))
+    if bound_px < ohw:
+        bt = min(bt, bound_px // unit)
+    bt = max(1, min(bt, tiles))
+    if mode == TASKS:
+        per_band = spec.n * spec.groups
+        while bt > 1 and per_band * -(-tiles // bt) < 2 * threads:
+            bt -= 1
+    return min(bt * unit, ohw)
+
+
+class CythonIm2colBackend(Backend):
+    """im2col + BLAS GEMM (scipy's ``cython_blas``) over a bounded workspace."""
+
+    name = NAME
+    description = ("Cython im2col into a bounded workspace, then GEMM (own AVX-512 kernel or "
+                   "BLAS); for dense layers")
+    options = {
+        "workspace_mb": OptionSpec(
+            float, 256, minimum=0,
+            doc="bound on the im2col column buffer in MiB (all threads together)"),
+    }
+
+    def __init__(self, workspace_mb=None):
+        if workspace_mb is not None:
+            workspace_mb = self.options["workspace_mb"].check(
+                workspace_mb, "CythonIm2colBackend(workspace_mb=...)")
+        self._workspace_mb = workspace_mb
+
+    # ------------------------------------------------------------------ settings
+    def workspace_mb(self) -> float:
+        """The workspace bound in force now (constructor argument, else config, else 256)."""
+        if self._workspace_mb is not None:
+            return self._workspace_mb
+        return backend_settings(NAME)["workspace_mb"]
+
+    def supports(self, spec):
+        if max(spec.oh * spec.ow, spec.reduction, spec.cog) > _INT_MAX:
+            return no(f"a GEMM dimension exceeds BLAS's 32-bit limit {_INT_MAX} "
+                      f"(oh*ow={spec.oh * spec.ow}, K={spec.reduction})")
+        return YES
+
+    def plan(self, spec, threads=None) -> Plan:
+        """Mode, band size and workspace for ``spec`` (``threads``: default get_threads()).
+
+        The column buffers together stay within the workspace bound (a band holds at
+        least one output pixel), and each thread's buffer near CACHE_BYTES.
+        """
+        if threads is None:
+            # Small calls run on one thread whatever the setting: don't look it up.
+            threads = 1 if spec.flops < SMALL_FLOPS else get_threads()
+        t = threads
+        bound = int(self.workspace_mb() * MIB)
+        itemsize = 4 if spec.dtype == "float32" else 8
+        ohw = spec.oh * spec.ow
+        direct = _is_direct(spec)
+        per_pixel = spec.reduction * itemsize          # bytes of one column of the buffer
+        own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
+        unit = KERNEL_NR // itemsize                   # pixels per tile of the own kernel
+        cache = CACHE_BYTES_BATCH if spec.n * spec.groups >= 2 * t else CACHE_BYTES
+        band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
+        forced = split_threads(spec, t)
+        mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
+        buffers = omp if mode == TASKS else 1
+        bound_px = bound // (buffers * per_pixel)      # pixels per band the bound allows
+        cache_px = band_cache * (omp if mode == SHARED else 1)
+        if direct:
+            band = ohw
+        else:
+            band = max(1, min(cache_px, ohw, bound_px))
+        if own and not direct and bound_px >= min(ohw, unit):
+            band = _tiled_band(spec, mode, omp, cache * (omp if mode == SHARED else 1)
+                               // per_pixel, bound_px, unit)
+        elif mode == TASKS:
+            # A multiple of the threads in tasks, so the static split balances.
+            tasks_per_band = spec.n * spec.groups
+            nb = -(-ohw // band)
+            while (tasks_per_band * nb) % omp and nb < ohw:
+                nb += 1
+            band = -(-ohw // nb)
+        elif band < ohw and band >= spec.ow:
+            band -= band % spec.ow                     # whole output rows when they fit
+        nbands = -(-ohw // band)
+        buffers = omp if mode == TASKS else 1
+        work = 0 if direct else buffers * spec.reduction * band * itemsize
+        blas = t if mode == SERIAL and spec.flops >= SMALL_FLOPS and not own else 1
+        return Plan(direct, band, nbands, mode, omp, blas, work, bound, own)
+
+    # ------------------------------------------------------------------ the call
+    def conv2d(self, spec, x, w, b):
+        plan = self.plan(spec)
+        out = np.empty(spec.output_shape, dtype=spec.dtype)
+        work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
+        if plan.own_kernel or (plan.omp_threads == 1 and plan.blas_threads == 1 and
+                               spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK):
+            # No BLAS call, or one thread calling BLAS with GEMMs so small that OpenBLAS
+            # runs them on the calling thread whatever its setting: no threadpoolctl
+            # round trip (it costs microseconds, and changing OpenBLAS's thread count
+            # wakes its pool to spin). Concurrent callers still need BLAS held to one:
+            # OpenBLAS serialises them otherwise, even on small GEMMs.
+            _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
+                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
+                           plan.mode, plan.own_kernel)
+            return out
+        with blas_threads(plan.blas_threads):
+            _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
+                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
+                           plan.mode, plan.own_kernel)
+        return out
+
+    def info(self) -> dict:
+        try:
+            bound = self.workspace_mb()
+        except ConfigError as exc:
+            bound = f"config error: {exc}"
+        from threadpoolctl import threadpool_info
+
+        blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",
+                                         "architecture", "filepath")}
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+        variant = _im2col.__name__.rpartition("_")[2]
+        return {**super().info(), "workspace_mb": bound, "variant": variant,
+                "float32_gemm": "own AVX-512 kernel (>= 8 output channels per group)"
+                if _im2col.HAVE_KERNEL else "BLAS",
+                "openmp": _im2col.HAVE_OPENMP, "blas": blas}

@@ -1,0 +1,384 @@
+"""The cython-im2col backend against the reference: harness grid, band edges, workspace
+setting, groups, 1x1 paths, threads and the GIL."""
+
+import functools
+import threading
+
+import numpy as np
+import pytest
+
+import convreg
+from convreg.harness import check_case, compare, random_cases, reference, standard_cases, Case
+
+im2col = pytest.importorskip("convreg.backends.cython_im2col")
+Backend = im2col.CythonIm2colBackend
+
+NAME = "cython-im2col"
+
+
+@pytest.mark.parametrize("case", standard_cases(), ids=lambda c: c.label())
+def test_standard_grid(case):
+    r = check_case(NAME, case)
+    assert r.ok, r.error
+
+
+@pytest.mark.parametrize("case", random_cases(60, seed=4), ids=lambda c: c.label())
+def test_random_cases(case):
+    r = check_case(NAME, case)
+    assert r.ok, r.error
+
+
+def _agree(backend, case):
+    """Run ``backend`` (an object) on ``case`` and compare with the reference."""
+    ref, bound = reference(case)
+    x, w, b = case.arrays()
+    out = convreg.conv2d(x, w, b, backend=backend, **case.kwargs())
+    ok, worst, msg = compare(out, ref, bound, case.dtype)
+    assert ok, msg
+
+
+BAND_CASES = [
+    # (name, input, weight, kwargs): output sizes that bands don't divide evenly
+    ("3x3-pad1", (2, 3, 7, 9), (4, 3, 3, 3), dict(padding=1)),
+    ("s2-odd", (1, 2, 11, 13), (3, 2, 3, 3), dict(stride=2, padding=(1, 2))),
+    ("dilated", (2, 2, 10, 7), (3, 2, 3, 2), dict(dilation=(2, 3), padding=(2, 1))),
+    ("groups", (1, 6, 9, 5), (4, 3, 3, 3), dict(groups=2, padding=1)),
+    ("1x1-s2", (2, 5, 9, 7), (3, 5, 1, 1), dict(stride=2)),
+    ("1x1-pad", (1, 4, 5, 6), (3, 4, 1, 1), dict(padding=(2, 1))),
+    ("1x1-direct", (3, 4, 5, 7), (6, 4, 1, 1), {}),
+    ("wide-kernel", (1, 2, 5, 40), (2, 2, 1, 35), dict(padding=(0, 3))),
+]
+
+
+BAND_CASES += [
+    # stride 1 with ow == w: the flat-copy fill
+    ("same-dilated", (2, 3, 9, 8), (4, 3, 3, 3), dict(padding="same", dilation=(2, 2))),
+    ("same-even", (1, 2, 7, 10), (3, 2, 4, 2), dict(padding="same")),
+    ("same-wide", (1, 2, 3, 11), (3, 2, 1, 9), dict(padding=(0, 4))),
+    ("many-cout", (1, 3, 9, 11), (40, 3, 3, 3), dict(padding=1)),      # SHARED splits rows
+    ("many-cout-1x1", (2, 8, 6, 7), (36, 8, 1, 1), {}),
+]
+MODES = {"rule": None, "serial-blas2": (im2col.SERIAL, 1), "tasks": (im2col.TASKS, 2),
+         "shared": (im2col.SHARED, 2), "shared3": (im2col.SHARED, 3)}
+
+
+@pytest.fixture(params=list(MODES))
+def mode(request, monkeypatch):
+    """Force each kernel mode (the size rule would run these small cases serially)."""
+    forced = MODES[request.param]
+    if forced is not None:
+        monkeypatch.setattr(im2col, "split_threads", lambda spec, t: forced)
+        monkeypatch.setattr(im2col, "SMALL_FLOPS", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("workspace_mb", [1e-4, 0.002, 0.01])
+@pytest.mark.parametrize("name,xs,ws,kw", BAND_CASES, ids=[c[0] for c in BAND_CASES])
+def test_band_edges(name, xs, ws, kw, workspace_mb, mode, dtype):
+    be = Backend(workspace_mb=workspace_mb)
+    case = Case(name, xs, ws, dtype=dtype, **kw)
+    with convreg.use_threads(2):
+        _agree(be, case)
+    spec = _spec(xs, ws, dtype, **kw)
+    plan = be.plan(spec, threads=2)
+    one_pixel = spec.reduction * np.dtype(dtype).itemsize
+    buffers = plan.omp_threads if plan.mode == im2col.TASKS else 1
+    assert plan.workspace_bytes <= max(workspace_mb * 2**20, buffers * one_pixel)
+
+
+@pytest.mark.parametrize("case", standard_cases()[::3], ids=lambda c: c.label())
+def test_standard_grid_every_mode(case, mode):
+    with convreg.use_threads(2):
+        r = check_case(NAME, case)
+    assert r.ok, r.error
+
+
+def _spec(xs, ws, dtype="float32", **kw):
+    from convreg._spec import prepare
+
+    return prepare(np.zeros(xs, dtype), np.zeros(ws, dtype), **kw)[0]
+
+
+def test_tiny_workspace_gives_one_pixel_bands():
+    spec = _spec((1, 3, 7, 9), (4, 3, 3, 3), padding=1)
+    plan = Backend(workspace_mb=1e-4).plan(spec, threads=1)
+    assert plan.band == 1 and plan.nbands == spec.oh * spec.ow
+    # A bound that holds one output row and a half: bands are one row.
+    row_bytes = spec.reduction * 4 * spec.ow
+    plan = Backend(workspace_mb=1.5 * row_bytes / 2**20).plan(spec, threads=1)
+    assert plan.band == spec.ow
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_workspace_never_above_bound(threads):
+    # N=8, 64->64, 112x112, 3x3: the full buffer would be 231 MB.
+    spec = _spec((8, 64, 112, 112), (64, 64, 3, 3), padding=1)
+    for mb in (32, 1, 0.1):
+        plan = Backend(workspace_mb=mb).plan(spec, threads=threads)
+        assert 0 < plan.workspace_bytes <= mb * 2**20
+        assert plan.band * plan.nbands >= spec.oh * spec.ow
+
+
+def test_workspace_from_config_file(tmp_path, monkeypatch):
+    cfg = tmp_path / "convreg.toml"
+    cfg.write_text("[backends.cython-im2col]\nworkspace_mb = 0.001\n")
+    monkeypatch.setenv("CONVREG_CONFIG", str(cfg))
+    be = Backend()
+    assert be.workspace_mb() == 0.001
+    spec = _spec((1, 3, 12, 10), (4, 3, 3, 3), padding=1)
+    plan = be.plan(spec, threads=1)
+    assert plan.workspace_bytes <= 0.001 * 2**20 and plan.nbands > 1
+    _agree(be, Case("cfg", (1, 3, 12, 10), (4, 3, 3, 3), padding=1))
+    # The registered backend reads the setting per call too.
+    assert convreg.get_backend(NAME).workspace_mb() == 0.001
+    check = check_case(NAME, Case("cfg-registered", (2, 3, 12, 10), (4, 3, 3, 3), padding=1))
+    assert check.ok, check.error
+    # A change of the file applies to the next call.
+    cfg.write_text("[backends.cython-im2col]\nworkspace_mb = 64\n")
+    assert be.workspace_mb() == 64
+
+
+def test_invalid_workspace_argument():
+    with pytest.raises(convreg.ConfigError):
+        Backend(workspace_mb=0)
+    with pytest.raises(convreg.ConfigError):
+        Backend(workspace_mb="big")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", [
+    Case("groups2", (2, 8, 9, 9), (6, 4, 3, 3), groups=2, padding=1),
+    Case("groups4-s2", (1, 8, 11, 10), (12, 2, 3, 3), groups=4, stride=2, padding=(1, 0)),
+    Case("depthwise", (2, 6, 10, 11), (6, 1, 3, 3), groups=6, padding=1),
+    Case("depthwise-x3-dil", (1, 4, 12, 12), (12, 1, 3, 3), groups=4, dilation=2, padding=2),
+    Case("depthwise5x5-s2", (1, 5, 13, 14), (5, 1, 5, 5), groups=5, stride=2, padding=2),
+    Case("1x1-direct", (2, 16, 7, 9), (8, 16, 1, 1)),
+    Case("1x1-direct-groups", (2, 16, 7, 9), (8, 4, 1, 1), groups=4),
+    Case("1x1-stride2", (2, 16, 9, 9), (8, 16, 1, 1), stride=2),
+    Case("1x1-stride(1,3)", (1, 6, 8, 10), (4, 6, 1, 1), stride=(1, 3)),
+    Case("1x1-padded", (1, 6, 5, 5), (4, 6, 1, 1), padding=1),
+    Case("no-bias", (2, 5, 8, 8), (7, 5, 3, 3), bias=False, padding=1),
+], ids=lambda c: c.name)
+def test_groups_depthwise_and_1x1(case, dtype):
+    from dataclasses import replace
+
+    for threads in (1, 2):
+        with convreg.use_threads(threads):
+            r = check_case(NAME, replace(case, dtype=dtype))
+        assert r.ok, r.error
+
+
+def test_direct_path_is_chosen():
+    be = Backend()
+    assert be.plan(_spec((1, 8, 5, 5), (4, 8, 1, 1)), threads=1).direct
+    assert be.plan(_spec((1, 8, 5, 5), (4, 8, 1, 1)), threads=1).workspace_bytes == 0
+    assert not be.plan(_spec((1, 8, 5, 5), (4, 8, 1, 1), stride=2), threads=1).direct
+    assert not be.plan(_spec((1, 8, 5, 5), (4, 8, 1, 1), padding=1), threads=1).direct
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [
+    ((2, 32, 20, 20), (64, 32, 3, 3), dict(padding=1)),     # BLAS-threaded plan
+    ((3, 8, 17, 15), (8, 8, 3, 3), dict(padding=1)),        # OpenMP-over-bands plan
+    ((1, 12, 19, 21), (12, 1, 3, 3), dict(groups=12, padding=1, stride=2)),
+], ids=["dense", "small", "depthwise"])
+def test_threads_1_and_2_agree(shape, dtype):
+    xs, ws, kw = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = rng.standard_normal(ws[0]).astype(dtype)
+    outs = []
+    for t in (1, 2):
+        with convreg.use_threads(t):
+            outs.append(convreg.conv2d(x, w, b, backend=NAME, **kw))
+    ref, bound = reference(Case("t", xs, ws, dtype=dtype, **kw))
+    for out in outs:
+        ok, _, msg = compare(out, ref, bound, dtype)
+        assert ok, msg
+    # Two results each within the bound differ by at most twice the bound.
+    assert np.all(np.abs(outs[0].astype(np.float64) - outs[1]) <= 2 * bound)
+
+
+def test_nan_and_inf_propagate():
+    x = np.ones((1, 2, 5, 5), np.float32)
+    x[0, 0, 2, 2] = np.nan
+    x[0, 1, 0, 0] = np.inf
+    w = np.ones((1, 2, 3, 3), np.float32)
+    out = convreg.conv2d(x, w, padding=1, backend=NAME)[0, 0]
+    assert np.isnan(out[1:4, 1:4]).all()
+    assert np.isposinf(out[0, 0])
+    assert np.isfinite(out[4, 0])
+
+
+def test_gil_released():
+    """Two Python threads convolve at once; both finish and agree with the reference."""
+    x, w, _ = Case("gil", (2, 16, 20, 20), (16, 16, 3, 3), bias=False).arrays()
+    results = [None, None]
+    inside = threading.Barrier(2, timeout=30)
+
+    def work(k):
+        with convreg.use_threads(1):
+            inside.wait()
+            for _ in range(3):
+                results[k] = convreg.conv2d(x, w, padding=1, backend=NAME)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    # Concurrent BLAS calls may block differently, so agreement is within the bound.
+    ref, bound = reference(Case("gil", x.shape, w.shape, bias=False, padding=1))
+    for r in results:
+        assert r is not None
+        ok, _, msg = compare(r, ref, bound, "float32")
+        assert ok, msg
+
+
+def test_gil_released_timing():
+    """A Python thread makes progress while another thread is inside the kernel."""
+    import time
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 64, 56, 56)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    done = threading.Event()
+    ticks = []
+
+    def spin():
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    th = threading.Thread(target=spin)
+    with convreg.use_threads(1):
+        convreg.conv2d(x[:1], w, padding=1, backend=NAME)        # warm up
+        th.start()
+        t0 = time.perf_counter()
+        convreg.conv2d(x, w, padding=1, backend=NAME)
+        t1 = time.perf_counter()
+    done.set()
+    th.join()
+    inside = [t for t in ticks if t0 < t < t1]
+    # With the GIL held the spinner could not tick during the (>= tens of ms) call.
+    assert t1 - t0 < 0.02 or len(inside) >= 3
+
+
+def test_info_reports_workspace_and_blas():
+    info = Backend(workspace_mb=8).info()
+    assert info["workspace_mb"] == 8
+    assert "blas" in info and "variant" in info
+
+
+def test_read_only_inputs():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    expected = convreg.conv2d(x, w, b, padding=1, backend=NAME)
+    for a in (x, w, b):
+        a.flags.writeable = False
+    np.testing.assert_array_equal(convreg.conv2d(x, w, b, padding=1, backend=NAME), expected)
+
+
+def _variant_modules():
+    from convreg._simd import ORDER, cpu_variants, load_family
+
+    mods = {}
+    for v in ORDER:
+        if v in cpu_variants():
+            try:
+                mod = load_family("_im2col", v)
+            except ImportError:
+                continue
+            mods[mod.__name__] = mod
+    return list(mods.values())
+
+
+KERNEL_CASES = [
+    # (input, weight, kwargs): output channels around the kernel's 12-row tiles and
+    # band widths around its 32 (float32) / 16 (float64) columns
+    ((1, 5, 9, 11), (12, 5, 3, 3), dict(padding=1)),
+    ((2, 4, 7, 9), (13, 4, 3, 3), dict(padding=(1, 0))),
+    ((1, 6, 10, 10), (25, 6, 3, 3), dict(padding=1, stride=2)),
+    ((1, 8, 6, 7), (40, 8, 1, 1), {}),
+    ((1, 6, 12, 12), (26, 3, 3, 3), dict(groups=2, dilation=2, padding=2)),
+    # K = 360 > the kernel's K chunk (256 float32 / 128 float64): chunks add into the
+    # output, and the partial last row block must not add twice
+    ((1, 40, 5, 7), (25, 40, 3, 3), dict(padding=(1, 0))),
+    ((1, 30, 4, 6), (13, 30, 3, 4), dict(padding=1)),
+]
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_reference(xs, ws, kw_items, dtype):
+    return reference(Case("kernel", xs, ws, dtype=dtype, **dict(kw_items)))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("own", [True, False], ids=["own-kernel", "blas"])
+@pytest.mark.parametrize("mode", [im2col.SERIAL, im2col.TASKS, im2col.SHARED],
+                         ids=["serial", "tasks", "shared"])
+@pytest.mark.parametrize("xs,ws,kw", KERNEL_CASES, ids=[str(c[1]) for c in KERNEL_CASES])
+def test_every_variant_and_gemm(xs, ws, kw, mode, own, dtype):
+    """Each built SIMD variant, with its own GEMM kernel and with BLAS, in every mode."""
+    from convreg._threads import blas_threads
+
+    case = Case("kernel", xs, ws, dtype=dtype, **kw)
+    ref, bound = _cached_reference(xs, ws, tuple(sorted(kw.items())), dtype)
+    x, w, b = case.arrays()
+    spec = _spec(xs, ws, dtype, **kw)
+    for mod in _variant_modules():
+        for band in (7, 33, spec.oh * spec.ow):
+            out = np.full(spec.output_shape, np.nan, dtype)
+            threads = 1 if mode == im2col.SERIAL else 2
+            work = np.empty(threads * spec.reduction * band, dtype)
+            with blas_threads(1):
+                mod.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh,
+                           spec.dw, spec.groups, band, threads, mode, own)
+            ok, _, msg = compare(out, ref, bound, dtype)
+            assert ok, f"{mod.__name__} band={band}: {msg}"
+
+
+def test_kernel_propagates_nan_and_inf():
+    x = np.ones((1, 3, 6, 40), np.float32)
+    x[0, 1, 2, 33] = np.nan
+    x[0, 2, 4, 5] = np.inf
+    w = np.ones((16, 3, 3, 3), np.float32)
+    out = convreg.conv2d(x, w, padding=1, backend=NAME)
+    assert np.isnan(out[:, :, 1:4, 32:35]).all()
+    assert np.isposinf(out[:, :, 4, 5]).all()
+    assert np.isfinite(out[:, :, 0, :30]).all()
+
+
+@pytest.mark.parametrize("shape", [
+    ((1, 64, 56, 56), (64, 64, 3, 3)),
+    ((1, 512, 7, 7), (512, 512, 3, 3)),
+    ((8, 128, 28, 28), (128, 128, 3, 3)),
+    ((1, 32, 40, 40), (4, 32, 3, 3)),          # BLAS path (fewer than 8 output channels)
+], ids=["56x64", "7x512", "batch8", "blas-path"])
+def test_threads_setting_governs_and_never_both(shape):
+    spec = _spec(*shape, padding=1)
+    be = Backend()
+    one = be.plan(spec, threads=1)
+    assert (one.mode, one.omp_threads, one.blas_threads) == (im2col.SERIAL, 1, 1)
+    two = be.plan(spec, threads=2)
+    assert two.omp_threads == 2 and two.blas_threads == 1
+    assert two.mode in (im2col.TASKS, im2col.SHARED)
+    with convreg.use_threads(1):
+        assert be.plan(spec) == one
+    # Small calls stay on the calling thread whatever the setting.
+    tiny = _spec((1, 8, 16, 16), (8, 8, 3, 3), padding=1)
+    assert be.plan(tiny, threads=2).omp_threads == 1
+
+
+def test_refuses_gemm_dimensions_beyond_32_bits():
+    from dataclasses import replace
+
+    spec = _spec((1, 2, 5, 5), (3, 2, 3, 3))
+    assert Backend().supports(spec)
+    huge = replace(spec, oh=2**16, ow=2**16)
+    answer = Backend().supports(huge)
+    assert not answer and "32-bit" in answer.reason
