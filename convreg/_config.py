@@ -117,17 +117,30 @@ def parse_threads(value, label: str) -> int:
     return value
 
 
+_validated: dict = {}   # (path, where, mtime_ns, size) -> FileConfig, the latest only
+
+
 def load_config():
     """The validated :class:`FileConfig` in force, or None when there is no config file."""
     path, where = config_path()
     if path is None:
         return None
+    st = os.stat(path)
+    key = (path, where, st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        hit = _validated.get(key)
+    if hit is not None:
+        return hit
     data = _read_toml(path)
     if where.startswith("[tool.convreg]"):
         data = data["tool"]["convreg"]
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: [tool.convreg] must be a table, but got {data!r}")
-    return _validate(path, where, data)
+    cfg = _validate(path, where, data)
+    with _cache_lock:
+        _validated.clear()
+        _validated[key] = cfg
+    return cfg
 
 
 def _validate(path, where, data) -> FileConfig:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import re
 import sys
 
 import pytest
@@ -61,7 +62,8 @@ def test_config_shows_backend_settings(capsys, register_mock, isolated):
     m = register_mock("mock-opt")
     m.options = {"workspace_mb": OptionSpec(int, 256, minimum=0)}
     assert main(["config"]) == 0
-    assert "backends.mock-opt.workspace_mb  256   <- default" in capsys.readouterr().out
+    assert re.search(r"backends\.mock-opt\.workspace_mb +256 +<- default",
+                     capsys.readouterr().out)
     (isolated / "convreg.toml").write_text("[backends.mock-opt]\nworkspace_mb = 8\n")
     assert main(["config"]) == 0
     line = rows(capsys.readouterr().out)["backends.mock-opt.workspace_mb"]
