@@ -233,15 +233,17 @@ def main(argv=None) -> int:
     p.add_argument("--quiet", action="store_true", help="no progress display")
     args = p.parse_args(argv)
 
-    if args.threads is not None:
-        convreg.set_threads(args.threads)
-    available = convreg.available_backends()
-    if args.backends:
-        backends = [n.strip() for n in args.backends.split(",")]
-        for n in backends:
-            convreg.get_backend(n)   # unknown names fail here, listing the known ones
-    else:
-        backends = available
+    try:
+        if args.threads is not None:
+            convreg.set_threads(args.threads)
+        backends = convreg.available_backends()
+        if args.backends:
+            backends = [n.strip() for n in args.backends.split(",")]
+            for n in backends:
+                convreg.get_backend(n)   # unknown names fail here, listing the known ones
+    except convreg.ConvregError as exc:
+        print(f"compare_backends: {exc}", file=sys.stderr)
+        return 2
     progress = Progress(not args.quiet)
     info = convreg.show_config(mode="dicts")
     print(f"convreg {info['convreg']}, numpy {info['numpy']}, {info['platform']}")
