@@ -114,3 +114,21 @@ def test_random_shapes_never_crash(x_shape, w_shape, backend):
     ref = convreg.conv2d(x, w, backend="python")
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+EXTREME = [
+    ("stride-2**40-one-output-row", (1, 2, 5, 6), (3, 2, 3, 2), dict(stride=(2**40, 1))),
+    ("stride-10**6-both", (1, 1, 4, 4), (2, 1, 2, 2), dict(stride=10**6, padding=1)),
+    ("stride-far-apart", (1, 2, 3000, 3), (2, 2, 3, 3), dict(stride=(1499, 1), padding=1)),
+    ("dilation-huge", (1, 1, 2, 3001), (1, 1, 1, 3), dict(dilation=(10**9, 1500))),
+    ("padding-huge", (1, 1, 3, 3), (1, 1, 3, 3), dict(padding=(300, 1))),
+]
+
+
+@pytest.mark.parametrize("label, xs, ws, kw", EXTREME, ids=[e[0] for e in EXTREME])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_extreme_strides_dilations_paddings(backend, label, xs, ws, kw):
+    """Valid calls with enormous hyper-parameters compute without blowing up memory."""
+    case = Case(label, xs, ws, **kw)
+    result = check_case(backend, case)
+    assert result.ok, result.error

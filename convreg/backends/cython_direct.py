@@ -33,7 +33,11 @@ class CythonDirectBackend(Backend):
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
-        self._mod.conv2d_direct(x, w, b, out, spec.pt, spec.pl, spec.sh, spec.sw,
+        # A stride along an axis with one output is never applied; 1 keeps the kernel's
+        # stride-phase buffers (one phase per stride step) from growing with it.
+        sh = 1 if spec.oh == 1 else spec.sh
+        sw = 1 if spec.ow == 1 else spec.sw
+        self._mod.conv2d_direct(x, w, b, out, spec.pt, spec.pl, sh, sw,
                                 spec.dh, spec.dw, spec.groups, get_threads())
         return out
 
