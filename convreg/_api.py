@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._config import begin_call, end_call
 from ._errors import BackendError
 from ._registry import get_backend, is_unavailable_builtin, resolve
 from ._spec import prepare
@@ -66,8 +67,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """
     spec, x, w, b = prepare(input, weight, bias, stride, padding, dilation, groups,
                             padding_mode)
-    names, source = resolve(backend)
-    out = run(spec, x, w, b, names, source)
+    token = begin_call()
+    try:
+        names, source = resolve(backend)
+        out = run(spec, x, w, b, names, source)
+    finally:
+        end_call(token)
     return out[0] if spec.unbatched else out
 
 

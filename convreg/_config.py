@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,8 +121,31 @@ def parse_threads(value, label: str) -> int:
 _validated: dict = {}   # (path, where, mtime_ns, size) -> FileConfig, the latest only
 
 
+# Within one conv2d call the file is looked up once, however many settings read it.
+_call_memo: ContextVar = ContextVar("convreg_config_memo", default=None)
+_UNSET = object()
+
+
+def begin_call():
+    """Start a call's scope: load_config() answers from one lookup until end_call()."""
+    return _call_memo.set([_UNSET])
+
+
+def end_call(token) -> None:
+    _call_memo.reset(token)
+
+
 def load_config():
     """The validated :class:`FileConfig` in force, or None when there is no config file."""
+    memo = _call_memo.get()
+    if memo is None:
+        return _lookup()
+    if memo[0] is _UNSET:
+        memo[0] = _lookup()
+    return memo[0]
+
+
+def _lookup():
     path, where = config_path()
     if path is None:
         return None

@@ -232,9 +232,9 @@ def resolve(backend=None):
     ctx = _context.get()
     if ctx is not None:
         return ctx, "use_backend"
-    with _lock:
-        if _process_default is not None:
-            return _process_default, "set_backend"
+    process = _process_default  # one read of a module global is atomic; writers hold _lock
+    if process is not None:
+        return process, "set_backend"
     env = os.environ.get("CONVREG_BACKEND")
     if env:
         names = tuple(part.strip() for part in env.split(","))
