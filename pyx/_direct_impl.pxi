@@ -41,6 +41,12 @@ Paths
 * depthwise rows (one output per input channel, 3x3 / 5x5, stride 1 or 2, no row
   dilation, rows of >= ~4/5 of a vector block): whole output rows in pairs that share
   their input loads, stored straight into the output (masked tails), no tile copy.
+* depthwise stride 2, float32 with AVX-512 (3x3 / 5x5, one output per input channel,
+  no dilation, rows of >= ~4/5 of a 16-lane vector): no band at all. Each input row
+  is read straight from x with masked loads (zero padding = masked-off lanes, still
+  multiplied), split into even / odd columns by in-lane shuffles, and feeds every
+  output row of a step of 8 (3x3) or 14 / 7 (5x5) rows; see cr_dwdirect_f. Packing the
+  stride-2 band was about half the time of these layers.
 
 Zero padding lives in the band: columns outside the input are zeroed once per call
 (they are the same for every tile) and rows outside it per tile. Other padding modes
@@ -58,6 +64,10 @@ cdef extern from "_direct_kernels.h" nogil:
     int CR_OBMAX
     int CR_VBYTES
     const char* cr_isa()
+    int CR_HAVE_DWD
+    void cr_dwdirect_f(int kh, int s, const float* x, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t pt, Py_ssize_t pl, const float* wt, float bias,
+                       float* out, Py_ssize_t ow, Py_ssize_t i0, Py_ssize_t nrows)
     void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
     void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
     void cr_dwrows_f(int kh, int s, const float* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
@@ -108,6 +118,7 @@ cdef struct Plan:
     Py_ssize_t items     # work items
     Py_ssize_t bufn      # band elements (with slack)
     int rowmode          # single-channel 3x3/5x5 fast path: rows straight into out
+    int dwdirect         # float32 AVX-512 depthwise 3x3/5x5 stride 2: no band at all
 
 
 cdef Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
@@ -175,6 +186,10 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.rowmode = (cig == 1 and cog == 1 and kh == kw and (kh == 3 or kh == 5)
                   and dh == 1 and (sh == 1 or sh == 2)
                   and _cdiv(ow, pl.bl) * pl.bl * 4 <= ow * 5)
+    # float32 with AVX-512, stride 2, no dilation: straight from the input, no band.
+    pl.dwdirect = (CR_HAVE_DWD and itemsize == 4 and cig == 1 and cog == 1 and kh == kw
+                   and (kh == 3 or kh == 5) and dh == 1 and dw == 1 and sh == 2 and sw == 2
+                   and _cdiv(ow, 16) * 16 * 4 <= ow * 5)
     return pl
 
 
@@ -308,6 +323,12 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     cdef Py_ssize_t o0, o, i, tb
     cdef int ob
     cdef Py_ssize_t wos = cig * kk
+    if floating is float:
+        if pl.dwdirect:
+            cr_dwdirect_f(kh, <int>sh, x + (nn * c_in + gg * cig) * h * w, h, w, pt, pleft,
+                          wt + o_lo * kk, bias[o_lo], out + (nn * c_out + o_lo) * oh * ow,
+                          ow, i0, tht)
+            return
     _pack_band(x + (nn * c_in + gg * cig) * h * w, band, cig, h, w, i0 * sh - pt, pleft,
                sh, sw, pl.rr, pl.wk, pl.ps, pl.cs)
     # Block of flat positions outer, channel blocks inner: the band block stays in L1.

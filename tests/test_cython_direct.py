@@ -58,6 +58,18 @@ def _fast_path_cases():
     yield C("dwrows5x5-wide", (1, 1, 6, 133), (1, 1, 5, 5), padding=(2, 1))
     yield C("dwrows5x5-s2", (1, 3, 13, 121), (3, 1, 5, 5), groups=3, stride=2, padding=2)
     yield C("dwrows5x5-s2-nopad", (1, 2, 10, 131), (2, 1, 5, 5), groups=2, stride=(2, 2))
+    # stride 2 straight from the input (float32 AVX-512): masked edge loads, rows above /
+    # below the input, steps of 8 / 7 / 14 rows with a partial last step
+    yield C("dwdirect3x3-s2-14", (1, 3, 28, 28), (3, 1, 3, 3), groups=3, stride=2,
+            padding=1)
+    yield C("dwdirect3x3-s2-odd", (1, 2, 35, 113), (2, 1, 3, 3), groups=2, stride=2,
+            padding=(1, 0))
+    yield C("dwdirect5x5-s2-14", (1, 4, 28, 28), (4, 1, 5, 5), groups=4, stride=2,
+            padding=2)
+    yield C("dwdirect5x5-s2-22", (2, 2, 44, 27), (2, 1, 5, 5), groups=2, stride=2,
+            padding=(2, 1))
+    yield C("dwdirect5x5-s2-9", (1, 2, 19, 90), (2, 1, 5, 5), groups=2, stride=2,
+            padding=(0, 2))
     yield C("dwrows3x3-colstride2", (1, 2, 9, 120), (2, 1, 3, 3), groups=2, stride=(1, 2),
             padding=1, dilation=(1, 2))
     yield C("stem7x7-s2-odd", (1, 3, 29, 45), (13, 3, 7, 7), stride=2, padding=3)
@@ -118,6 +130,14 @@ def test_row_path_is_exercised():
                               spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, 4, 2)
             hits += bool(p["rowmode"])
     assert hits >= 6
+
+
+def test_stride2_direct_path_is_exercised():
+    """float32 stride-2 depthwise cases take the band-free path when AVX-512 runs."""
+    mod = _simd.load_family("_direct")
+    p = mod.plan_info(1, 240, 1, 1, 14, 14, 5, 5, 2, 2, 1, 1, 4, 2)
+    assert p["dwdirect"] == (mod.ISA == "avx512")
+    assert not mod.plan_info(1, 240, 1, 1, 14, 14, 5, 5, 2, 2, 1, 1, 8, 2)["dwdirect"]
 
 
 def _variant_ids():
@@ -262,6 +282,20 @@ def test_nan_and_inf_propagate():
     wd = np.ones((3, 1, 3, 3), np.float64)
     out = convreg.conv2d(xd, wd, padding=1, groups=3, backend=BACKEND)
     assert np.isinf(out[0, 1, 3:6, 4:7]).all() and np.isfinite(out[0, 0]).all()
+
+
+def test_nan_and_inf_propagate_depthwise_stride2():
+    """Padding taps of the stride-2 direct path still multiply (inf / NaN weights)."""
+    for k in (3, 5):
+        x = np.ones((1, 2, 28, 28), np.float32)
+        x[0, 1, 9, 6] = np.nan
+        w = np.ones((2, 1, k, k), np.float32)
+        w[0, 0, 0, 0] = np.inf          # times the zero padding above row 0: NaN
+        out = convreg.conv2d(x, w, padding=k // 2, stride=2, groups=2, backend=BACKEND)
+        ref = convreg.conv2d(x, w, padding=k // 2, stride=2, groups=2, backend="python")
+        assert np.array_equal(np.isnan(out), np.isnan(ref))
+        assert np.isnan(out[0, 0, 0]).all() and np.isnan(out[0, 1]).any()
+        assert np.array_equal(np.isinf(out), np.isinf(ref))
 
 
 def test_readonly_inputs_and_no_bias():
