@@ -194,6 +194,12 @@ cdef extern from *:
     static inline void convreg_flat_pack_f32(const float* xc, ptrdiff_t hw, ptrdiff_t nc, int T,
                                              const ptrdiff_t* off, const unsigned* mk, float* Bp) {
         for (ptrdiff_t c = 0; c < nc; c++, xc += hw) {
+            /* The next panel's newest input (its last tap's pixels): one prefetch per
+               line, so the many channel planes need not each be a hardware stream. */
+            const char* nx = (const char*)(xc + off[T - 1] + CONVREG_FLAT_NR);
+            _mm_prefetch(nx, _MM_HINT_T0);
+            _mm_prefetch(nx + 64, _MM_HINT_T0);
+            _mm_prefetch(nx + 127, _MM_HINT_T0);
             for (int t = 0; t < T; t++, Bp += CONVREG_FLAT_NR) {
                 const float* s = xc + off[t];
                 __mmask16 m0 = (__mmask16)(mk[t] & 0xFFFFu), m1 = (__mmask16)(mk[t] >> 16);
