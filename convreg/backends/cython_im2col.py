@@ -71,7 +71,8 @@ SERIAL, TASKS, SHARED, FLAT = 0, 1, 2, 3
 MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared", FLAT: "fused"}
 # FLAT: the avx512 build's fused im2col + GEMM for float32 stride-1 calls whose output is
 # as wide as the input (e.g. 'same' padding): no column buffer, each K-chunk of a
-# 32-pixel panel packed into L1 just before the multiply (a few KiB of scratch).
+# 32-pixel panel packed (zeros for padding) just before the multiply: the scratch is one
+# (K-chunk, 32) panel per thread, at most 288 KiB, and counts against workspace_mb.
 use_flat = True           # False: never FLAT (for comparisons)
 # In FLAT mode a (image, group) is split into row parts (output channels) when each
 # thread's part keeps at least this many rows, else into pixel parts.
