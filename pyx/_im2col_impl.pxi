@@ -22,6 +22,14 @@ build multiplies with its own register-tiled kernel when a group has at least 8 
 channels (below: 8 output channels x 32 float32 / 16 float64 pixels per tile, the column
 buffer read in place, bias folded into the accumulators); every other call goes to BLAS
 through scipy.linalg.cython_blas.
+
+Mode 3 (avx512 build, float32, stride 1, ow == w, e.g. 'same' padding) fuses im2col into
+the GEMM: no column buffer. Output pixel q of tap t reads plane element q + off[t] (flat
+index), valid lanes given by a per-panel mask; per K-chunk and 32-pixel panel the input
+is packed (masked loads, 0 for padding, so inf*0 = NaN as torch) into an aligned (kc, 32)
+panel multiplied by every 8-row block of W (16-pixel tile for tails). Tasks are (image,
+group, row part, pixel part) over OpenMP threads, so batch 1 splits over the threads
+without filling any column twice.
 """
 
 from cython cimport floating
@@ -191,12 +199,15 @@ cdef extern from *:
        (kc, 32) panel is packed contiguous (aligned) and multiplied by every 8-row block
        of W. */
     #define CONVREG_FLAT_NR 32
+    #ifndef CONVREG_FLAT_PF
+    #define CONVREG_FLAT_PF 32         /* prefetch distance in pixels: the next panel */
+    #endif
     static inline void convreg_flat_pack_f32(const float* xc, ptrdiff_t hw, ptrdiff_t nc, int T,
                                              const ptrdiff_t* off, const unsigned* mk, float* Bp) {
         for (ptrdiff_t c = 0; c < nc; c++, xc += hw) {
             /* The next panel's newest input (its last tap's pixels): one prefetch per
                line, so the many channel planes need not each be a hardware stream. */
-            const char* nx = (const char*)(xc + off[T - 1] + CONVREG_FLAT_NR);
+            const char* nx = (const char*)(xc + off[T - 1] + CONVREG_FLAT_PF);
             _mm_prefetch(nx, _MM_HINT_T0);
             _mm_prefetch(nx + 64, _MM_HINT_T0);
             _mm_prefetch(nx + 127, _MM_HINT_T0);

@@ -5,7 +5,12 @@ Per image, group and band of output pixels (``pyx/_im2col_impl.pxi``)::
     col (K, bp)              = im2col of the band,      K = C_in/groups * kH * kW
     out[n, g-block, band]    = W_g (C_out/groups, K) @ col (K, bp)   (+ bias)
 
-The GEMM writes straight into the NCHW result. A 1x1, stride-1, unpadded convolution
+The GEMM writes straight into the NCHW result. On the avx512 build, float32 stride-1
+calls whose output is as wide as the input (3x3 'same' layers) skip the column buffer:
+the FLAT mode packs each 32-pixel panel of the im2col matrix from the input just before
+the multiply (a few hundred KiB of scratch per thread at most, within the workspace
+bound), with (image, group, row part, pixel part) tasks over the threads.
+A 1x1, stride-1, unpadded convolution
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
 
