@@ -11,8 +11,9 @@ Run it under the shared CPU lock on shared machines:
 ``flock /tmp/convreg-cpu.lock python scripts/bench_im2col.py``.
 Tuning knobs (for measuring the rules the backend uses): ``--split blas|tasks|shared``
 forces the kernel mode (``blas``: one loop, BLAS threads each GEMM), ``--blas-gemm``
-multiplies with BLAS instead of the avx512 build's own kernel, ``--cache-kb`` sets the
-per-thread band buffer target.
+multiplies with BLAS instead of the avx512 build's own kernel, ``--no-fused`` turns off
+the fused (no column buffer) mode of float32 stride-1 same-width calls, ``--cache-kb``
+sets the per-thread band buffer target.
 """
 
 from __future__ import annotations
@@ -175,6 +176,8 @@ def main(argv=None):
     ap.add_argument("--cache-kb", type=float, help="override the per-thread band buffer target")
     ap.add_argument("--blas-gemm", action="store_true",
                     help="multiply with BLAS, not the avx512 build's own kernel")
+    ap.add_argument("--no-fused", action="store_true",
+                    help="never use the fused im2col + GEMM mode (banded column buffer instead)")
     ap.add_argument("--no-memory", action="store_true")
     ap.add_argument("--json", help="write results to this file")
     args = ap.parse_args(argv)
@@ -186,6 +189,8 @@ def main(argv=None):
         im2col_mod.split_threads = lambda spec, n: (mode, 1 if mode == im2col_mod.SERIAL else n)
     if args.blas_gemm:
         im2col_mod.use_own_kernel = False
+    if args.no_fused:
+        im2col_mod.use_flat = False
     if args.cache_kb:
         im2col_mod.CACHE_BYTES = im2col_mod.CACHE_BYTES_BATCH = int(args.cache_kb * 1024)
     try:
@@ -199,7 +204,8 @@ def main(argv=None):
     be = convreg.get_backend("cython-im2col")
     print(f"threads={args.threads} dtype={args.dtype} reps={args.reps} split={args.split} "
           f"cache={im2col_mod.CACHE_BYTES // 1024} KiB variant={be.info()['variant']} "
-          f"gemm={'BLAS' if args.blas_gemm else be.info()['float32_gemm']}")
+          f"gemm={'BLAS' if args.blas_gemm else be.info()['float32_gemm']} "
+          f"fused={'off' if args.no_fused else 'on'}")
     print("OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
     print(f"numpy float32 2048² matmul: {ceiling:.1f} GFLOP/s (ceiling)\n")
     print(f"{'layer':24s} {'GFLOP':>7s} {'ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} "

@@ -363,10 +363,11 @@ def test_threads_setting_governs_and_never_both(shape):
     spec = _spec(*shape, padding=1)
     be = Backend()
     one = be.plan(spec, threads=1)
-    assert (one.mode, one.omp_threads, one.blas_threads) == (im2col.SERIAL, 1, 1)
+    assert one.mode in (im2col.SERIAL, im2col.FLAT)
+    assert (one.omp_threads, one.blas_threads) == (1, 1)
     two = be.plan(spec, threads=2)
     assert two.omp_threads == 2 and two.blas_threads == 1
-    assert two.mode in (im2col.TASKS, im2col.SHARED)
+    assert two.mode in (im2col.TASKS, im2col.SHARED, im2col.FLAT)
     with convreg.use_threads(1):
         assert be.plan(spec) == one
     # Small calls stay on the calling thread whatever the setting.
@@ -382,3 +383,89 @@ def test_refuses_gemm_dimensions_beyond_32_bits():
     huge = replace(spec, oh=2**16, ow=2**16)
     answer = Backend().supports(huge)
     assert not answer and "32-bit" in answer.reason
+
+
+FLAT_CASES = [
+    # (input, weight, kwargs): stride 1, output as wide as the input (the fused mode)
+    ((1, 3, 5, 7), (8, 3, 3, 3), dict(padding=1)),
+    ((2, 16, 9, 11), (20, 16, 3, 3), dict(padding=1)),              # rows not a multiple of 8
+    ((1, 8, 33, 33), (16, 8, 5, 5), dict(padding=2)),               # tail panel > 16 pixels
+    ((1, 8, 10, 10), (16, 4, 3, 3), dict(padding=2, dilation=2, groups=2)),
+    ((3, 40, 7, 13), (24, 40, 3, 3), dict(padding=(1, 1))),          # K-chunks (360 > 256)
+    ((1, 300, 6, 6), (8, 300, 3, 3), dict(padding=1)),              # K = 2700: many chunks
+    ((1, 4, 3, 3), (8, 4, 7, 7), dict(padding=3)),                  # kernel wider than image
+    ((1, 2, 7, 10), (9, 2, 4, 2), dict(padding="same")),            # even kernel, odd pad
+    ((2, 5, 4, 30), (12, 5, 1, 9), dict(padding=(0, 4))),           # stride 1, no row pad
+    ((1, 6, 14, 14), (64, 6, 3, 3), dict(padding=1)),               # 196 pixels: 6 panels + 4
+    ((1, 3, 2, 70), (16, 3, 2, 3), dict(padding=(0, 1))),           # fewer rows out than in
+]
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("parts", [(1, 1, 1), (1, 1, 2), (2, 1, 2), (1, 3, 2), (2, 2, 3)],
+                         ids=lambda p: "m{}p{}t{}".format(*p))
+@pytest.mark.parametrize("xs,ws,kw", FLAT_CASES, ids=[str(c[:2]) for c in FLAT_CASES])
+def test_fused_mode_every_split(xs, ws, kw, parts, bias):
+    """Mode 3 (fused im2col + GEMM) with row and pixel parts over 1-3 threads."""
+    mparts, pparts, threads = parts
+    case = Case("flat", xs, ws, bias=bias, **kw)
+    ref, bound = reference(case)
+    x, w, b = case.arrays()
+    spec = _spec(xs, ws, **kw)
+    assert spec.sh == spec.sw == 1 and spec.ow == spec.w
+    if spec.cog < 8 * mparts:
+        mparts = 1
+    mod = im2col._im2col
+    need = mod.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow, threads)
+    work = np.full(need, np.nan, np.float32)
+    out = np.full(spec.output_shape, np.nan, np.float32)
+    mod.conv2d(x, w, b, out, work, 1, 1, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups,
+               0, threads, im2col.FLAT, True, mparts, pparts)
+    ok, _, msg = compare(out, ref, bound, "float32")
+    assert ok, msg
+    with pytest.raises(ValueError, match="work holds"):
+        mod.conv2d(x, w, b, out, work[:-1], 1, 1, spec.pt, spec.pl, spec.dh, spec.dw,
+                   spec.groups, 0, threads, im2col.FLAT, True, mparts, pparts)
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+def test_fused_mode_is_planned_within_the_bound():
+    spec = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    plan = Backend().plan(spec, threads=2)
+    assert plan.mode == im2col.FLAT and plan.omp_threads == 2 and plan.blas_threads == 1
+    assert (plan.mparts, plan.pparts) == (1, 2)
+    big = Backend().plan(_spec((1, 256, 14, 14), (256, 256, 3, 3), padding=1), threads=2)
+    assert (big.mode, big.mparts, big.pparts) == (im2col.FLAT, 2, 1)
+    batch = Backend().plan(_spec((8, 128, 28, 28), (128, 128, 3, 3), padding=1), threads=2)
+    assert (batch.mode, batch.mparts, batch.pparts) == (im2col.FLAT, 1, 1)
+    # A bound below the packed panel's scratch: the banded modes, within the bound.
+    tight = Backend(workspace_mb=0.01).plan(spec, threads=2)
+    assert tight.mode != im2col.FLAT and tight.workspace_bytes <= 0.01 * 2**20
+    # float64, strided, or narrower output: not fused.
+    assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3), "float64", padding=1),
+                          threads=2).mode != im2col.FLAT
+    assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2),
+                          threads=2).mode != im2col.FLAT
+    assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3)), threads=2).mode != im2col.FLAT
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+def test_fused_mode_threads_agree_and_nan_inf():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 32, 15, 15)).astype(np.float32)
+    w = rng.standard_normal((48, 32, 3, 3)).astype(np.float32)
+    x[1, 5, 7, 7] = np.nan
+    x[2, 3, 0, 0] = np.inf
+    outs = []
+    for t in (1, 2):
+        with convreg.use_threads(t):
+            assert Backend().plan(_spec(x.shape, w.shape, padding=1)).mode == im2col.FLAT
+            outs.append(convreg.conv2d(x, w, padding=1, backend=NAME))
+    ref, bound = reference(Case("t", x.shape, w.shape, bias=False, padding=1))
+    assert np.array_equal(np.isnan(outs[0]), np.isnan(outs[1]))
+    assert np.isnan(outs[0][1, :, 6:9, 6:9]).all()
+    assert np.isinf(outs[0][2, :, 0, 0]).all() or np.isnan(outs[0][2, :, 0, 0]).any()
+    fin = np.isfinite(outs[0])
+    assert np.all(np.abs(outs[0][fin].astype(np.float64) - outs[1][fin]) <= 2 * bound[fin]
+                  if np.ndim(bound) else np.abs(outs[0][fin] - outs[1][fin]) <= 2 * bound)

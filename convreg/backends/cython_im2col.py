@@ -5,7 +5,12 @@ Per image, group and band of output pixels (``pyx/_im2col_impl.pxi``)::
     col (K, bp)              = im2col of the band,      K = C_in/groups * kH * kW
     out[n, g-block, band]    = W_g (C_out/groups, K) @ col (K, bp)   (+ bias)
 
-The GEMM writes straight into the NCHW result. A 1x1, stride-1, unpadded convolution
+The GEMM writes straight into the NCHW result. On the avx512 build, float32 stride-1
+calls whose output is as wide as the input (3x3 'same' layers) skip the column buffer:
+the FLAT mode packs each 32-pixel panel of the im2col matrix from the input just before
+the multiply (a few hundred KiB of scratch per thread at most, within the workspace
+bound), with (image, group, row part, pixel part) tasks over the threads.
+A 1x1, stride-1, unpadded convolution
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
 
@@ -67,8 +72,16 @@ KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 flo
 use_own_kernel = True     # False: always BLAS (for comparisons)
 
 # Kernel modes (pyx/_im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
-SERIAL, TASKS, SHARED = 0, 1, 2
-MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared"}
+SERIAL, TASKS, SHARED, FLAT = 0, 1, 2, 3
+MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared", FLAT: "fused"}
+# FLAT: the avx512 build's fused im2col + GEMM for float32 stride-1 calls whose output is
+# as wide as the input (e.g. 'same' padding): no column buffer, each K-chunk of a
+# 32-pixel panel packed (zeros for padding) just before the multiply: the scratch is one
+# (K-chunk, 32) panel per thread, at most 288 KiB, and counts against workspace_mb.
+use_flat = True           # False: never FLAT (for comparisons)
+# In FLAT mode a (image, group) is split into row parts (output channels) when each
+# thread's part keeps at least this many rows, else into pixel parts.
+FLAT_MIN_ROWS = 64
 
 
 class Plan(NamedTuple):
@@ -83,8 +96,13 @@ class Plan(NamedTuple):
     workspace_bytes: int    # bytes of column buffer allocated
     bound_bytes: int        # the workspace bound in force
     own_kernel: bool = False  # GEMMs through the AVX-512 kernel (no BLAS call)
+    mparts: int = 1         # FLAT: row parts per (image, group)
+    pparts: int = 1         # FLAT: pixel parts per (image, group)
 
     def describe(self) -> str:
+        if self.mode == FLAT:
+            return (f"fused own-kernel parts={self.mparts}x{self.pparts} "
+                    f"omp={self.omp_threads} ws={self.workspace_bytes / MIB:.2f}MiB")
         return (f"{'direct ' if self.direct else ''}{MODE_NAMES[self.mode]} "
                 f"{'own-kernel' if self.own_kernel else 'blas'} band={self.band}"
                 f"x{self.nbands} omp={self.omp_threads} blas={self.blas_threads} "
@@ -116,6 +134,30 @@ def choose_mode(spec, threads, band_cache):
 def split_threads(spec, threads):
     """Kept for the benchmark's --split override: (mode, threads) or None for the rule."""
     return None
+
+
+def _flat_plan(spec, threads, bound):
+    """A FLAT plan when the call fits it and its scratch fits the bound, else None."""
+    if not (use_flat and use_own_kernel and _im2col.HAVE_KERNEL and spec.dtype == "float32"
+            and spec.cog >= KERNEL_MIN_COG and spec.sh == 1 and spec.sw == 1
+            and spec.ow == spec.w and spec.kh <= 32 and spec.kw <= 32
+            and not _is_direct(spec) and hasattr(_im2col, "flat_work")):
+        return None
+    ohw = spec.oh * spec.ow
+    if threads == 1 or spec.flops < SMALL_FLOPS:
+        threads = 1
+    items = spec.n * spec.groups
+    mparts = pparts = 1
+    if threads > 1 and items % threads:       # (image, group) items don't balance: split
+        if spec.cog >= FLAT_MIN_ROWS * threads:
+            mparts = threads
+        else:
+            pparts = threads
+    work = _im2col.flat_work(spec.cig, spec.kh * spec.kw, ohw, threads) * 4
+    if work > bound:
+        return None
+    return Plan(False, ohw, 1, FLAT, threads, 1, work, bound, True,
+                mparts, pparts)
 
 
 def _tiled_band(spec, mode, threads, cache_px, bound_px, unit):
@@ -187,6 +229,10 @@ class CythonIm2colBackend(Backend):
         cache = CACHE_BYTES_BATCH if spec.n * spec.groups >= 2 * t else CACHE_BYTES
         band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
+        if forced is None:
+            flat = _flat_plan(spec, t, bound)
+            if flat is not None:
+                return flat
         mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
         buffers = omp if mode == TASKS else 1
         bound_px = bound // (buffers * per_pixel)      # pixels per band the bound allows
@@ -218,6 +264,11 @@ class CythonIm2colBackend(Backend):
         plan = self.plan(spec)
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
+        if plan.mode == FLAT:
+            _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
+                           spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
+                           plan.mode, True, plan.mparts, plan.pparts)
+            return out
         if plan.own_kernel or (plan.omp_threads == 1 and plan.blas_threads == 1 and
                                spec.cog * spec.reduction * plan.band <= _BLAS_SERIAL_MNK):
             # No BLAS call, or one thread calling BLAS with GEMMs so small that OpenBLAS
