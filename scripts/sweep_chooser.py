@@ -17,7 +17,6 @@ import time
 import numpy as np
 
 import convreg
-from convreg.backends.cython_auto import choose
 
 
 def shapes(full: bool):
@@ -66,7 +65,7 @@ def main(argv=None):
                 times[be].append(median_time(be, x, w, kw, 1))
         td, ti = (statistics.median(times[b]) for b in ("cython-direct", "cython-im2col"))
         best = "direct" if td < ti else "im2col"
-        chosen = choose(spec)[0].replace("cython-", "")
+        chosen = convreg.get_backend("cython").choose(spec)[0].replace("cython-", "")
         agree += chosen == best or max(td, ti) / min(td, ti) < 1.1
         rows.append((label, spec.flops / 1e6, td * 1e3, ti * 1e3, ti / td, best, chosen))
         print(f"{label:32s} {spec.flops / 1e6:9.2f} MFLOP direct {td * 1e3:8.3f} ms "

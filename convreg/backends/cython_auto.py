@@ -27,11 +27,21 @@ SMALL_IMAGE = 64
 SMALL_IMAGE_MIN_CIN = 128
 
 
-def choose(spec) -> tuple:
-    """(concrete backend name, reason) for a validated spec."""
+# Calls im2col runs in its fused mode (float32, stride 1, same width, AVX-512) with at
+# least this many input channels: im2col took 0.74-0.95x direct's time after that mode
+# landed (re-sweep, 64-512 channels).
+FUSED_MIN_CIN = 32
+
+
+def choose(spec, fuses=None) -> tuple:
+    """(concrete backend name, reason) for a validated spec; ``fuses(spec)`` says whether
+    cython-im2col would run the call in its fused mode."""
     if spec.groups > 1 and spec.cig <= SMALL_GROUP:
         kind = "depthwise" if spec.cig == 1 else f"grouped ({spec.cig} input channels per group)"
         return "cython-direct", f"{kind}: per-group GEMMs would be too thin"
+    if fuses is not None and fuses(spec) and spec.cig >= FUSED_MIN_CIN:
+        return "cython-im2col", (f"stride-1 same-width call over {spec.cig} input channels: "
+                                 "im2col's fused mode packs panels straight from the input")
     if (spec.kh == spec.kw == 1 and spec.cig >= GEMM_1X1_MIN_CIN
             and spec.h * spec.w >= GEMM_1X1_MIN_PIXELS):
         return "cython-im2col", (f"1x1 kernel over {spec.cig} input channels of a "
@@ -57,13 +67,13 @@ class CythonAutoBackend(Backend):
             raise ImportError(str(exc)) from None
 
     def choose(self, spec) -> tuple:
-        return choose(spec)
+        return choose(spec, self._backends["cython-im2col"].fuses)
 
     def conv2d(self, spec, x, w, b):
         from .._api import call_backend
 
         # call_backend realises the padding modes the chosen backend does not do itself.
-        return call_backend(self._backends[choose(spec)[0]], spec, x, w, b)
+        return call_backend(self._backends[self.choose(spec)[0]], spec, x, w, b)
 
     def info(self) -> dict:
         return {**super().info(), "chooses_between": sorted(self._backends),

@@ -209,6 +209,10 @@ class CythonIm2colBackend(Backend):
                       f"(oh*ow={spec.oh * spec.ow}, K={spec.reduction})")
         return YES
 
+    def fuses(self, spec) -> bool:
+        """True when the call fits the fused im2col + GEMM mode (workspace bound aside)."""
+        return _flat_plan(spec, 1, float("inf")) is not None
+
     def plan(self, spec, threads=None) -> Plan:
         """Mode, band size and workspace for ``spec`` (``threads``: default get_threads()).
 
