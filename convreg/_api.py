@@ -78,6 +78,12 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 def run(spec, x, w, b, names, source):
     """Run the first backend in ``names`` that supports ``spec``; return the 4-D result."""
+    return call_backend(select(spec, names, source)[0], spec, x, w, b)
+
+
+def select(spec, names, source):
+    """(backend, refusals): the first backend in ``names`` that supports ``spec``, and why
+    each one before it did not. Raises BackendError when none does."""
     refusals = []
     for name in names:
         if len(names) > 1 and isinstance(name, str) and is_unavailable_builtin(name):
@@ -86,7 +92,7 @@ def run(spec, x, w, b, names, source):
         be = get_backend(name) if isinstance(name, str) else name
         answer = be.supports(spec)
         if answer:
-            return call_backend(be, spec, x, w, b)
+            return be, refusals
         refusals.append(f"{getattr(be, 'name', name)!r}: {getattr(answer, 'reason', '') or 'no'}")
     raise BackendError(
         f"no backend chosen by {source} supports this call ({spec.describe()}); "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ._registry import get_backend, resolve
+from ._api import select
+from ._registry import resolve
 from ._spec import spec_for_shapes
 
 
@@ -34,21 +35,11 @@ def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, 
                            padding=padding, dilation=dilation, groups=groups,
                            padding_mode=padding_mode)
     names, source = resolve(backend)
-    refusals = []
-    for name in names:
-        be = get_backend(name) if isinstance(name, str) else name
-        label = getattr(be, "name", str(name))
-        answer = be.supports(spec)
-        if not answer:
-            refusals.append(f"{label} declined: {getattr(answer, 'reason', '') or 'no'}")
-            continue
-        prefix = "; ".join(refusals + [""]) if refusals else ""
-        if hasattr(be, "choose"):
-            runs, why = be.choose(spec)
-            return Explanation(label, runs, source, prefix + why)
-        return Explanation(label, label, source,
-                           prefix + "first backend in the list that supports the call")
-    from ._errors import BackendError
-
-    raise BackendError(f"no backend chosen by {source} supports this call: "
-                       + "; ".join(refusals))
+    be, refusals = select(spec, names, source)
+    label = getattr(be, "name", str(be))
+    prefix = "".join(f"skipped {r}; " for r in refusals)
+    if hasattr(be, "choose"):
+        runs, why = be.choose(spec)
+        return Explanation(label, runs, source, prefix + why)
+    return Explanation(label, label, source,
+                       prefix + "first backend in the list that supports the call")
