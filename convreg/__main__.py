@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 
 
 def _config(args) -> int:
-    from ._config import config_path, load_config
-    from ._registry import backend_settings, current_backend
-    from ._simd import chosen_variant
-    from ._threads import threads_and_source
+    from ._dispatch.registry import available_backends
+    from ._settings.backend import current_backend
+    from ._settings.chain import snapshot
+    from ._settings.options import option_sources
+    from ._settings.threads import threads_and_source
+    from .backends._simd import chosen_variant
 
-    path, where = config_path()
-    cfg = load_config()
+    snap = snapshot()
+    path, where = snap.file_path()
     current = current_backend()
     threads, tsrc = threads_and_source()
     rows = [("config file", f"{path} (found as {where})" if path else "none", ""),
             ("backend", current.name, current.source),
             ("threads", threads, tsrc),
             ("simd variant", chosen_variant(), "CPU features (CONVREG_SIMD caps it)")]
-    from ._registry import available_backends
-
     for name in available_backends():
-        settings = backend_settings(name)
-        for key, value in settings.items():
-            src = (f"config {cfg.path}" if cfg and key in cfg.backends.get(name, {})
-                   else "default")
+        for key, (value, src) in option_sources(name, snap).items():
             rows.append((f"backends.{name}.{key}", value, src))
     width = max(len(r[0]) for r in rows)
     for key, value, src in rows:
@@ -35,16 +34,26 @@ def _config(args) -> int:
     return 0
 
 
+def _padding_modes(info) -> str:
+    native = info.get("padding_modes", ["zeros"])
+    others = [m for m in ("reflect", "replicate", "circular") if m not in native]
+    text = ", ".join(native) + " native"
+    if others:
+        text += "; " + "/".join(others) + " padded by the front end"
+    return text
+
+
 def _backends(args) -> int:
     from ._info import config_dict
 
     for name, info in config_dict()["backends"].items():
         if "unavailable" in info:
-            print(f"{name}: unavailable: {info['unavailable']}")
+            kind = "unavailable" if info.get("builtin") else "plugin failed"
+            print(f"{name}: {kind}: {info['unavailable']}")
             continue
         extra = "" if info.get("builtin") else " (plugin)"
         print(f"{name}{extra}: {info.get('description', '')}")
-        print(f"    padding modes: {', '.join(info.get('padding_modes', ['zeros']))}")
+        print(f"    padding modes: {_padding_modes(info)}")
         for key, value in info.items():
             if key not in ("description", "padding_modes", "builtin"):
                 print(f"    {key}: {value}")
@@ -52,21 +61,49 @@ def _backends(args) -> int:
 
 
 def _check(args) -> int:
+    from ._dispatch.registry import available_backends, unavailable
+    from .backends.catalog import BUILTINS
     from .harness import random_cases, run_checks, standard_cases
 
+    if args.random < 0:
+        raise _Usage(f"--random must be >= 0, but got {args.random}")
+    have = available_backends()
+    if args.backends:
+        backends = [b.strip() for b in args.backends.split(",")]
+        unknown = [b for b in backends if b not in have]
+        if unknown:
+            raise _Usage(f"--backends: unknown or unavailable backend {unknown[0]!r}; "
+                         f"available backends are {have}")
+    else:
+        backends = have
+    missing = {n: why for n, why in unavailable().items() if n in BUILTINS}
     cases = standard_cases() + random_cases(args.random, seed=args.seed)
-    backends = args.backends.split(",") if args.backends else None
     report = run_checks(backends, cases)
     print(report.table())
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(report.to_dict(), fh, indent=1, default=str)
+    if missing and not args.backends:
+        for name, why in sorted(missing.items()):
+            print(f"MISSING built-in backend {name!r}: {why}", file=sys.stderr)
+        print("not every built-in backend could be checked", file=sys.stderr)
+        return 1
     print("all backends agree" if report.ok else "DISAGREEMENT", file=sys.stderr)
     return 0 if report.ok else 1
 
 
+class _Usage(Exception):
+    """A command-line mistake: reported with the usage, exit status 2."""
+
+
 def _ints(text):
-    return tuple(int(v) for v in text.split(","))
+    parts = [p for p in re.split(r"[,x×\s]+", text.strip()) if p]
+    try:
+        return tuple(int(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by ',' or 'x' (e.g. 1,64,56,56 or 1x64x56x56), "
+            f"but got {text!r}") from None
 
 
 def _padding(text):
@@ -74,16 +111,22 @@ def _padding(text):
 
 
 def _explain(args) -> int:
-    from ._explain import explain
+    from ._api import explain
 
+    backend = args.backend
+    if backend and "," in backend:
+        backend = [b.strip() for b in backend.split(",")]
     print(explain(args.input, args.weight, bias=not args.no_bias, dtype=args.dtype,
                   stride=args.stride, padding=args.padding, dilation=args.dilation,
-                  groups=args.groups, padding_mode=args.padding_mode, backend=args.backend))
+                  groups=args.groups, padding_mode=args.padding_mode, backend=backend))
     return 0
 
 
-def main(argv=None) -> int:
+def _parser():
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="python -m convreg", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"convreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("config", help="print the effective settings and where each came from")
     sub.add_parser("backends", help="list the backends and what they support")
@@ -93,7 +136,8 @@ def main(argv=None) -> int:
     chk.add_argument("--seed", type=int, default=0)
     chk.add_argument("--json", help="write the results to this file")
     exp = sub.add_parser("explain", help="say which backend a call would run, and why")
-    exp.add_argument("--input", type=_ints, required=True, help="input shape, e.g. 1,64,56,56")
+    exp.add_argument("--input", type=_ints, required=True,
+                     help="input shape, e.g. 1,64,56,56 or 1x64x56x56")
     exp.add_argument("--weight", type=_ints, required=True, help="weight shape, e.g. 64,64,3,3")
     exp.add_argument("--stride", type=_ints, default=1)
     exp.add_argument("--padding", type=_padding, default=0, help="int, pair, same or valid")
@@ -102,16 +146,29 @@ def main(argv=None) -> int:
     exp.add_argument("--padding-mode", default="zeros")
     exp.add_argument("--dtype", default="float32")
     exp.add_argument("--no-bias", action="store_true")
-    exp.add_argument("--backend", help="a backend name (default: the selection rules)")
+    exp.add_argument("--backend", help="a backend name or comma-separated ordered list "
+                                       "(default: the selection rules)")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     from ._errors import ConvregError
 
     try:
         return {"config": _config, "backends": _backends, "check": _check,
                 "explain": _explain}[args.command](args)
+    except _Usage as exc:
+        parser.error(str(exc))
     except ConvregError as exc:
         print(f"convreg: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into a command that stopped reading (e.g. `| head`): not an error.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

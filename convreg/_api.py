@@ -1,13 +1,16 @@
-"""``conv2d``: signature, docstring and a hand-off to the chosen backend."""
+"""The public calls: signature, docstring and a hand-off.
+
+    conv2d(...) -> front end (validated spec) -> settings resolved once (CallContext)
+                -> selection (registry, chooser, supports()) -> padding -> backend kernel
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import NamedTuple
 
-from ._config import begin_call, end_call
-from ._errors import BackendError
-from ._registry import get_backend, is_unavailable_builtin, resolve
-from ._spec import prepare
+from ._dispatch.select import run, select
+from ._frontend.spec import prepare, spec_for_shapes
+from ._settings.context import call_context
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -67,55 +70,36 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     """
     spec, x, w, b = prepare(input, weight, bias, stride, padding, dilation, groups,
                             padding_mode)
-    token = begin_call()
-    try:
-        names, source = resolve(backend)
-        out = run(spec, x, w, b, names, source)
-    finally:
-        end_call(token)
+    out = run(spec, x, w, b, call_context(backend))
     return out[0] if spec.unbatched else out
 
 
-def run(spec, x, w, b, names, source):
-    """Run the first backend in ``names`` that supports ``spec``; return the 4-D result."""
-    return call_backend(select(spec, names, source)[0], spec, x, w, b)
+class Explanation(NamedTuple):
+    """``backend``: what the selection rules give; ``runs``: the concrete backend that
+    would compute the call; ``source``: the rule that chose ``backend``; ``reason``."""
+
+    backend: str
+    runs: str
+    source: str
+    reason: str
+
+    def __str__(self) -> str:
+        runs = "" if self.runs == self.backend else f" -> {self.runs}"
+        return f"{self.backend}{runs} (chosen by {self.source}): {self.reason}"
 
 
-def select(spec, names, source):
-    """(backend, refusals): the first backend in ``names`` that supports ``spec``, and why
-    each one before it did not. Raises BackendError when none does."""
-    refusals = []
-    for name in names:
-        if len(names) > 1 and isinstance(name, str) and is_unavailable_builtin(name):
-            refusals.append(f"{name!r}: not available here")
-            continue
-        be = get_backend(name) if isinstance(name, str) else name
-        answer = be.supports(spec)
-        if answer:
-            return be, refusals
-        refusals.append(f"{getattr(be, 'name', name)!r}: {getattr(answer, 'reason', '') or 'no'}")
-    raise BackendError(
-        f"no backend chosen by {source} supports this call ({spec.describe()}); "
-        + "; ".join(refusals))
+def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, padding=0,
+            dilation=1, groups=1, padding_mode="zeros", backend=None) -> Explanation:
+    """Say which backend a ``conv2d`` call on arrays of these shapes would run, and why.
 
-
-def call_backend(be, spec, x, w, b):
-    """Hand a validated call to one backend, realising padding it does not do natively."""
-    if spec.n == 0:
-        # Nothing to compute; compiled kernels never see an empty batch.
-        return np.zeros(spec.output_shape, dtype=spec.dtype)
-    if spec.padding_mode != "zeros" and spec.padding_mode not in getattr(
-            be, "padding_modes", ("zeros",)):
-        from ._padding import pad_explicitly
-        from ._threads import get_threads
-
-        spec, x = pad_explicitly(spec, x, get_threads())
-    out = be.conv2d(spec, x, w, b)
-    if not isinstance(out, np.ndarray) or out.shape != spec.output_shape or \
-            out.dtype != np.dtype(spec.dtype):
-        got = (f"{type(out).__name__} of shape {getattr(out, 'shape', None)} and dtype "
-               f"{getattr(out, 'dtype', None)}")
-        raise BackendError(
-            f"backend {getattr(be, 'name', be)!r} returned {got}; expected an ndarray of shape "
-            f"{spec.output_shape} and dtype {spec.dtype}")
-    return out
+    >>> import convreg
+    >>> str(convreg.explain((1, 8, 16, 16), (8, 8, 3, 3), backend="python"))
+    'python (chosen by argument): first backend in the list that supports the call'
+    """
+    spec = spec_for_shapes(input_shape, weight_shape, bias=bias, dtype=dtype, stride=stride,
+                           padding=padding, dilation=dilation, groups=groups,
+                           padding_mode=padding_mode)
+    ctx = call_context(backend)
+    choice = select(spec, ctx)
+    prefix = "".join(f"skipped {r}; " for r in choice.refusals)
+    return Explanation(choice.label, choice.runs, ctx.backend_source, prefix + choice.reason)

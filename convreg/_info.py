@@ -21,10 +21,12 @@ def _blas_info() -> list:
 def config_dict() -> dict:
     """Everything show_config prints, as a dict."""
     from . import __version__
-    from ._config import config_path
-    from ._registry import BUILTINS, _unavailable, available_backends, current_backend, get_backend
-    from ._simd import chosen_variant, cpu_variants
-    from ._threads import threads_and_source
+    from ._dispatch.registry import available_backends, get_backend, unavailable
+    from ._settings.backend import current_backend
+    from ._settings.chain import snapshot
+    from ._settings.threads import threads_and_source
+    from .backends._simd import chosen_variant, cpu_variants
+    from .backends.catalog import BUILTINS
 
     try:
         from . import _pad
@@ -36,9 +38,10 @@ def config_dict() -> dict:
         be = get_backend(name)
         info = be.info() if hasattr(be, "info") else {}
         backends[name] = {"builtin": name in BUILTINS, **info}
-    for name, why in _unavailable.items():
-        backends[name] = {"builtin": True, "unavailable": why}
-    path, where = config_path()
+    for name, why in unavailable().items():
+        backends[name] = {"builtin": name in BUILTINS, "unavailable": why}
+    snap = snapshot()
+    path, where = snap.file_path()
     threads, threads_src = threads_and_source()
     current = current_backend()
     return {

@@ -9,11 +9,12 @@ import numpy as np
 
 from ._api import conv2d
 from ._errors import ConvSpecError, ConvTypeError
-from ._spec import DTYPES, _is_int, _torch_to_numpy, normalize_hyper, normalize_kernel_size
+from ._frontend.arrays import DTYPES, torch_to_numpy
+from ._frontend.hyper import is_int, normalize_hyper, normalize_kernel_size
 
 
 def _positive(name, value) -> int:
-    if not _is_int(value):
+    if not is_int(value):
         raise ConvTypeError(f"{name} must be an int, but got {name}={value!r}")
     if value < 1:
         raise ConvSpecError(f"{name} must be >= 1, but got {name}={value!r}")
@@ -109,7 +110,7 @@ class Conv2d:
                 f"keys {unexpected}; expected exactly {sorted(expected)}")
         new = {}
         for key in sorted(expected & given):
-            value = np.asarray(_torch_to_numpy(state_dict[key]))
+            value = np.asarray(torch_to_numpy(state_dict[key]))
             target = getattr(self, key)
             if value.shape != target.shape:
                 raise ConvSpecError(f"state_dict[{key!r}] has shape {value.shape}, but the "

@@ -18,7 +18,8 @@ import numpy as np
 
 from ._api import conv2d
 from ._errors import ConvregError
-from ._registry import available_backends
+from ._dispatch.registry import available_backends
+from ._frontend.spec import prepare
 
 LAYOUTS = ("c", "fortran", "strided", "nhwc", "readonly")
 
@@ -135,7 +136,7 @@ def standard_cases(dtypes=("float32", "float64")) -> list:
 
 def random_case(rng: random.Random, dtype="float32", index=0) -> Case:
     """One random *valid* configuration, small enough for the Python reference."""
-    from ._spec import prepare
+
 
     while True:
         g = rng.choice([1, 1, 1, 2, 3])

@@ -28,8 +28,9 @@ import time
 import numpy as np
 
 import convreg
-from convreg._spec import prepare
-from convreg._threads import blas_threads
+from convreg._frontend.spec import prepare
+from convreg._settings.context import threads_context
+from convreg.backends._blas import blas_threads
 
 # name, input shape, weight shape, stride, padding, groups
 LAYERS = [
@@ -107,9 +108,10 @@ def main(argv=None):
         b = rng.standard_normal(ws[0]).astype(dtype)
         kw = dict(stride=stride, padding=padding, groups=groups)
         spec, xc, wc, bc = prepare(x, w, b, **kw)
+        ctx = threads_context(args.threads)
         fns = {"direct": _timer(lambda: convreg.conv2d(x, w, b, backend="cython-direct", **kw)),
                # the backend object on a prepared call: the kernel without the front end
-               "kernel": _timer(lambda: direct.conv2d(spec, xc, wc, bc))}
+               "kernel": _timer(lambda: direct.conv2d(spec, xc, wc, bc, ctx))}
         for o in others:
             fns[o] = _timer(lambda o=o: convreg.conv2d(x, w, b, backend=o, **kw))
         if torch is not None:

@@ -29,8 +29,8 @@ import time
 import numpy as np
 
 import convreg
-from convreg._spec import prepare
-from convreg.backends import cython_im2col as im2col_mod
+from convreg._frontend.spec import prepare
+from convreg.backends import im2col as im2col_mod
 
 # name, n, c_in, h, w, c_out, k, stride, padding, groups
 LAYERS = [
@@ -102,7 +102,7 @@ def bench_layers(args, torch):
             for key, fn in fns.items():   # alternate: ours, torch, ours, torch, ...
                 times[key].append(_timeit(fn, inner))
         med = {key: statistics.median(v) for key, v in times.items()}
-        plan = im2col_mod.CythonIm2colBackend().plan(spec)
+        plan = im2col_mod.CythonIm2colBackend().plan(spec, args.threads)
         row = {"layer": name, "gflop": spec.flops / 1e9, "ms": med["ours"] * 1e3,
                "gflops": spec.flops / med["ours"] / 1e9,
                "torch_ms": med.get("torch", float("nan")) * 1e3,
@@ -123,7 +123,7 @@ MEMORY_CHILD = r"""
 import json, sys
 import numpy as np
 import convreg
-from convreg.backends.cython_im2col import CythonIm2colBackend
+from convreg.backends.im2col import CythonIm2colBackend
 
 def hwm():
     for line in open("/proc/self/status"):
@@ -139,7 +139,7 @@ convreg.conv2d(x[:1, :, :8, :8], w, padding=1, backend=be)
 before = hwm()
 out = convreg.conv2d(x, w, padding=1, backend=be)
 after = hwm()
-from convreg._spec import prepare
+from convreg._frontend.spec import prepare
 plan = be.plan(prepare(x, w, None, 1, 1)[0])
 print(json.dumps({"before": before, "after": after, "out": out.nbytes,
                   "workspace": plan.workspace_bytes, "bound": plan.bound_bytes}))

@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg import _registry
+from convreg._dispatch import registry as _registry
+from convreg._settings import chain as _chain
 
 # Tolerances for comparing against hand-computed values (exact small integers mostly).
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
 
-_ISOLATED_VARS = ("CONVREG_BACKEND", "CONVREG_CONFIG", "CONVREG_THREADS")
+_ISOLATED_VARS = ("CONVREG_BACKEND", "CONVREG_CONFIG", "CONVREG_THREADS", "OMP_NUM_THREADS")
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +33,16 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
     for var in _ISOLATED_VARS:
         monkeypatch.delenv(var, raising=False)
+    # Tests change the environment and files between calls: read them on every call
+    # (test_settings_chain.py checks the once-per-second refresh itself).
+    monkeypatch.setattr(_chain, "REFRESH_SECONDS", 0.0)
+    convreg.reload_config()
     convreg.set_backend(None)
     convreg.set_threads(None)
     yield work
     convreg.set_backend(None)
     convreg.set_threads(None)
+    convreg.reload_config()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_config_subprocess_env_and_file(tmp_path):
     assert out.returncode == 0, out.stderr
     r = rows(out.stdout)
     path = str(tmp_path / "convreg.toml")
-    assert path in r["config"] and "./convreg.toml" in r["config"]
+    assert path in r["config"] and "convreg.toml" in r["config"]
     assert r["backend"].split()[1] == "python" and f"<- config {path}" in r["backend"]
     assert r["threads"].split()[1] == "1" and f"<- config {path}" in r["threads"]
 
@@ -57,7 +57,7 @@ def test_config_in_process(capsys, mock):
 
 
 def test_config_shows_backend_settings(capsys, register_mock, isolated):
-    from convreg._config import OptionSpec
+    from convreg import OptionSpec
 
     m = register_mock("mock-opt")
     m.options = {"workspace_mb": OptionSpec(int, 256, minimum=0)}
@@ -83,7 +83,7 @@ def test_backends_subprocess(tmp_path):
     lines = out.stdout.splitlines()
     assert any(line.startswith("python: pure-Python reference") for line in lines)
     i = next(i for i, line in enumerate(lines) if line.startswith("python:"))
-    assert lines[i + 1].strip() == "padding modes: circular, reflect, replicate, zeros"
+    assert lines[i + 1].strip() == "padding modes: circular, reflect, replicate, zeros native"
 
 
 def test_backends_marks_plugins(capsys, mock):
@@ -101,9 +101,12 @@ def test_check_subprocess(tmp_path):
     assert "all backends agree" in out.stderr
 
 
-def test_check_unknown_backend_exits_1(capsys):
-    assert main(["check", "--backends", "nope", "--random", "0"]) == 1
-    assert "Unknown backend 'nope'" in capsys.readouterr().out
+def test_check_unknown_backend_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["check", "--backends", "nope", "--random", "0"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown or unavailable backend 'nope'" in err and "python" in err
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["check", "--random", "x"]],

@@ -12,8 +12,25 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg import BackendError, ConfigError, _registry
-from convreg._config import OptionSpec, config_path, load_config
+from convreg import BackendError, ConfigError
+from convreg._dispatch import registry as _registry
+from convreg import OptionSpec
+from convreg._settings import file as _config
+from convreg._settings.chain import snapshot
+from convreg._settings.options import resolve_options
+from convreg._settings.threads import affinity_cores, threads_and_source
+
+
+def config_path():
+    return _config.config_path()
+
+
+def load_config():
+    return snapshot().file()
+
+
+def backend_settings(name):
+    return resolve_options(name, snapshot())
 
 X = np.ones((1, 1, 3, 3), np.float32)
 W = np.ones((1, 1, 2, 2), np.float32)
@@ -121,7 +138,7 @@ def test_env_var_list(mocks, monkeypatch):
 
 
 @pytest.mark.parametrize("value, match", [
-    ("nope", r"CONVREG_BACKEND='nope'.*Unknown backend 'nope'.*python"),
+    ("nope", r"CONVREG_BACKEND='nope'.*(?i:unknown backend) 'nope'.*python"),
     ("python,,python", r"CONVREG_BACKEND='python,,python'"),
 ], ids=["unknown", "empty-item"])
 def test_env_var_errors(monkeypatch, value, match):
@@ -257,7 +274,6 @@ def test_single_backend_declining_is_an_error(register_mock):
 def test_threads_key(isolated, monkeypatch):
     cfg = write(isolated / "convreg.toml", "threads = 3\n")
     assert convreg.get_threads() == 3
-    from convreg._threads import threads_and_source
     assert threads_and_source() == (3, f"config {cfg}")
     monkeypatch.setenv("CONVREG_THREADS", "2")
     assert threads_and_source() == (2, "CONVREG_THREADS")
@@ -268,9 +284,12 @@ def test_threads_key(isolated, monkeypatch):
     assert convreg.get_threads() == 5
 
 
-def test_threads_default_is_all_cores():
-    from convreg._threads import available_cores, threads_and_source
-    assert threads_and_source() == (available_cores(), "default (all cores)")
+def test_threads_default_is_all_cores_without_limits(monkeypatch):
+    from convreg._settings import threads as _threads
+    monkeypatch.setattr(_threads, "machine_limits", lambda: (affinity_cores(), None))
+    monkeypatch.setattr(_threads, "_runtime_limit", lambda: None)
+    assert threads_and_source() == (affinity_cores(),
+                                    f"default (affinity: {affinity_cores()} CPUs)")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "99999999999"])
@@ -307,7 +326,6 @@ def test_edit_is_seen(mocks, isolated):
 
 
 def test_unchanged_file_is_parsed_once(isolated, monkeypatch):
-    from convreg import _config
     write(isolated / "convreg.toml", 'backend = "python"\n')
     calls = []
     real = _config.tomllib.load
@@ -379,7 +397,6 @@ def test_backend_options_are_validated(register_mock, isolated):
     m.options = {"workspace_mb": OptionSpec(int, 256, minimum=0, doc="buffer bound")}
     cfg = write(isolated / "convreg.toml", "[backends.mock-opt]\nworkspace_mb = 64\n")
     assert load_config().backends == {"mock-opt": {"workspace_mb": 64}}
-    from convreg._registry import backend_settings
     assert backend_settings("mock-opt") == {"workspace_mb": 64}
 
     for text, match in [('workspace_mb = "big"', r"workspace_mb: expected int > 0, but got 'big'"),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import convreg
-import convreg._spec
-from convreg import _simd
+import convreg._frontend.spec
+from convreg.backends import _simd
 from convreg.harness import Case, check_case, compare, random_cases, reference, standard_cases
 
 pytest.importorskip("convreg._direct_baseline", reason="cython-direct is not built")
@@ -123,7 +123,7 @@ def test_row_path_is_exercised():
     for c in FAST:
         if c.name.startswith("dwrows") and c.dtype == "float32":
             n, cin, h, w = c.input_shape
-            spec = convreg._spec.prepare(np.empty(c.input_shape, np.float32),
+            spec = convreg._frontend.spec.prepare(np.empty(c.input_shape, np.float32),
                                          np.empty(c.weight_shape, np.float32),
                                          **c.kwargs())[0]
             p = mod.plan_info(n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.kh,
@@ -160,7 +160,7 @@ VARIANT_CASES = [c for c in FAST if c.name in (
 @pytest.mark.parametrize("variant", _variant_ids())
 @pytest.mark.parametrize("case", VARIANT_CASES, ids=lambda c: c.label())
 def test_each_simd_variant(variant, case):
-    from convreg.backends.cython_direct import CythonDirectBackend
+    from convreg.backends.direct import CythonDirectBackend
 
     be = CythonDirectBackend(variant)
     assert be.variant == variant

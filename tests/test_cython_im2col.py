@@ -10,7 +10,7 @@ import pytest
 import convreg
 from convreg.harness import check_case, compare, random_cases, reference, standard_cases, Case
 
-im2col = pytest.importorskip("convreg.backends.cython_im2col")
+im2col = pytest.importorskip("convreg.backends.im2col")
 Backend = im2col.CythonIm2colBackend
 
 NAME = "cython-im2col"
@@ -94,8 +94,14 @@ def test_standard_grid_every_mode(case, mode):
     assert r.ok, r.error
 
 
+def call_context():
+    from convreg._settings.context import call_context
+
+    return call_context()
+
+
 def _spec(xs, ws, dtype="float32", **kw):
-    from convreg._spec import prepare
+    from convreg._frontend.spec import prepare
 
     return prepare(np.zeros(xs, dtype), np.zeros(ws, dtype), **kw)[0]
 
@@ -125,18 +131,17 @@ def test_workspace_from_config_file(tmp_path, monkeypatch):
     cfg.write_text("[backends.cython-im2col]\nworkspace_mb = 0.001\n")
     monkeypatch.setenv("CONVREG_CONFIG", str(cfg))
     be = Backend()
-    assert be.workspace_mb() == 0.001
+    assert call_context().options_for(NAME)["workspace_mb"] == 0.001
     spec = _spec((1, 3, 12, 10), (4, 3, 3, 3), padding=1)
-    plan = be.plan(spec, threads=1)
+    plan = be.plan(spec, 1, call_context().options_for(NAME)["workspace_mb"])
     assert plan.workspace_bytes <= 0.001 * 2**20 and plan.nbands > 1
     _agree(be, Case("cfg", (1, 3, 12, 10), (4, 3, 3, 3), padding=1))
-    # The registered backend reads the setting per call too.
-    assert convreg.get_backend(NAME).workspace_mb() == 0.001
+    # The dispatcher resolves the setting per call and hands it to the backend.
     check = check_case(NAME, Case("cfg-registered", (2, 3, 12, 10), (4, 3, 3, 3), padding=1))
     assert check.ok, check.error
     # A change of the file applies to the next call.
     cfg.write_text("[backends.cython-im2col]\nworkspace_mb = 64\n")
-    assert be.workspace_mb() == 64
+    assert call_context().options_for(NAME)["workspace_mb"] == 64
 
 
 def test_invalid_workspace_argument():
@@ -284,7 +289,7 @@ def test_read_only_inputs():
 
 
 def _variant_modules():
-    from convreg._simd import ORDER, cpu_variants, load_family
+    from convreg.backends._simd import ORDER, cpu_variants, load_family
 
     mods = {}
     for v in ORDER:
@@ -324,7 +329,7 @@ def _cached_reference(xs, ws, kw_items, dtype):
 @pytest.mark.parametrize("xs,ws,kw", KERNEL_CASES, ids=[str(c[1]) for c in KERNEL_CASES])
 def test_every_variant_and_gemm(xs, ws, kw, mode, own, dtype):
     """Each built SIMD variant, with its own GEMM kernel and with BLAS, in every mode."""
-    from convreg._threads import blas_threads
+    from convreg.backends._blas import blas_threads
 
     case = Case("kernel", xs, ws, dtype=dtype, **kw)
     ref, bound = _cached_reference(xs, ws, tuple(sorted(kw.items())), dtype)

@@ -58,7 +58,7 @@ def registered():
 
     yield reg
     for n in names:
-        convreg._registry._loaded.pop(n, None)
+        convreg._dispatch.registry._loaded.pop(n, None)
 
 
 def test_python_passes_the_full_check():
@@ -230,7 +230,7 @@ def test_random_cases_are_valid_and_seeded():
     assert {c.dtype for c in a} == {"float32", "float64"}
     for c in a:
         x, w, bias = c.arrays()
-        convreg._spec.prepare(x, w, bias, **c.kwargs())      # raises if invalid
+        convreg._frontend.spec.prepare(x, w, bias, **c.kwargs())      # raises if invalid
 
 
 def test_report_table_and_dict(registered, small_cases):

@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg import BackendError, _plugins, _registry
+from convreg import BackendError
+from convreg._dispatch import plugins as _plugins
+from convreg._dispatch import registry as _registry
+from convreg.backends import catalog as _catalog
 
 X = np.ones((1, 1, 3, 3))
 W = np.ones((1, 1, 2, 2))
@@ -60,6 +63,8 @@ def plugins(tmp_path, monkeypatch):
     monkeypatch.setattr(_registry, "_plugins_done", False)
     monkeypatch.delenv("CONVREG_DISABLE_PLUGINS", raising=False)
     before = set(_registry._loaded)
+    unavailable = dict(_registry._unavailable)
+    _catalog.refresh_plugin_names()
     modules = []
 
     def install(entries, modules_src=None, dist=None):
@@ -77,6 +82,9 @@ def plugins(tmp_path, monkeypatch):
     yield install
     for name in set(_registry._loaded) - before:
         del _registry._loaded[name]
+    _registry._unavailable.clear()
+    _registry._unavailable.update(unavailable)
+    _catalog.refresh_plugin_names()
     for mod in modules:
         sys.modules.pop(mod, None)
 
@@ -136,7 +144,7 @@ def test_failing_plugin_warns_and_the_rest_works(plugins):
     assert "plug-broken" not in names and "plug-raises" not in names
     assert convreg.conv2d(X, W, backend="plug-ok")[0, 0, 0, 0] == 1.0
     assert convreg.conv2d(X, W, backend="python")[0, 0, 0, 0] == 4.0
-    with pytest.raises(BackendError, match="Unknown backend 'plug-broken'"):
+    with pytest.raises(BackendError, match="backend 'plug-broken' is not available here: failed to load"):
         convreg.get_backend("plug-broken")
 
 
@@ -206,7 +214,7 @@ def test_registering_over_a_plugin_needs_replace(plugins):
 
 def test_torch_entry_point_is_shipped():
     eps = [ep for ep in entry_points(group="convreg.backends") if ep.name == "torch"]
-    assert eps and eps[0].value == "convreg.backends.torch_backend:make_backend"
+    assert eps and eps[0].value == "convreg.backends.torch:make_backend"
 
 
 def test_torch_entry_point_silent_without_torch(monkeypatch):
@@ -218,7 +226,7 @@ def test_torch_entry_point_silent_without_torch(monkeypatch):
 
 
 def test_import_does_not_discover_plugins():
-    code = ("import convreg, convreg._registry as r; a = r._plugins_done; "
+    code = ("import convreg, convreg._dispatch.registry as r; a = r._plugins_done; "
             "convreg.get_backend('python'); b = r._plugins_done; "
             "convreg.available_backends(); print(a, b, r._plugins_done)")
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg import BackendError, _registry
+from convreg import BackendError
+from convreg._dispatch import registry as _registry
 from convreg.backends.python import PythonBackend
 
 from conftest import MockBackend

@@ -9,7 +9,7 @@ import pytest
 
 import convreg
 from convreg import ConvregError, ConvSpecError, ConvTypeError
-from convreg._spec import prepare
+from convreg._frontend.spec import prepare
 
 # --------------------------------------------------------------------------- output size
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import Backend
+from .base import Backend
 
 
 def source_index(k: int, size: int, mode: str):

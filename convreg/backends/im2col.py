@@ -40,12 +40,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._backend import YES, Backend, no
-from .._config import OptionSpec
-from .._errors import ConfigError
-from .._registry import backend_settings
-from .._simd import load_family
-from .._threads import blas_threads, get_threads
+from ._blas import blas_threads
+from ._simd import load_family
+from .base import YES, Backend, no
+from .catalog import BUILTINS
 
 _im2col = load_family("_im2col")      # ImportError: the registry marks us unavailable
 
@@ -160,6 +158,11 @@ def _flat_plan(spec, threads, bound):
                 mparts, pparts)
 
 
+def fuses(spec) -> bool:
+    """True when the call fits the fused im2col + GEMM mode (workspace bound aside)."""
+    return _flat_plan(spec, 1, float("inf")) is not None
+
+
 def _tiled_band(spec, mode, threads, cache_px, bound_px, unit):
     """The band for the own kernel: whole tiles of ``unit`` pixels (the last band of an
     image takes the remainder), the nearest tile count to ``cache_px`` but never above
@@ -184,11 +187,7 @@ class CythonIm2colBackend(Backend):
     name = NAME
     description = ("Cython im2col into a bounded workspace, then GEMM (own AVX-512 kernel or "
                    "BLAS); for dense layers")
-    options = {
-        "workspace_mb": OptionSpec(
-            float, 256, minimum=0,
-            doc="bound on the im2col column buffer in MiB (all threads together)"),
-    }
+    options = BUILTINS[NAME].options
 
     def __init__(self, workspace_mb=None):
         if workspace_mb is not None:
@@ -196,12 +195,13 @@ class CythonIm2colBackend(Backend):
                 workspace_mb, "CythonIm2colBackend(workspace_mb=...)")
         self._workspace_mb = workspace_mb
 
-    # ------------------------------------------------------------------ settings
-    def workspace_mb(self) -> float:
-        """The workspace bound in force now (constructor argument, else config, else 256)."""
+    def workspace_mb(self, ctx=None) -> float:
+        """The workspace bound: the constructor argument, else the call's option."""
         if self._workspace_mb is not None:
             return self._workspace_mb
-        return backend_settings(NAME)["workspace_mb"]
+        if ctx is None:
+            return self.options["workspace_mb"].default
+        return ctx.options_for(NAME)["workspace_mb"]
 
     def supports(self, spec):
         if max(spec.oh * spec.ow, spec.reduction, spec.cog) > _INT_MAX:
@@ -211,19 +211,19 @@ class CythonIm2colBackend(Backend):
 
     def fuses(self, spec) -> bool:
         """True when the call fits the fused im2col + GEMM mode (workspace bound aside)."""
-        return _flat_plan(spec, 1, float("inf")) is not None
+        return fuses(spec)
 
-    def plan(self, spec, threads=None) -> Plan:
-        """Mode, band size and workspace for ``spec`` (``threads``: default get_threads()).
+    def plan(self, spec, threads=1, workspace_mb=None) -> Plan:
+        """Mode, band size and workspace for ``spec`` on ``threads`` threads within
+        ``workspace_mb`` MiB (default: the constructor's bound, else the option default).
 
         The column buffers together stay within the workspace bound (a band holds at
         least one output pixel), and each thread's buffer near CACHE_BYTES.
         """
-        if threads is None:
-            # Small calls run on one thread whatever the setting: don't look it up.
-            threads = 1 if spec.flops < SMALL_FLOPS else get_threads()
         t = threads
-        bound = int(self.workspace_mb() * MIB)
+        if workspace_mb is None:
+            workspace_mb = self.workspace_mb()
+        bound = int(workspace_mb * MIB)
         itemsize = 4 if spec.dtype == "float32" else 8
         ohw = spec.oh * spec.ow
         direct = _is_direct(spec)
@@ -264,8 +264,10 @@ class CythonIm2colBackend(Backend):
         return Plan(direct, band, nbands, mode, omp, blas, work, bound, own)
 
     # ------------------------------------------------------------------ the call
-    def conv2d(self, spec, x, w, b):
-        plan = self.plan(spec)
+    def conv2d(self, spec, x, w, b, ctx):
+        # Small calls run on one thread whatever the setting.
+        threads = 1 if spec.flops < SMALL_FLOPS else ctx.threads
+        plan = self.plan(spec, threads, self.workspace_mb(ctx))
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
         if plan.mode == FLAT:
@@ -291,10 +293,7 @@ class CythonIm2colBackend(Backend):
         return out
 
     def info(self) -> dict:
-        try:
-            bound = self.workspace_mb()
-        except ConfigError as exc:
-            bound = f"config error: {exc}"
+        bound = self.workspace_mb()
         from threadpoolctl import threadpool_info
 
         blas = [{k: d.get(k) for k in ("internal_api", "version", "num_threads",

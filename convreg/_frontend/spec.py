@@ -14,22 +14,13 @@ Legend of short names used here and in every kernel:
 
 from __future__ import annotations
 
-import functools
-import numbers
-import os
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ._errors import ConvSpecError, ConvTypeError
-
-PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-PADDING_STRINGS = ("valid", "same")
-DTYPES = ("float32", "float64")
-
-# Offsets inside compiled loops are Py_ssize_t products such as n*c*h*w; keeping every
-# extent below this bound means no such product can overflow 64 bits.
-_MAX_EXTENT = 2**62
+from .._errors import ConvSpecError, ConvTypeError
+from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
+from .hyper import four_sided_padding, normalize_hyper, output_size
 
 
 @dataclass(frozen=True)
@@ -127,160 +118,6 @@ class ConvSpec:
         return ", ".join(parts)
 
 
-def output_size(size: int, pad_before: int, pad_after: int, kernel: int, stride: int,
-                dilation: int) -> int:
-    """``floor((size + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1``."""
-    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
-
-
-# ----------------------------------------------------------------------------- integers
-
-def _is_int(value) -> bool:
-    if type(value) is int:  # the common case, without the slow ABC check
-        return True
-    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-
-
-def _pair(name: str, value, minimum: int) -> tuple:
-    """Normalise an int or a 1-/2-sequence of ints into a pair, each at least ``minimum``."""
-    if type(value) is int and minimum <= value < _MAX_EXTENT:
-        return (value, value)
-    if _is_int(value):
-        items = (int(value), int(value))
-    elif isinstance(value, (tuple, list)) and len(value) in (1, 2) and all(map(_is_int, value)):
-        items = tuple(int(v) for v in value) * (2 if len(value) == 1 else 1)
-    else:
-        raise ConvTypeError(
-            f"{name} must be an int or a pair of ints, but got {name}={value!r}")
-    for v in items:
-        if v < minimum:
-            raise ConvSpecError(
-                f"{name} must be >= {minimum}, but got {name}={value!r}")
-        if v >= _MAX_EXTENT:
-            raise ConvSpecError(f"{name} is too large: got {name}={value!r}")
-    return items
-
-
-def _groups(value) -> int:
-    if not _is_int(value):
-        raise ConvTypeError(f"groups must be an int, but got groups={value!r}")
-    if value < 1:
-        raise ConvSpecError(f"groups must be >= 1, but got groups={value!r}")
-    return int(value)
-
-
-def _padding_mode(value) -> str:
-    if not isinstance(value, str) or value not in PADDING_MODES:
-        raise ConvSpecError(
-            f"padding_mode must be one of {set(PADDING_MODES)}, but got padding_mode={value!r}")
-    return value
-
-
-def normalize_kernel_size(value) -> tuple:
-    """kernel_size of a layer: an int or a pair of ints, each >= 1."""
-    return _pair("kernel_size", value, 1)
-
-
-def normalize_hyper(stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"):
-    """Check the call's non-array arguments; padding strings are resolved later (need kernel)."""
-    stride = _pair("stride", stride, 1)
-    dilation = _pair("dilation", dilation, 1)
-    groups = _groups(groups)
-    padding_mode = _padding_mode(padding_mode)
-    if isinstance(padding, str):
-        if padding not in PADDING_STRINGS:
-            raise ConvSpecError(
-                f"padding must be one of {set(PADDING_STRINGS)}, an int or a pair of ints, "
-                f"but got padding={padding!r}")
-        if padding == "same" and stride != (1, 1):
-            raise ConvSpecError(
-                f"padding='same' is not supported for strided convolutions, but got "
-                f"stride={stride}; use an explicit padding or stride=1")
-    else:
-        padding = _pair("padding", padding, 0)
-    return stride, padding, dilation, groups, padding_mode
-
-
-def four_sided_padding(padding, kernel: tuple, dilation: tuple) -> tuple:
-    """(pt, pb, pl, pr) from an int pair, 'valid', or 'same' (odd extra at bottom/right)."""
-    if padding == "valid":
-        return (0, 0, 0, 0)
-    if padding == "same":
-        sides = []
-        for k, d in zip(kernel, dilation):
-            total = d * (k - 1)
-            sides += [total // 2, total - total // 2]
-        return tuple(sides)
-    ph, pw = padding
-    return (ph, ph, pw, pw)
-
-
-# ------------------------------------------------------------------------------- arrays
-
-def _torch_to_numpy(obj):
-    """CPU torch tensors (and anything with .detach().cpu().numpy()) become ndarrays."""
-    mod = type(obj).__module__ or ""
-    if mod.startswith("torch") and hasattr(obj, "detach"):
-        try:
-            return obj.detach().cpu().numpy()
-        except (TypeError, RuntimeError):
-            return obj   # e.g. bfloat16, which NumPy lacks: _as_array reports it by name
-    return obj
-
-
-def _as_array(name: str, obj, dtype_hint):
-    """Convert an argument to an ndarray of float32/float64 without copying when possible.
-
-    ndarrays (and tensors) keep their dtype, which must be float32 or float64; plain
-    Python array-likes of numbers take ``dtype_hint`` (float64 for ints/bools without one).
-    """
-    if type(obj) is np.ndarray and obj.dtype in _NATIVE_FLOATS:
-        return obj
-    try:
-        obj = _torch_to_numpy(obj)
-        has_own_dtype = hasattr(obj, "dtype")
-        arr = np.asarray(obj)
-    except Exception as exc:  # any failure to convert is the caller's type error
-        raise ConvTypeError(
-            f"{name} must be an array of float32 or float64 numbers, but got an object of "
-            f"type {type(obj).__name__} that NumPy cannot convert: {exc}") from None
-    kind = arr.dtype.kind
-    if not has_own_dtype and kind == "f" and dtype_hint is not None:
-        return arr.astype(dtype_hint)
-    if kind == "f" and arr.dtype.itemsize in (4, 8):
-        # Compiled kernels read native-endian floats only.
-        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
-    if kind in "iub" and not has_own_dtype:
-        return arr.astype(dtype_hint or np.float64)
-    raise ConvTypeError(
-        f"{name} must have dtype float32 or float64, but got {name} with dtype "
-        f"{arr.dtype}{'; convert it with .astype(np.float32)' if kind in 'iubf' else ''}")
-
-
-_NATIVE_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float64): "float64"}
-
-
-def _check_memory(what: str, shape: tuple, itemsize: int) -> None:
-    count = 1
-    for s in shape:
-        count *= s
-    nbytes = count * itemsize
-    limit = physical_memory()
-    if count >= _MAX_EXTENT or (limit and nbytes > limit):
-        raise ConvSpecError(
-            f"{what} of shape {shape} would need {nbytes / 2**30:.3g} GiB, more than the "
-            f"{limit / 2**30:.3g} GiB of memory this machine has")
-
-
-@functools.lru_cache(maxsize=None)
-def physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
 def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
             padding_mode="zeros"):
     """Validate a conv2d call; return ``(spec, x, w, b)``.
@@ -295,13 +132,13 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     # Plain lists take the dtype of whichever argument is a real array.
     hint = None
     for obj in (input, weight, bias):
-        dt = getattr(_torch_to_numpy(obj), "dtype", None)
+        dt = getattr(torch_to_numpy(obj), "dtype", None)
         if dt is not None and getattr(dt, "kind", "") == "f" and dt.itemsize in (4, 8):
             hint = np.dtype(dt)
             break
-    x = _as_array("input", input, hint)
-    w = _as_array("weight", weight, hint)
-    b = None if bias is None else _as_array("bias", bias, hint)
+    x = as_array("input", input, hint)
+    w = as_array("weight", weight, hint)
+    b = None if bias is None else as_array("bias", bias, hint)
 
     if x.ndim not in (3, 4):
         raise ConvSpecError(
@@ -375,19 +212,19 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
             f"the dilated kernel ({dh * (kh - 1) + 1}, {dw * (kw - 1) + 1})")
 
     itemsize = x.dtype.itemsize
-    _check_memory("the output", (n, c_out, oh, ow), itemsize)
+    check_memory("the output", (n, c_out, oh, ow), itemsize)
     if padding_mode != "zeros":
-        _check_memory("the padded input", (n, c_in, h + pt + pb, w_ + pl + pr), itemsize)
+        check_memory("the padded input", (n, c_in, h + pt + pb, w_ + pl + pr), itemsize)
     # Broadcast / strided views may be far larger than memory once made contiguous below.
     if not x.flags.c_contiguous:
-        _check_memory("the input", x.shape, itemsize)
+        check_memory("the input", x.shape, itemsize)
     if not w.flags.c_contiguous:
-        _check_memory("the weight", w.shape, itemsize)
+        check_memory("the weight", w.shape, itemsize)
 
     spec = ConvSpec._trusted(
         n=n, c_in=c_in, h=h, w=w_, c_out=c_out, kh=kh, kw=kw, sh=sh, sw=sw,
         pt=pt, pb=pb, pl=pl, pr=pr, dh=dh, dw=dw, groups=g, padding_mode=padding_mode,
-        dtype=_DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched, oh=oh, ow=ow)
+        dtype=DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched, oh=oh, ow=ow)
     x = np.ascontiguousarray(x)
     w = np.ascontiguousarray(w)
     if b is not None:

@@ -10,8 +10,8 @@ lanes while the channels are deep.
 
 from __future__ import annotations
 
-from .._backend import Backend
-from .._errors import BackendError
+from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
+from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
 # included): per-group GEMMs this thin are slower than direct by 2-13x in the sweep.
@@ -53,31 +53,34 @@ def choose(spec, fuses=None) -> tuple:
                              f"{spec.oh}x{spec.ow} output: register-blocked direct kernel")
 
 
+CANDIDATES = ("cython-direct", "cython-im2col")
+
+
 class CythonAutoBackend(Backend):
+    """The name users type. Selection asks :meth:`choose` for the concrete backends in
+    order of preference for a call, then asks each one's ``supports()`` as for any
+    backend: a concrete backend that declines is never run through ``cython`` either."""
+
     name = "cython"
     description = "chooses cython-direct or cython-im2col per call by shape"
     padding_modes = frozenset({"zeros", "reflect", "replicate", "circular"})
 
     def __init__(self):
-        from .._registry import get_backend
+        from . import direct  # noqa: F401  (ImportError when not built: "unavailable")
 
-        try:
-            self._backends = {n: get_backend(n) for n in ("cython-direct", "cython-im2col")}
-        except BackendError as exc:  # the registry reports ImportError as "unavailable"
-            raise ImportError(str(exc)) from None
+    def choose(self, spec, ctx=None, op="conv2d") -> list:
+        """[(concrete backend name, reason), ...], preferred first."""
+        first, why = choose(spec, _im2col_backend.fuses)
+        rest = [n for n in CANDIDATES if n != first]
+        return [(first, why)] + [(n, f"{first} declined the call") for n in rest]
 
-    def choose(self, spec) -> tuple:
-        return choose(spec, self._backends["cython-im2col"].fuses)
-
-    def conv2d(self, spec, x, w, b):
-        from .._api import call_backend
-
-        # call_backend realises the padding modes the chosen backend does not do itself.
-        return call_backend(self._backends[self.choose(spec)[0]], spec, x, w, b)
+    def conv2d(self, spec, x, w, b, ctx=None):  # pragma: no cover - selection never calls it
+        raise RuntimeError("the cython chooser is resolved by selection, never called")
 
     def info(self) -> dict:
-        return {**super().info(), "chooses_between": sorted(self._backends),
+        return {**super().info(), "chooses_between": list(CANDIDATES),
                 "rules": {"small_group": SMALL_GROUP, "gemm_1x1_min_cin": GEMM_1X1_MIN_CIN,
                           "gemm_1x1_min_pixels": GEMM_1X1_MIN_PIXELS,
                           "small_image": SMALL_IMAGE,
-                          "small_image_min_cin": SMALL_IMAGE_MIN_CIN}}
+                          "small_image_min_cin": SMALL_IMAGE_MIN_CIN,
+                          "fused_min_cin": FUSED_MIN_CIN}}

@@ -16,7 +16,7 @@ def pad_explicitly(spec, x, threads: int = 1):
     """(spec', xpad): ``x`` padded by ``spec``'s mode and pads, and the zero-padding spec."""
     new = spec.after_explicit_padding()
     try:
-        from . import _pad
+        from .. import _pad
     except ImportError:
         # Without the compiled helper NumPy's pad has the same three boundary rules.
         out = np.pad(x, ((0, 0), (0, 0), (spec.pt, spec.pb), (spec.pl, spec.pr)),

@@ -16,7 +16,7 @@ ORDER = ("baseline", "avx2", "avx512")
 def cpu_variants() -> list:
     """Variants this CPU can run, best last."""
     try:
-        from . import _cpu
+        from .. import _cpu
     except ImportError:
         return ["baseline"]
     return _cpu.supported_variants()
@@ -28,7 +28,7 @@ def chosen_variant() -> str:
     cap = os.environ.get("CONVREG_SIMD", "").strip().lower()
     if cap:
         if cap not in ORDER:
-            from ._errors import ConfigError
+            from .._errors import ConfigError
 
             raise ConfigError(f"CONVREG_SIMD must be one of {list(ORDER)}, but got "
                               f"CONVREG_SIMD={cap!r}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._backend import Backend
+from .base import Backend
 
 
 class TorchBackend(Backend):
@@ -18,12 +18,10 @@ class TorchBackend(Backend):
     def __init__(self, torch):
         self._torch = torch
 
-    def conv2d(self, spec, x, w, b):
+    def conv2d(self, spec, x, w, b, ctx):
         torch = self._torch
         F = torch.nn.functional
-        from .._threads import get_threads
-
-        threads = get_threads()
+        threads = ctx.threads
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
         with torch.no_grad():

@@ -1,0 +1,1 @@
+"""Names to backend objects (registry, plugins), and the choice and call of one per call."""

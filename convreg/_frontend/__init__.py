@@ -1,0 +1,1 @@
+"""The front end: every argument validated once, into a frozen spec the backends trust."""
