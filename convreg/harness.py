@@ -17,9 +17,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ._api import conv2d
-from ._errors import ConvregError
-from ._dispatch.registry import available_backends
+from ._dispatch.registry import available_backends, get_backend
+from ._dispatch.select import select
+from ._errors import BackendError, ConvregError
 from ._frontend.spec import prepare
+from ._settings.context import threads_context
 
 LAYOUTS = ("c", "fortran", "strided", "nhwc", "readonly")
 
@@ -190,15 +192,21 @@ def reference(case: Case):
 
 @dataclass
 class Result:
+    """One backend on one case. ``declined``: its ``supports()`` refused the case (with
+    ``reason``), which is never a disagreement; ``ok`` is then True."""
+
     backend: str
     case: Case
     ok: bool
     worst: float = 0.0     # max |out - ref| / bound (<= 1 passes)
     error: str = ""
+    declined: bool = False
+    reason: str = ""
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "case": self.case.label(), "ok": self.ok,
-                "worst": self.worst, "error": self.error}
+                "worst": self.worst, "error": self.error, "declined": self.declined,
+                "reason": self.reason}
 
 
 def compare(out, ref, bound, dtype) -> tuple:
@@ -239,18 +247,27 @@ class Report:
             out.setdefault(r.backend, []).append(r)
         return out
 
-    def table(self) -> str:
-        rows = [("backend", "cases", "agree", "worst err/bound", "verdict")]
+    def declined(self) -> list:
+        return [r for r in self.results if r.declined]
+
+    def table(self, limit: int = 20) -> str:
+        rows = [("backend", "cases", "agree", "declined", "worst err/bound", "verdict")]
         for name, rs in self.by_backend().items():
-            agree = sum(r.ok for r in rs)
-            worst = max((r.worst for r in rs), default=0.0)
-            rows.append((name, str(len(rs)), str(agree), f"{worst:.3g}",
-                         "ok" if agree == len(rs) else "DISAGREE"))
+            ran = [r for r in rs if not r.declined]
+            agree = sum(r.ok for r in ran)
+            worst = max((r.worst for r in ran), default=0.0)
+            rows.append((name, str(len(rs)), str(agree), str(len(rs) - len(ran)),
+                         f"{worst:.3g}", "ok" if agree == len(ran) else "DISAGREE"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(wd) for c, wd in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * wd for wd in widths))
-        for r in self.failures()[:20]:
-            lines.append(f"  {r.backend} {r.case.label()}: {r.error}")
+        for title, items, text in (("disagreements", self.failures(), lambda r: r.error),
+                                   ("declined", self.declined(),
+                                    lambda r: f"declined ({r.reason})")):
+            for r in items[:limit]:
+                lines.append(f"  {r.backend} {r.case.label()}: {text(r)}")
+            if len(items) > limit:
+                lines.append(f"  ... and {len(items) - limit} more {title} not shown")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -261,16 +278,37 @@ def check_case(backend: str, case: Case, expected=None) -> Result:
     """Run one backend on one case and compare it with the reference."""
     ref, bound = expected if expected is not None else reference(case)
     x, w, b = case.arrays()
+    label = backend if isinstance(backend, str) else getattr(backend, "name", repr(backend))
+    why = _declines(backend, x, w, b, case)
+    if why is not None:
+        return Result(label, case, True, 0.0, "", declined=True, reason=why)
     before = (x.copy(), w.copy(), None if b is None else b.copy())
     try:
         out = conv2d(x, w, b, backend=backend, **case.kwargs())
     except Exception as exc:  # a backend failure is a disagreement, reported, not raised
-        return Result(backend, case, False, float("inf"), f"raised {type(exc).__name__}: {exc}")
+        return Result(label, case, False, float("inf"), f"raised {type(exc).__name__}: {exc}")
     if not (np.array_equal(x, before[0]) and np.array_equal(w, before[1])
             and (b is None or np.array_equal(b, before[2]))):
-        return Result(backend, case, False, float("inf"), "modified its input")
+        return Result(label, case, False, float("inf"), "modified its input")
     ok, worst, msg = compare(out, ref, bound, case.dtype)
-    return Result(backend, case, ok, worst, msg)
+    return Result(label, case, ok, worst, msg)
+
+
+def _declines(backend, x, w, b, case):
+    """The reason ``backend`` declines the case, or None when it supports it (a backend
+    that raises while asked is not declining: the call itself will report it)."""
+    try:
+        be = get_backend(backend) if isinstance(backend, str) else backend
+        spec = prepare(x, w, b, **case.kwargs())[0]
+        select(spec, threads_context(1).with_backend((be,), "harness"))
+    except BackendError as exc:
+        refusals = getattr(exc, "refusals", None)
+        if refusals:        # select() declined; any other error is the call's to report
+            return "; ".join(r.partition(": ")[2] for r in refusals)
+        return None
+    except Exception:
+        return None
+    return None
 
 
 def run_checks(backends=None, cases=None, progress=None) -> Report:

@@ -96,7 +96,7 @@ def test_check_subprocess(tmp_path):
     out = run("check", "--backends", "python", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split() == ["backend", "cases", "agree", "worst", "err/bound", "verdict"]
+    assert lines[0].split() == ["backend", "cases", "agree", "declined", "worst", "err/bound", "verdict"]
     assert lines[2].split()[0] == "python" and lines[2].split()[-1] == "ok"
     assert "all backends agree" in out.stderr
 

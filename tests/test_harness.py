@@ -239,7 +239,7 @@ def test_report_table_and_dict(registered, small_cases):
     report = harness.run_checks(["python", "mock-boom2"], small_cases[:2])
     table = report.table()
     lines = table.splitlines()
-    assert lines[0].split() == ["backend", "cases", "agree", "worst", "err/bound", "verdict"]
+    assert lines[0].split() == ["backend", "cases", "agree", "declined", "worst", "err/bound", "verdict"]
     assert lines[2].split()[0] == "python" and lines[2].split()[-1] == "ok"
     assert lines[3].split()[0] == "mock-boom2" and lines[3].split()[-1] == "DISAGREE"
     assert "raised ValueError: nope" in table
@@ -272,3 +272,33 @@ def test_cli_check_wrong_backend_exits_1(registered, capsys, tmp_path):
     data = json.loads(path.read_text())
     assert data["ok"] is False
     assert {r["backend"] for r in data["results"] if not r["ok"]} == {"mock-wrong"}
+
+
+# ----------------------------------------------------------------- declining is not disagreeing
+
+class _Picky(PythonBackend):
+    """The reference, declining every call with a 2x2 kernel."""
+
+    name = "picky"
+
+    def supports(self, spec):
+        if (spec.kh, spec.kw) == (2, 2):
+            return convreg.Support(False, "no 2x2 kernels here")
+        return convreg.Support(True)
+
+
+def test_declined_cases_are_reported_not_failed():
+    cases = [Case("two", (1, 1, 4, 4), (1, 1, 2, 2)), Case("three", (1, 1, 4, 4), (1, 1, 3, 3))]
+    report = harness.run_checks([_Picky()], cases)
+    assert report.ok
+    by_case = {r.case.name: r for r in report.results}
+    assert by_case["two"].declined and by_case["two"].reason == "no 2x2 kernels here"
+    assert not by_case["three"].declined and by_case["three"].ok
+    table = report.table()
+    assert "declined (no 2x2 kernels here)" in table and "DISAGREE" not in table
+
+
+def test_cut_lists_say_how_many_were_left_out():
+    cases = [Case(f"c{i}", (1, 1, 4, 4), (1, 1, 2, 2)) for i in range(5)]
+    report = harness.run_checks([_Picky()], cases)
+    assert "... and 3 more declined not shown" in report.table(limit=2)

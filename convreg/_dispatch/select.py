@@ -93,9 +93,11 @@ def select(spec, ctx, op="conv2d") -> Choice:
                           tuple(refusals))
         refusals.append(f"{label!r}: {why}")
     what = "this call" if op == "conv2d" else f"{op} of this call"
-    raise BackendError(
+    err = BackendError(
         f"no backend chosen by {ctx.backend_source} supports {what} ({spec.describe()}); "
         + "; ".join(refusals))
+    err.refusals = tuple(refusals)
+    raise err
 
 
 def _invoke(be, op, spec, a, b, c, ctx):
