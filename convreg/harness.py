@@ -176,18 +176,29 @@ def random_cases(count=40, seed=0, dtypes=("float32", "float64")) -> list:
     return [random_case(rng, dtypes[i % len(dtypes)], i) for i in range(count)]
 
 
+def summation_bound(mag, terms: int, dtype):
+    """``4 * K * eps(dtype) * mag`` with ``K = terms + 1`` (the bias): the elementwise
+    bound every backend must hold, ``mag`` being |a| op |b| + |bias| in float64."""
+    return 4 * (terms + 1) * np.finfo(dtype).eps * mag
+
+
+def reference_and_bound(x, w, b=None, dtype=None, **kwargs):
+    """(ref, bound) of a conv2d call: the python backend's result on float64 copies of the
+    arrays, and :func:`summation_bound` for the output dtype (default: ``x``'s)."""
+    dtype = dtype or np.asarray(x).dtype
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    b64 = None if b is None else np.asarray(b, np.float64)
+    ref = conv2d(x64, w64, b64, backend="python", **kwargs)
+    mag = conv2d(np.abs(x64), np.abs(w64), None if b is None else np.abs(b64),
+                 backend="python", **kwargs)
+    _, cig, kh, kw = w64.shape
+    return ref, summation_bound(mag, cig * kh * kw, dtype)
+
+
 def reference(case: Case):
     """(ref, bound): the float64 reference result and the elementwise error bound."""
     x, w, b = case.arrays()
-    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    b64 = None if b is None else np.asarray(b, np.float64)
-    kw = case.kwargs()
-    ref = conv2d(x64, w64, b64, backend="python", **kw)
-    mag = conv2d(np.abs(x64), np.abs(w64), None if b is None else np.abs(b64),
-                 backend="python", **kw)
-    cout, cig, kh, kwid = case.weight_shape
-    k = cig * kh * kwid + 1
-    return ref, 4 * k * np.finfo(case.dtype).eps * mag
+    return reference_and_bound(x, w, b, dtype=case.dtype, **case.kwargs())
 
 
 @dataclass
@@ -327,4 +338,4 @@ def run_checks(backends=None, cases=None, progress=None) -> Report:
 
 
 __all__ = ["Case", "Report", "Result", "check_case", "compare", "random_cases", "reference",
-           "run_checks", "standard_cases"]
+           "reference_and_bound", "run_checks", "standard_cases", "summation_bound"]

@@ -15,6 +15,7 @@ import pytest
 import convreg
 from convreg._dispatch import registry as _registry
 from convreg._settings import chain as _chain
+from convreg.backends import catalog as _catalog
 
 # Tolerances for comparing against hand-computed values (exact small integers mostly).
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
@@ -111,14 +112,49 @@ def mock(register_mock):
     return register_mock("mock")
 
 
-def selected_backend_name() -> str:
-    return os.environ.get("CONVREG_TEST_BACKEND") or "python"
+BUILTIN_BACKENDS = [n for n in convreg.available_backends()
+                    if n in _catalog.BUILTINS] or ["python"]
 
 
-@pytest.fixture
-def backend():
-    """The backend the value tests run through: $CONVREG_TEST_BACKEND, else "python"."""
-    name = selected_backend_name()
+def value_backends() -> list:
+    """The backends the value tests run through: every built-in backend available here,
+    or only $CONVREG_TEST_BACKEND when it is set."""
+    only = os.environ.get("CONVREG_TEST_BACKEND")
+    return [only] if only else BUILTIN_BACKENDS
+
+
+@pytest.fixture(params=value_backends())
+def backend(request):
+    """Each value test runs through every built-in backend (ids name it)."""
     # Fail loudly (not skip) when the requested backend does not exist.
-    convreg.get_backend(name)
-    return name
+    convreg.get_backend(request.param)
+    return request.param
+
+
+def assert_releases_gil(call, attempts=3):
+    """Prove that ``call()`` releases the GIL: a second thread must reach an event while
+    the first is inside the call. (With the GIL held, the second thread could not run a
+    single bytecode between the call's start and its return.)"""
+    for _ in range(attempts):
+        started, progressed, finished = threading.Event(), threading.Event(), threading.Event()
+
+        def witness():
+            started.wait()
+            count = 0
+            while not finished.is_set():
+                count += 1
+                if count == 2000:
+                    progressed.set()
+
+        t = threading.Thread(target=witness)
+        t.start()
+        try:
+            started.set()
+            call()
+            seen = progressed.is_set()
+        finally:
+            finished.set()
+            t.join()
+        if seen:
+            return
+    raise AssertionError("no other thread made progress while the call ran: the GIL was held")

@@ -266,7 +266,7 @@ TORCH_CONFIGS = [
                                                     "same-even-replicate"])
 def test_load_torch_state_dict_matches_torch(cfg):
     torch = pytest.importorskip("torch")
-    from convreg.harness import compare
+    from convreg.harness import compare, summation_bound
 
     torch.manual_seed(0)
     tl = torch.nn.Conv2d(**cfg)
@@ -285,9 +285,9 @@ def test_load_torch_state_dict_matches_torch(cfg):
                        backend="python")
     mag_layer.load_state_dict({"weight": w64, **({} if b64 is None else {"bias": b64})})
     mag = mag_layer(np.abs(x.astype(np.float64)))
-    k = layer.weight.shape[1] * layer.weight.shape[2] * layer.weight.shape[3] + 1
-    ok, worst, msg = compare(got, expected.astype(np.float64), 4 * k * np.finfo(np.float32).eps
-                             * mag, "float32")
+    terms = layer.weight.shape[1] * layer.weight.shape[2] * layer.weight.shape[3]
+    ok, worst, msg = compare(got, expected.astype(np.float64),
+                             summation_bound(mag, terms, "float32"), "float32")
     assert ok, msg
     assert got.shape == expected.shape
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import convreg
 from convreg import ConvregError
+from convreg.harness import summation_bound
 
 SETTINGS = settings(max_examples=50, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -135,8 +136,7 @@ def test_python_backend_matches_numpy_reference(cfg):
                      None if b is None else np.abs(b.astype(np.float64)), *args)
     if x.ndim == 3:
         ref, mag = ref[0], mag[0]
-    k = w.shape[1] * w.shape[2] * w.shape[3] + 1
-    bound = 4 * k * np.finfo(dt).eps * mag
+    bound = summation_bound(mag, w.shape[1] * w.shape[2] * w.shape[3], dt)
     assert out.dtype == np.dtype(dt)
     assert out.shape == ref.shape
     assert np.all(np.abs(out.astype(np.float64) - ref) <= bound)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import convreg
+from convreg import harness
 from convreg import ConvregError
 from convreg.harness import compare
 
@@ -34,13 +35,7 @@ def torch_conv(x, w, b, stride=1, padding=0, dilation=1, groups=1, padding_mode=
 
 
 def reference_and_bound(x, w, b, dtype, **kw):
-    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
-    b64 = None if b is None else np.asarray(b, np.float64)
-    ref = convreg.conv2d(x64, w64, b64, backend="python", **kw)
-    mag = convreg.conv2d(np.abs(x64), np.abs(w64), None if b is None else np.abs(b64),
-                         backend="python", **kw)
-    k = w.shape[1] * w.shape[2] * w.shape[3] + 1
-    return ref, 4 * k * np.finfo(dtype).eps * mag
+    return harness.reference_and_bound(x, w, b, dtype=dtype, **kw)
 
 
 # (id, input shape, weight shape, kwargs)

@@ -52,6 +52,9 @@ def _ask(be, spec, op):
 
 def _lookup(name, several):
     """The backend for a name in a list, or None (with why) when it cannot run here."""
+    be = registry._loaded.get(name)        # the hot path: one dict read, no lock
+    if be is not None:
+        return be, ""
     if several and registry.is_unavailable(name):
         return None, "not available here"
     return registry.get_backend(name), ""

@@ -65,14 +65,25 @@ class CythonAutoBackend(Backend):
     description = "chooses cython-direct or cython-im2col per call by shape"
     padding_modes = frozenset({"zeros", "reflect", "replicate", "circular"})
 
+    _MEMO_SIZE = 512
+
     def __init__(self):
         from . import direct  # noqa: F401  (ImportError when not built: "unavailable")
+        self._memo = {}
 
     def choose(self, spec, ctx=None, op="conv2d") -> list:
-        """[(concrete backend name, reason), ...], preferred first."""
-        first, why = choose(spec, _im2col_backend.fuses)
-        rest = [n for n in CANDIDATES if n != first]
-        return [(first, why)] + [(n, f"{first} declined the call") for n in rest]
+        """[(concrete backend name, reason), ...], preferred first. The rules depend on
+        the call's shape only, so a layer called again reuses its answer."""
+        key = (spec, op)
+        got = self._memo.get(key)
+        if got is None:
+            first, why = choose(spec, _im2col_backend.fuses)
+            rest = [n for n in CANDIDATES if n != first]
+            got = [(first, why)] + [(n, f"{first} declined the call") for n in rest]
+            if len(self._memo) >= self._MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = got
+        return got
 
     def conv2d(self, spec, x, w, b, ctx=None):  # pragma: no cover - selection never calls it
         raise RuntimeError("the cython chooser is resolved by selection, never called")

@@ -1,0 +1,142 @@
+"""Selection and the call path: the chooser's sub-backends are asked like any other, a
+pure-Python configuration loads no compiled code, settings are read at most once per
+second, and memory follows the work, not the padding or stride."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import convreg
+from convreg._settings import chain
+
+X = np.random.default_rng(0).standard_normal((1, 64, 8, 8)).astype(np.float32)
+W = np.random.default_rng(1).standard_normal((64, 64, 3, 3)).astype(np.float32)
+
+
+def _needs(name):
+    if name not in convreg.available_backends():
+        pytest.skip(f"{name} is not built")
+
+
+@pytest.mark.parametrize("refused", ["cython-im2col", "cython-direct"])
+def test_chooser_never_runs_a_backend_that_declines(refused, monkeypatch):
+    _needs("cython")
+    sub = convreg.get_backend(refused)
+    calls = []
+    monkeypatch.setattr(sub, "supports", lambda spec: convreg.Support(False, "patched off"))
+    real = type(sub).conv2d
+    monkeypatch.setattr(type(sub), "conv2d",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    shapes = [((1, 64, 8, 8), (64, 64, 3, 3), 1),     # rules pick im2col (small, deep)
+              ((1, 256, 56, 56), (64, 256, 1, 1), 0),  # 1x1 over many channels: im2col
+              ((1, 8, 16, 16), (8, 8, 3, 3), 1)]       # rules pick direct
+    for xs, ws, pad in shapes:
+        x = np.ones(xs, np.float32)
+        w = np.ones(ws, np.float32)
+        out = convreg.conv2d(x, w, padding=pad, backend="cython")
+        ref = convreg.conv2d(x, w, padding=pad, backend="python")
+        np.testing.assert_allclose(out, ref, rtol=1e-5)
+        assert convreg.explain(xs, ws, padding=pad, backend="cython").runs != refused
+    assert calls == []
+
+
+def test_explain_names_the_declining_sub_backend(monkeypatch):
+    _needs("cython")
+    sub = convreg.get_backend("cython-im2col")
+    monkeypatch.setattr(sub, "supports", lambda spec: convreg.Support(False, "patched off"))
+    e = convreg.explain((1, 64, 8, 8), (64, 64, 3, 3), padding=1, backend="cython")
+    assert e.runs == "cython-direct"
+    assert "'cython' -> 'cython-im2col': patched off" in e.reason
+
+
+def test_python_only_config_imports_no_compiled_module_nor_torch(tmp_path):
+    (tmp_path / "convreg.toml").write_text('backend = "python"\n')
+    code = textwrap.dedent("""
+        import sys, numpy as np, convreg
+        y = convreg.conv2d(np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3)), padding=1,
+                           padding_mode="reflect")
+        assert y.shape == (1, 3, 5, 5)
+        assert convreg.current_backend().name == "python"
+        loaded = sorted(m for m in sys.modules
+                        if m == "torch" or m.startswith("torch.")
+                        or (m.startswith("convreg.") and m.rpartition(".")[2].startswith("_")
+                            and getattr(sys.modules[m], "__file__", "").endswith(".so")))
+        print("LOADED", loaded)
+    """)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVREG_")}
+    root = os.path.dirname(os.path.dirname(convreg.__file__))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout, out.stdout
+
+
+def test_environment_is_read_at_most_once_per_second(monkeypatch, mock):
+    monkeypatch.setattr(chain, "REFRESH_SECONDS", 1.0)
+    clock = [1000.0]
+    monkeypatch.setattr(chain.time, "monotonic", lambda: clock[0])
+    convreg.reload_config()
+    assert convreg.current_backend().source == "default"
+    monkeypatch.setenv("CONVREG_BACKEND", "mock")
+    clock[0] += 0.5
+    assert convreg.current_backend().source == "default"      # not re-read yet
+    clock[0] += 0.6
+    assert convreg.current_backend() == ("mock", "CONVREG_BACKEND")
+    monkeypatch.delenv("CONVREG_BACKEND")
+    assert convreg.current_backend() == ("mock", "CONVREG_BACKEND")
+    convreg.reload_config()                                    # explicit: now
+    assert convreg.current_backend().source == "default"
+
+
+def test_config_file_is_not_touched_between_refreshes(monkeypatch, isolated):
+    monkeypatch.setattr(chain, "REFRESH_SECONDS", 3600.0)
+    (isolated / "convreg.toml").write_text('backend = "python"\n')
+    convreg.reload_config()
+    assert convreg.current_backend().name == "python"
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: stats.append(a) or real_stat(*a, **k))
+    for _ in range(5):
+        convreg.conv2d(np.ones((1, 1, 3, 3)), np.ones((1, 1, 2, 2)))
+    assert not [s for s in stats if "convreg.toml" in str(s[0])]
+
+
+def _peak_rss_mb(code):
+    prog = textwrap.dedent("""
+        import resource, numpy as np, convreg
+        convreg.conv2d(np.ones((1, 3, 8, 8), np.float32), np.ones((4, 3, 3, 3), np.float32),
+                       backend="python")
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """) + textwrap.dedent(code) + textwrap.dedent("""
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print("GROWTH_MB", (after - before) / 1024)
+    """)
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(convreg.__file__))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run([sys.executable, "-c", prog], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout.split("GROWTH_MB")[1])
+
+
+@pytest.mark.parametrize("backend", ["cython-direct", "cython", "cython-im2col"])
+def test_huge_padding_and_stride_use_memory_sized_by_the_work(backend):
+    _needs(backend)
+    code = f"""
+        x = np.arange(3 * 64, dtype=np.float32).reshape(1, 3, 8, 8)
+        w = np.ones((4, 3, 3, 3), np.float32)
+        y = convreg.conv2d(x, w, stride=100000, padding=100000, backend={backend!r})
+        ref = convreg.conv2d(x, w, stride=100000, padding=100000, backend="python")
+        assert y.shape == (1, 4, 3, 3), y.shape
+        assert np.allclose(y, ref), (y, ref)
+    """
+    assert _peak_rss_mb(code) < 16
