@@ -34,6 +34,10 @@ from ._info import show_config
 # Errors
 from ._errors import BackendError, ConfigError, ConvregError, ConvSpecError, ConvTypeError
 
+from ._source_tree import warn_if_unbuilt as _warn_if_unbuilt
+
+_warn_if_unbuilt()
+
 __all__ = [
     "conv2d", "Conv2d", "ConvSpec", "output_size", "spec_for_shapes", "explain",
     "Explanation",

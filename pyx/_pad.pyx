@@ -8,9 +8,15 @@ from cython.parallel cimport prange
 from libc.string cimport memcpy
 
 from _boundary cimport coord_map
-from _openmp_helpers cimport CONVREG_HAVE_OPENMP
+from _openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_max_threads
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
+
+
+def omp_max_threads():
+    """omp_get_max_threads() of the OpenMP runtime convreg's kernels run on (1 without
+    OpenMP): what OMP_NUM_THREADS and threadpoolctl's limits lower."""
+    return omp_get_max_threads()
 
 
 cdef void _pad_plane(const floating* src, floating* dst, Py_ssize_t h, Py_ssize_t w,

@@ -115,3 +115,23 @@ def test_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
+
+
+def test_check_from_an_unbuilt_source_tree_warns_and_fails(tmp_path):
+    """A clone whose extensions are not built: import warns with the fix, and check exits
+    1 naming the missing built-in backends instead of passing over python alone."""
+    import shutil
+
+    src = os.path.dirname(convreg.__file__)
+    shutil.copytree(src, tmp_path / "convreg",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    (tmp_path / "setup.py").write_text("")
+    (tmp_path / "pyx").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVREG_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "convreg", "check", "--random", "0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "compiled extensions are not built" in out.stderr and "pip install -e ." in out.stderr
+    assert "MISSING built-in backend 'cython-direct'" in out.stderr
+    assert "all backends agree" not in out.stderr

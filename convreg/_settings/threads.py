@@ -16,7 +16,6 @@ scikit-learn's ``_openmp_effective_n_threads`` does: the smallest of
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 import sys
@@ -107,10 +106,8 @@ def cgroup_cpu_limit(root=None, proc_cgroup=None):
     return min(limits) if limits else None
 
 
-@functools.lru_cache(maxsize=1)
 def machine_limits() -> tuple:
-    """((affinity, 'affinity'), (cgroup quota or None, 'cgroup quota')), read once: they
-    rarely change while a process runs (reload_config() re-reads them)."""
+    """(affinity, cgroup quota or None), as read now."""
     return affinity_cores(), cgroup_cpu_limit()
 
 
@@ -137,7 +134,10 @@ def _runtime_limit():
 
 def default_threads(snap):
     """(count, source) when no explicit setting is made."""
-    affinity, quota = machine_limits()
+    limits = snap._memo.get("machine limits")
+    if limits is None:      # read with the environment: at most once per second
+        limits = snap._memo["machine limits"] = machine_limits()
+    affinity, quota = limits
     found = [(affinity, f"affinity: {affinity} CPUs")]
     if quota is not None:
         found.append((quota, f"cgroup CPU quota {quota}"))

@@ -42,6 +42,9 @@ def load_family(family: str, variant: str = None):
     Falls back to lesser variants that were built when the chosen one was not (e.g. a
     compiler without AVX-512 support); raises ImportError when none was.
     """
+    # The small common module carries the OpenMP runtime query the thread setting asks
+    # (threadpoolctl limits) once compiled kernels are in use.
+    importlib.import_module("convreg._pad")
     wanted = variant or chosen_variant()
     last = None
     for v in reversed(ORDER[: ORDER.index(wanted) + 1]):
