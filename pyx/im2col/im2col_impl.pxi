@@ -37,7 +37,7 @@ from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from _openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
+from openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 

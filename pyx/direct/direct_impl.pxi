@@ -57,9 +57,9 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
 
-from _openmp_helpers cimport CONVREG_HAVE_OPENMP
+from openmp_helpers cimport CONVREG_HAVE_OPENMP
 
-cdef extern from "_direct_kernels.h" nogil:
+cdef extern from "direct_kernels.h" nogil:
     int CR_NV
     int CR_OBMAX
     int CR_VBYTES
