@@ -31,6 +31,10 @@ HERE = Path(__file__).parent
 PYX = HERE / "pyx"
 SUBDIRS = sorted(p for p in PYX.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 INCLUDE = [str(d.relative_to(HERE)) for d in SUBDIRS]
+# Headers included by headers are invisible to Cython's dependency scan: any change to a
+# kernel source recompiles every module (a stale .so is worse than a slow rebuild).
+DEPENDS = sorted(str(p.relative_to(HERE)) for p in PYX.glob("*/*")
+                 if p.suffix in (".h", ".pxd", ".pxi"))
 
 DEBUG = os.environ.get("CONVREG_DEBUG", "0") == "1"
 ALLOW_PURE = os.environ.get("CONVREG_ALLOW_PURE_PYTHON", "0") == "1"
@@ -95,7 +99,7 @@ def _variant_extensions():
             if not stub.exists() or stub.read_text() != text:
                 stub.write_text(text)
             exts.append(Extension(f"convreg._{fam}_{variant}", [str(stub.relative_to(HERE))],
-                                  include_dirs=list(INCLUDE),
+                                  include_dirs=list(INCLUDE), depends=list(DEPENDS),
                                   extra_compile_args=BASE_FLAGS + flags))
     return exts
 
@@ -104,7 +108,8 @@ def _plain_extensions():
     """pyx/<dir>/<name>.pyx -> convreg._<name>, no variant flags."""
     plain = _unique(((p.stem, p) for p in sorted(PYX.glob("*/*.pyx"))), "module")
     return [Extension(f"convreg._{name}", [str(path.relative_to(HERE))],
-                      include_dirs=list(INCLUDE), extra_compile_args=list(BASE_FLAGS))
+                      include_dirs=list(INCLUDE), depends=list(DEPENDS),
+                      extra_compile_args=list(BASE_FLAGS))
             for name, path in plain.items()]
 
 
