@@ -39,6 +39,8 @@ cdef extern from "direct_kernels.h" nogil:
     cdef void cr_dwrows_f64(int kh, int s, const double* x, const Py_ssize_t* vtoff, Py_ssize_t wk, const double* w, double bias, double* out, Py_ssize_t ow, Py_ssize_t nrows)
     # depthwise stride 2 from the input, no band (float32, AVX-512; a stub elsewhere)
     # its steps (avx512 builds only): 3x3 in steps of 8 rows, 5x5 in steps of 14 or 7
+    ctypedef unsigned short __mmask16
+    cdef __mmask16 cr_colmask(Py_ssize_t c0, Py_ssize_t w)     # lanes inside [0, w)
     cdef void cr_dwd_3_2_f32(const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t pt, Py_ssize_t pl, const float* wt, float bias, float* out, Py_ssize_t ow, Py_ssize_t i0, Py_ssize_t nrows)
     cdef void cr_dwd_5_2_f32(const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t pt, Py_ssize_t pl, const float* wt, float bias, float* out, Py_ssize_t ow, Py_ssize_t i0, Py_ssize_t nrows)
     cdef void cr_dwd_5_2r7_f32(const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t pt, Py_ssize_t pl, const float* wt, float bias, float* out, Py_ssize_t ow, Py_ssize_t i0, Py_ssize_t nrows)

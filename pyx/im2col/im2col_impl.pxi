@@ -45,6 +45,14 @@ from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, gemm_product
 cdef extern from "flat.h" nogil:
     cdef bint CR_HAVE_FLAT          # the fused mode 3 (avx512 builds)
     cdef Py_ssize_t cr_flat_work(Py_ssize_t cig, Py_ssize_t T, Py_ssize_t ohw, int threads)
+    # its parts: masks of a 32-pixel panel, pack a (kc, 32) panel, multiply it by every
+    # 8-row block of W, one task, channels per K-chunk
+    cdef void cr_flat_masks(Py_ssize_t q0, Py_ssize_t nr, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, unsigned* mk)
+    cdef void cr_flat_pack_f32(const float* xc, Py_ssize_t hw, Py_ssize_t nc, int T, const Py_ssize_t* off, const unsigned* mk, float* Bp)
+    cdef void cr_flat_rows_f32(Py_ssize_t kc, const float* W, Py_ssize_t ldw, const float* Bp, const float* bias, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t nr, int acc)
+    cdef void cr_flat_task_f32(const float* xg, Py_ssize_t hw, Py_ssize_t cig, int T, const Py_ssize_t* off, const unsigned* masks, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t cc, const float* W, Py_ssize_t ldw, Py_ssize_t M, const float* bias, float* C, Py_ssize_t ldc, float* Bp)
+    cdef Py_ssize_t cr_flat_chunk(Py_ssize_t cig, Py_ssize_t T)
+    # the whole call
     cdef void cr_flat_f32(const float* x, const float* wt, const float* bias, float* out, float* work, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int threads, Py_ssize_t mparts, Py_ssize_t pparts)
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
