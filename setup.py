@@ -152,6 +152,10 @@ class BuildExt(build_ext):
         super().build_extensions()
         # Skipped modules have no file to copy in place or to put in the wheel.
         self.extensions = [e for e in self.extensions if e.name not in self._skipped]
+        if self._skipped:
+            print(f"WARNING: convreg: built without {', '.join(sorted(self._skipped))} "
+                  f"(CONVREG_ALLOW_PURE_PYTHON=1); the backends that need them report "
+                  f"themselves unavailable", file=sys.stderr)
 
 
 def extensions():
