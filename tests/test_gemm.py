@@ -14,7 +14,7 @@ import importlib
 import numpy as np
 import pytest
 
-from convreg._simd import ORDER, cpu_variants
+from convreg.backends._simd import ORDER, cpu_variants
 
 
 def _modules():
