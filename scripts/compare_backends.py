@@ -286,6 +286,7 @@ def time_layer(layer, args, backends, anchors, torch, threads, progress, tag, rn
         rounds = int(min(MAX_ROUNDS, max(MIN_ROUNDS, args.budget / max(slowest, 1e-9))))
         med, _ = common.fair_medians(
             calls, rounds, seed=args.seed, kinds={n: kind(n) for n in calls},
+            prime=not args.cold,
             progress=lambda text: progress(f"{tag}: {text}"))
     return {"layer": label, "input": list(xs), "weight": list(ws), "kwargs": kwargs,
             "gflop": spec.flops / 1e9, "rounds": rounds,
@@ -353,8 +354,12 @@ def timing_tables(results, engines, bad_engines):
     notes = []
     for r in results:
         for e, st in r["status"].items():
-            if not st.startswith("ok"):
+            if not st.startswith(("ok", "skipped")):
                 notes.append(f"  {r['layer']}: {e} {st}")
+    skipped = sorted({e for r in results for e, st in r["status"].items()
+                      if st.startswith("skipped")})
+    for e in skipped:
+        lines.append(f"{e}: skipped on layers over {PYTHON_MAX_FLOP:.0e} flop (pure Python)")
     if notes:
         lines.append("not timed or disagreeing:")
         lines += notes[:LIST_MAX]
@@ -410,6 +415,9 @@ def parse_args(argv):
     p.add_argument("--budget", type=common.positive_float, default=0.25,
                    help="seconds of timing per layer and engine, at most "
                    f"{MAX_ROUNDS} rounds, at least {MIN_ROUNDS} (default 0.25)")
+    p.add_argument("--cold", action="store_true",
+                   help="no untimed call of the same engine between the idle sleep and the "
+                   "timed call: every sample then includes waking the engine's own threads")
     p.add_argument("--no-check", action="store_true", help="skip the harness")
     p.add_argument("--quiet", action="store_true", help="no progress display")
     args = p.parse_args(argv)
@@ -508,7 +516,8 @@ def main(argv=None) -> int:
     results = [finish_layer(r, bad_engines, engines) for r in results]
 
     say(f"\n== timing: suite {args.suite}, {args.dtype}, {threads} threads; median of "
-        f"{MIN_ROUNDS}-{MAX_ROUNDS} shuffled rounds, pools idle before each timed call ==")
+        f"{MIN_ROUNDS}-{MAX_ROUNDS} shuffled rounds; other engines' pools idle before each "
+        f"timed call, {'own pool cold' if args.cold else 'own pool warmed by one untimed call'} ==")
     say(f"legend: {ANCHOR_LABEL['torch']} = torch.nn.functional.conv2d called directly (the "
         f"anchor); {TORCH_BACKEND_LABEL} = convreg.conv2d(..., backend='torch'); "
         "! = disagreed with the reference")
@@ -530,6 +539,7 @@ def main(argv=None) -> int:
                "suite": args.suite, "backends": backends, "anchors": anchors,
                "anchors_skipped": skipped_anchors, "engines": engines,
                "load_start": load_start, "load_end": load_end,
+               "own_pool": "cold" if args.cold else "warmed by one untimed call",
                "matmul_gflops": ceiling, "idle_after_s": {"onnxruntime": 0.030,
                                                           "openvino": 0.030, "other": 0.005},
                "harness": harness_doc, "disagreeing": sorted(bad_engines),
