@@ -150,11 +150,16 @@ def versions():
 
     out = {"python": platform.python_version(), "numpy": np.__version__,
            "convreg": convreg.__version__}
-    for mod in ("torch", "onnxruntime", "openvino", "onnx"):
-        try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except Exception:        # noqa: BLE001 - absent or broken: not installed for us
+    from importlib import metadata
+
+    for mod in ("torch", "onnxruntime", "openvino", "onnx", "threadpoolctl"):
+        m = sys.modules.get(mod)      # the imported module's own word first
+        if m is not None and getattr(m, "__version__", None):
+            out[mod] = str(m.__version__)
+            continue
+        try:                          # else the installed distribution's, without importing
+            out[mod] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
             out[mod] = None
     return out
 
@@ -248,6 +253,9 @@ def ort_call(spec, x, w, b, threads):
         sess = ort.InferenceSession(model.SerializeToString(), so,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001 - e.g. no double Conv kernel
+        if "NOT_IMPLEMENTED" in str(exc):
+            raise Unavailable(f"onnxruntime has no {np.dtype(x.dtype).name} Conv kernel on "
+                              "CPU") from None
         raise Unavailable(f"onnxruntime: {str(exc).splitlines()[0][:80]}") from None
     feed = {"X": np.ascontiguousarray(x)}
     return lambda: sess.run(None, feed)[0]
