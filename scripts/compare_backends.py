@@ -389,6 +389,24 @@ def plot(results, engines, path):
 
 # ---------------------------------------------------------------- arguments
 
+def ensure_torch_backend():
+    """Register convreg's torch backend when torch is installed but the plugin entry point
+    is not seen (convreg run from a source tree without being installed), so that it takes
+    part in the agreement check. Returns a note for the header, or ""."""
+    import importlib.util
+
+    if "torch" in convreg.available_backends() or importlib.util.find_spec("torch") is None:
+        return ""
+    from convreg.backends.torch_backend import make_backend
+
+    backend = make_backend()
+    if backend is None:
+        return ""
+    convreg.register_backend("torch", backend)
+    return ("torch backend registered by the script (convreg is not installed here, so its "
+            "plugin entry point is not seen)")
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -428,10 +446,13 @@ def parse_args(argv):
     # Usage errors, all before any work.
     if args.threads is not None and args.threads > 4096:
         p.error(f"--threads must be at most 4096, got {args.threads}")
+    args.torch_note = ""
     if args.backends is not None:
         names = [n.strip() for n in args.backends.split(",")]
         if not all(names):
             p.error(f"--backends: empty name in {args.backends!r}")
+        if "torch" in names:
+            args.torch_note = ensure_torch_backend()
         for n in names:
             try:
                 convreg.get_backend(n)
@@ -439,7 +460,7 @@ def parse_args(argv):
                 p.error(f"--backends: {exc}")
         args.backend_list = list(dict.fromkeys(names))
     else:
-        args.backend_list = convreg.available_backends()
+        args.backend_list = None          # every available one, torch's included (in main)
     anchors = [] if args.anchors.strip().lower() in ("", "none") else [
         a.strip() for a in args.anchors.split(",")]
     unknown = [a for a in anchors if a not in common.ANCHORS]
@@ -466,6 +487,9 @@ def main(argv=None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     threads = args.threads or convreg.get_threads()
     convreg.set_threads(threads)
+    if args.backend_list is None:
+        args.torch_note = ensure_torch_backend()
+        args.backend_list = convreg.available_backends()
     backends = args.backend_list
     progress = Progress(not args.quiet)
 
@@ -487,6 +511,8 @@ def main(argv=None) -> int:
         f"dtype {args.dtype}, backends {backends}")
     say("anchors: " + (", ".join(f"{ANCHOR_LABEL[a]} ({a} {vers.get(a)})" for a in anchors)
                        or "none"))
+    if args.torch_note:
+        say(args.torch_note)
     for a, why in skipped_anchors.items():
         say(f"anchor {a} skipped: {why}")
     say(load_text)
