@@ -112,7 +112,8 @@ def load_line(when):
     la = load()
     if la is None:
         return f"load at {when}: not available on this OS", la
-    text = f"load at {when}: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min, {os.cpu_count()} cores)"
+    text = (f"load at {when}: {la[0]:.2f} {la[1]:.2f} {la[2]:.2f} (1/5/15 min, "
+            f"{os.cpu_count()} cores)")
     if la[0] > LOAD_WARN:
         text += (f"\nWARNING: 1-minute load {la[0]:.2f} > {LOAD_WARN}: other work is running; "
                  "timings of this run are not trustworthy")

@@ -14,7 +14,8 @@
    after onnxruntime/OpenVINO, 5 ms otherwise; outside the timed region), then makes one
    untimed call of the same engine so that its own pool is warm, as in a network that
    calls it back to back (``--cold``: no such call); the engine order is shuffled every
-   round (seeded); each figure is the median of the rounds after a warm-up. Every engine's output on each layer is checked once against a float64
+   round (seeded); each figure is the median of the rounds after a warm-up. Every
+   engine's output on each layer is checked once against a float64
    reference computed with numpy alone (sliding windows and tensordot); an engine that
    disagreed (here or in the harness) is marked ``!`` and never ranked best.
 
@@ -589,8 +590,8 @@ def main(argv=None) -> int:
                "anchors_skipped": skipped_anchors, "engines": engines,
                "load_start": load_start, "load_end": load_end,
                "own_pool": "cold" if args.cold else "warmed by one untimed call",
-               "matmul_gflops": ceiling, "matmul_size": args.ceiling_size, "idle_after_s": {"onnxruntime": 0.030,
-                                                          "openvino": 0.030, "other": 0.005},
+               "matmul_gflops": ceiling, "matmul_size": args.ceiling_size,
+               "idle_after_s": {**common.IDLE_AFTER, "other": common.IDLE_DEFAULT},
                "harness": harness_doc, "disagreeing": sorted(bad_engines),
                "layers": results}
         with open(args.json, "w") as fh:
