@@ -32,27 +32,51 @@ def run(script, *args, timeout=60, **kw):
                           text=True, timeout=timeout, env=env, **kw)
 
 
-def load_compare():
-    spec = importlib.util.spec_from_file_location("compare_backends_under_test",
-                                                  SCRIPTS / "compare_backends.py")
+def load_script(name):
+    """The script as a module (its main(argv) then runs in this process: no start-up cost)."""
+    spec = importlib.util.spec_from_file_location(f"script_{name[:-3]}", SCRIPTS / name)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-@pytest.mark.parametrize("script", ALL)
-def test_version(script):
-    r = run(script, "--version")
+def load_compare():
+    return load_script("compare_backends.py")
+
+
+def usage_error(script, args, capsys):
+    """Run the script's main in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as info:
+        load_script(script).main(list(args))
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_version_from_the_command_line():
+    r = run("compare_backends.py", "--version")
     assert r.returncode == 0, r.stderr
     assert f"convreg {convreg.__version__}" in r.stdout
 
 
+@pytest.mark.parametrize("script", ALL)
+def test_version(script, capsys):
+    code, out, _ = usage_error(script, ["--version"], capsys)
+    assert code == 0
+    assert f"convreg {convreg.__version__}" in out
+
+
 @pytest.mark.parametrize("script, threads", [(s, "-1") for s in ALL] + [
     ("compare_backends.py", "0"), ("compare_backends.py", "two")])
-def test_bad_threads_is_a_usage_error(script, threads):
-    r = run(script, "--threads", threads, timeout=30)
+def test_bad_threads_is_a_usage_error(script, threads, capsys):
+    code, out, err = usage_error(script, ["--threads", threads], capsys)
+    assert code == 2
+    assert "--threads" in err and out == ""
+
+
+def test_bad_threads_from_the_command_line():
+    r = run("compare_backends.py", "--threads", "-1", timeout=30)
     assert r.returncode == 2
-    assert "--threads" in r.stderr and "Traceback" not in r.stderr
+    assert "--threads" in r.stderr and "Traceback" not in r.stderr and r.stdout == ""
 
 
 @pytest.mark.parametrize("args, text", [
@@ -65,27 +89,30 @@ def test_bad_threads_is_a_usage_error(script, threads):
     (["--anchors", "tensorflow"], "tensorflow"),
     (["--suite", "huge"], "--suite"),
 ])
-def test_compare_usage_errors_before_any_work(args, text):
-    r = run("compare_backends.py", *args, timeout=30)
-    assert r.returncode == 2, r.stdout + r.stderr
-    assert text in r.stderr and "Traceback" not in r.stderr
-    assert r.stdout == ""             # nothing ran: no header, no harness
+def test_compare_usage_errors_before_any_work(args, text, capsys):
+    code, out, err = usage_error("compare_backends.py", args, capsys)
+    assert code == 2
+    assert text in err
+    assert out == ""             # nothing ran: no header, no harness
 
 
-def test_bench_usage_errors():
-    assert run("bench_im2col.py", "--reps", "0").returncode == 2
-    assert run("bench_overhead.py", "--inner", "-5").returncode == 2
-    assert run("bench_direct.py", "--reps", "-1").returncode == 2
+@pytest.mark.parametrize("script, args", [
+    ("bench_im2col.py", ["--reps", "0"]), ("bench_overhead.py", ["--inner", "-5"]),
+    ("bench_overhead.py", ["--rounds", "0"]), ("bench_direct.py", ["--reps", "-1"]),
+    ("bench_im2col.py", ["--cache-kb", "-1"])])
+def test_bench_usage_errors(script, args, capsys):
+    code, out, err = usage_error(script, args, capsys)
+    assert code == 2 and out == ""
 
 
-def test_plot_without_matplotlib_fails_before_benchmarking():
+def test_plot_without_matplotlib_fails_before_benchmarking(capsys):
     try:
         import matplotlib  # noqa: F401
         pytest.skip("matplotlib is installed")
     except ImportError:
         pass
-    r = run("compare_backends.py", "--plot", "out.png", timeout=30)
-    assert r.returncode == 2 and "matplotlib" in r.stderr and r.stdout == ""
+    code, out, err = usage_error("compare_backends.py", ["--plot", "out.png"], capsys)
+    assert code == 2 and "matplotlib" in err and out == ""
 
 
 def test_closed_pipe_exits_quietly(tmp_path):
