@@ -262,6 +262,14 @@ def engines_for_layer(backends, anchors, torch, x, w, b, kwargs, spec, threads):
         if n == "python" and spec.flops > PYTHON_MAX_FLOP:
             status[label] = "skipped: pure Python, too slow for this layer"
             continue
+        try:
+            answer = convreg.get_backend(n).supports(spec)
+        except Exception as exc:  # noqa: BLE001 - a broken supports() is an error, not fatal
+            status[label] = f"error: supports() raised {type(exc).__name__}: {exc}"[:160]
+            continue
+        if not answer:
+            status[label] = f"declined: {getattr(answer, 'reason', '') or 'no reason given'}"
+            continue
         calls[label] = (lambda n=n: convreg.conv2d(x, w, b, backend=n, **kwargs))
     return calls, status
 
@@ -290,7 +298,10 @@ def time_layer(layer, args, backends, anchors, torch, threads, progress, tag, rn
             single[name] = time.perf_counter() - t0
             time.sleep(common.idle_after(kind(name)))
         except convreg.BackendError as exc:
-            status[name] = f"declined: {str(exc)[:120]}"
+            # the front end's "no backend ... supports this call" is a decline; any other
+            # BackendError (e.g. a result of the wrong shape) is an error of the backend
+            what = "declined" if "supports this call" in str(exc) else "error: BackendError"
+            status[name] = f"{what}: {str(exc)[:120]}"
             del calls[name]
             continue
         except Exception as exc:  # noqa: BLE001 - shown in the table, never fatal
@@ -561,7 +572,8 @@ def main(argv=None) -> int:
         TORCH_BACKEND_LABEL if n == "torch" else n for n in backends]
     bad_engines = {TORCH_BACKEND_LABEL if n == "torch" else n for n in bad_backends}
     for r in results:
-        bad_engines |= {e for e, st in r["status"].items() if st.startswith("disagree")}
+        bad_engines |= {e for e, st in r["status"].items()
+                        if st.startswith(("disagree", "error"))}
     results = [finish_layer(r, bad_engines, engines) for r in results]
 
     say(f"\n== timing: suite {args.suite}, {args.dtype}, {threads} threads; median of "
