@@ -3,20 +3,27 @@
 
 The rules of the ``cython`` chooser (convreg/backends/cython_auto.py) are derived from
 this table; ``--markdown`` prints it in the form kept in docs/chooser.md. Each row:
-median of alternating repetitions, float32, the configured thread count.
+median of shuffled rounds (a 5 ms sleep lets the other backend's OpenMP workers go idle
+before each timed call, then one untimed call warms the backend's own), float32, the
+configured thread count (or ``--threads``). No torch here: this compares convreg's two
+kernels with each other; scripts/compare_backends.py is the comparison with torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
 
 import numpy as np
 
-import convreg
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
+
+import convreg  # noqa: E402
 
 
 def shapes(full: bool):
@@ -45,9 +52,18 @@ def median_time(backend, x, w, kwargs, reps):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    common.add_version(p, "sweep_chooser.py")
     p.add_argument("--full", action="store_true", help="the larger sweep")
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--threads", type=common.positive_int,
+                   help="thread count (default: convreg's setting)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the backend order")
     args = p.parse_args(argv)
+    if args.threads:
+        convreg.set_threads(args.threads)
+    info = sys.stderr if args.markdown else sys.stdout
+    print(f"threads {convreg.get_threads()}; " + common.load_line("start")[0], file=info,
+          flush=True)
     rng = np.random.default_rng(0)
     rows, agree = [], 0
     for label, xs, ws, kw in shapes(args.full):
@@ -58,12 +74,10 @@ def main(argv=None):
             convreg.conv2d(x, w, backend=be, **kw)
         t1 = median_time("cython-direct", x, w, kw, 1)
         reps = int(min(15, max(3, 0.05 / max(t1, 1e-6))))
-        times = {"cython-direct": [], "cython-im2col": []}
-        for r in range(reps):
-            for be in (("cython-direct", "cython-im2col") if r % 2 == 0
-                       else ("cython-im2col", "cython-direct")):
-                times[be].append(median_time(be, x, w, kw, 1))
-        td, ti = (statistics.median(times[b]) for b in ("cython-direct", "cython-im2col"))
+        calls = {be: (lambda be=be: convreg.conv2d(x, w, backend=be, **kw))
+                 for be in ("cython-direct", "cython-im2col")}
+        med, _ = common.fair_medians(calls, reps, seed=args.seed)
+        td, ti = med["cython-direct"], med["cython-im2col"]
         best = "direct" if td < ti else "im2col"
         chosen = convreg.get_backend("cython").choose(spec)[0].replace("cython-", "")
         agree += chosen == best or max(td, ti) / min(td, ti) < 1.1
@@ -77,7 +91,9 @@ def main(argv=None):
         for r in rows:
             print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]} | {r[6]} |")
     print(f"\nchooser picks the faster backend (or one within 10%) on {agree}/{len(rows)} shapes")
+    print(common.load_line("end")[0], file=info)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)
