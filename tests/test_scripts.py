@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import convreg
-from convreg._backend import Backend, no
+from convreg.backends.base import Backend, no
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
