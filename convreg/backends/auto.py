@@ -53,6 +53,27 @@ def choose(spec, fuses=None) -> tuple:
                              f"{spec.oh}x{spec.ow} output: register-blocked direct kernel")
 
 
+def choose_input_grad(spec) -> tuple:
+    """(backend, reason) for the input gradient: both run it as stride-phase forward
+    convolutions of grad_output; the rule is the forward rule applied to those."""
+    return choose(_input_grad_forward(spec))
+
+
+def choose_weight_grad(spec) -> tuple:
+    """(backend, reason) for the weight gradient."""
+    return "cython-im2col", "weight gradient: GEMMs of grad_output with im2col bands"
+
+
+def _input_grad_forward(spec):
+    """The forward convolution the input gradient's (largest) stride phase runs."""
+    from dataclasses import replace
+    kh = -(-spec.kh // spec.sh) if spec.dh == 1 else spec.kh
+    kw = -(-spec.kw // spec.sw) if spec.dw == 1 else spec.kw
+    return replace(spec, c_in=spec.c_out, c_out=spec.c_in, h=spec.oh, w=spec.ow,
+                   kh=kh, kw=kw, sh=1, sw=1, oh=-(-spec.h // spec.sh),
+                   ow=-(-spec.w // spec.sw))
+
+
 CANDIDATES = ("cython-direct", "cython-im2col")
 
 
@@ -70,7 +91,12 @@ class CythonAutoBackend(Backend):
 
     def choose(self, spec, ctx=None, op="conv2d") -> list:
         """[(concrete backend name, reason), ...], preferred first."""
-        first, why = choose(spec, _im2col_backend.fuses)
+        if op == "conv2d_input":
+            first, why = choose_input_grad(spec)
+        elif op == "conv2d_weight":
+            first, why = choose_weight_grad(spec)
+        else:
+            first, why = choose(spec, _im2col_backend.fuses)
         rest = [n for n in CANDIDATES if n != first]
         return [(first, why)] + [(n, f"{first} declined the call") for n in rest]
 

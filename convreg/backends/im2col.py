@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _gradops
 from ._blas import blas_threads
 from ._simd import load_family
 from .base import YES, Backend, no
@@ -80,6 +81,10 @@ use_flat = True           # False: never FLAT (for comparisons)
 # In FLAT mode a (image, group) is split into row parts (output channels) when each
 # thread's part keeps at least this many rows, else into pixel parts.
 FLAT_MIN_ROWS = 64
+
+
+# The weight gradient's im2col bands stay near this size (and under workspace_mb).
+GRAD_BAND_BYTES = 16 * MIB
 
 
 class Plan(NamedTuple):
@@ -291,6 +296,20 @@ class CythonIm2colBackend(Backend):
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
                            plan.mode, plan.own_kernel)
         return out
+
+    # ------------------------------------------------------------- gradients
+    def conv2d_input(self, spec, grad_output, w, ctx):
+        """Stride phases, each a stride-1 im2col convolution of grad_output with the
+        flipped, channel-swapped sub-kernel (convreg.backends._gradops)."""
+        return _gradops.input_grad_by_phases(
+            spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx))
+
+    def conv2d_weight(self, spec, x, grad_output, ctx):
+        """GEMMs of grad_output with im2col bands of the input, the column copies bounded
+        by the workspace bound."""
+        bound = int(self.workspace_mb(ctx) * MIB)
+        with blas_threads(ctx.threads):
+            return _gradops.weight_grad_gemm(spec, x, grad_output, min(bound, GRAD_BAND_BYTES))
 
     def info(self) -> dict:
         bound = self.workspace_mb()

@@ -1,0 +1,176 @@
+"""Gradient operations built from a forward convolution kernel (shared by the Cython
+backends). Every spec here is the *forward* call's spec with zero padding.
+
+Input gradient by stride phases (``input_grad_by_phases``)
+    gx[y] = sum over (i, p) with i*s + p*d - pad = y of go[i] * w[p]   (per axis)
+
+    The input rows y with (y + pad) % s == r (phase r) receive only the taps p with
+    p*d = r (mod s); those taps are evenly spaced (step s/gcd(s, d) in p, d/gcd(s, d) in
+    the output row), so each phase is a stride-1 forward convolution of grad_output with
+    the phase's sub-kernel, flipped and with in/out channels swapped per group, dilated
+    by d/gcd(s, d), written into the interleaved rows of gx. Negative padding (p > d*(k-1))
+    becomes a crop of grad_output. No zero-inserted upsampling: the phases together do
+    exactly the work of the gradient, and memory is that of gx plus one phase.
+
+Weight gradient as GEMMs (``weight_grad_gemm``)
+    gw[g] (cog, cig*kh*kw) = sum over bands of go[band, g] (cog, P) @ col[band, g] (P, K)
+
+    with col the im2col of the input over a band of images (or of output rows of one
+    image), the band sized so the column copy stays under ``bound_bytes``; batched over
+    groups by ``np.matmul`` (BLAS per group).
+
+Weight gradient as one forward convolution with roles swapped (``weight_grad_swapped``)
+    gw[o, c, p, q] = sum_{n,i,j} x[n, c, i*s + p*d - pad] go[n, o, i, j]: the input with
+    channels as the batch and the images as the channels, convolved with grad_output as a
+    (oh, ow) kernel at stride d and dilation s, groups kept.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from ._compact import compact
+
+
+def _axis_phases(size, o, k, s, d, pad):
+    """Per phase: (first input index, count, taps (ascending), first go index read,
+    the dilation of the phase's sub-kernel)."""
+    phases = []
+    for r in range(s):
+        m0 = -((r - pad) // s)          # ceil((pad - r) / s)
+        m_end = (size - 1 + pad - r) // s
+        count = m_end - m0 + 1
+        if count <= 0:
+            continue
+        y0 = r + s * m0 - pad
+        taps = [p for p in range(k) if (p * d - r) % s == 0]
+        if not taps:
+            phases.append((y0, count, (), 0, 1))
+            continue
+        t = [(p * d - r) // s for p in taps]
+        step = d // math.gcd(s, d)
+        phases.append((y0, count, tuple(taps), m0 - t[-1], step))
+    return phases
+
+
+def transposed_weight(spec, w):
+    """(c_in, cog, kh, kw): per group, in and out channels swapped."""
+    g = spec.groups
+    return w.reshape(g, spec.cog, spec.cig, spec.kh, spec.kw).transpose(0, 2, 1, 3, 4).reshape(
+        spec.c_in, spec.cog, spec.kh, spec.kw)
+
+
+def input_grad_by_phases(spec, go, w, conv):
+    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
+    runs a forward convolution (zero padding, no bias) and returns its output."""
+    rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
+    cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
+    wt = transposed_weight(spec, w)
+    single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
+    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    for (y0, my, ptaps, lo_h, ddh) in rows:
+        for (x0, mx, qtaps, lo_w, ddw) in cols:
+            if not ptaps or not qtaps:
+                continue   # no tap lands on this phase: its gradient is zero
+            kh, kw = len(ptaps), len(qtaps)
+            # go rows read: lo .. lo + my - 1 + (kh-1)*dd; clip to the array, pad the rest.
+            hi_h = lo_h + my - 1 + (kh - 1) * ddh
+            hi_w = lo_w + mx - 1 + (kw - 1) * ddw
+            r0, r1 = max(lo_h, 0), min(hi_h, spec.oh - 1)
+            c0, c1 = max(lo_w, 0), min(hi_w, spec.ow - 1)
+            if r0 > r1 or c0 > c1:
+                continue   # every tap reads padding
+            part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
+                np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
+            sub = wt[:, :, list(ptaps[::-1]), :][:, :, :, list(qtaps[::-1])]
+            sub = np.ascontiguousarray(sub)
+            pspec = replace(
+                spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
+                kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
+                pt=r0 - lo_h, pb=hi_h - r1, pl=c0 - lo_w, pr=hi_w - c1,
+                padding_mode="zeros", has_bias=False, unbatched=False, oh=my, ow=mx)
+            out = conv(pspec, part, sub)
+            if gx is None:
+                return out
+            gx[:, :, y0::spec.sh, x0::spec.sw] = out
+    if gx is None:
+        gx = np.zeros(spec.input_shape, dtype=spec.dtype)
+    return gx
+
+
+def _padded_input(spec, x):
+    """(spec', xp): x with its zero padding written in, limited to the rows and columns
+    the kernel reads (after gathering sparse axes, so the copy is bounded by the work)."""
+    spec, x = compact(spec, x)
+    need_h = (spec.oh - 1) * spec.sh + (spec.kh - 1) * spec.dh + 1
+    need_w = (spec.ow - 1) * spec.sw + (spec.kw - 1) * spec.dw + 1
+    top, left = spec.pt, spec.pl
+    bottom = need_h - top - spec.h
+    right = need_w - left - spec.w
+    if top or left or bottom > 0 or right > 0:
+        xp = np.zeros((spec.n, spec.c_in, need_h, need_w), dtype=x.dtype)
+        rows = max(0, min(spec.h, need_h - top))
+        cols = max(0, min(spec.w, need_w - left))
+        xp[:, :, top:top + rows, left:left + cols] = x[:, :, :rows, :cols]
+        x = xp
+    return spec, x
+
+
+def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
+    """The weight gradient of ``spec`` (zero padding) as banded im2col GEMMs."""
+    spec, xp = _padded_input(spec, x)
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    kh, kw, oh, ow = spec.kh, spec.kw, spec.oh, spec.ow
+    k = cig * kh * kw
+    sn, sc, sy, sx = xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        xp, (n, g, oh, ow, cig, kh, kw),
+        (sn, sc * cig, sy * spec.sh, sx * spec.sw, sc, sy * spec.dh, sx * spec.dw),
+        writeable=False)
+    go5 = go.reshape(n, g, cog, oh, ow)
+    per_row = g * ow * k * xp.itemsize
+    rows_band = max(1, min(oh, bound_bytes // max(per_row, 1)))
+    images = max(1, bound_bytes // (per_row * oh)) if rows_band == oh else 1
+    acc = None
+    for n0 in range(0, n, images):
+        n1 = min(n, n0 + images)
+        for i0 in range(0, oh, rows_band):
+            i1 = min(oh, i0 + rows_band)
+            nb, p = n1 - n0, (i1 - i0) * ow
+            # (g, nb*p, K) and (g, cog, nb*p)
+            col = view[n0:n1, :, i0:i1].transpose(1, 0, 2, 3, 4, 5, 6).reshape(g, nb * p, k)
+            gob = go5[n0:n1, :, :, i0:i1].transpose(1, 2, 0, 3, 4).reshape(g, cog, nb * p)
+            part = np.matmul(gob, col)
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+    return acc.reshape(spec.c_out, cig, kh, kw)
+
+
+def weight_grad_swapped(spec, x, go, conv):
+    """The weight gradient of ``spec`` (zero padding) as one forward convolution
+    ``conv(spec', x', w')`` with images and channels swapped (see the module doc)."""
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    # Rows of x the kernel reaches; beyond them the input is cropped (the forward spec's
+    # implicit bottom padding may be "negative").
+    need_h = (spec.oh - 1) * spec.sh + (spec.kh - 1) * spec.dh + 1
+    need_w = (spec.ow - 1) * spec.sw + (spec.kw - 1) * spec.dw + 1
+    h = min(spec.h, need_h - spec.pt)
+    w = min(spec.w, need_w - spec.pl)
+    if h <= 0 or w <= 0:
+        return np.zeros(spec.weight_shape, dtype=spec.dtype)   # every tap reads padding
+    xs = x[:, :, :h, :w].reshape(n, g, cig, h, w).transpose(2, 1, 0, 3, 4).reshape(
+        cig, g * n, h, w)
+    ws = go.reshape(n, g, cog, spec.oh, spec.ow).transpose(1, 2, 0, 3, 4).reshape(
+        g * cog, n, spec.oh, spec.ow)
+    sspec = replace(
+        spec, n=cig, c_in=g * n, h=h, w=w, c_out=g * cog, kh=spec.oh, kw=spec.ow,
+        sh=spec.dh, sw=spec.dw, dh=spec.sh, dw=spec.sw, pt=spec.pt, pl=spec.pl,
+        pb=need_h - spec.pt - h, pr=need_w - spec.pl - w, padding_mode="zeros",
+        has_bias=False, unbatched=False, oh=spec.kh, ow=spec.kw)
+    out = conv(sspec, np.ascontiguousarray(xs), np.ascontiguousarray(ws))
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
