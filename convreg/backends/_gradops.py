@@ -120,15 +120,19 @@ def _padded_input(spec, x):
 
 
 def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
-    """The weight gradient of ``spec`` (zero padding) as banded im2col GEMMs."""
+    """The weight gradient of ``spec`` (zero padding) as banded im2col GEMMs.
+
+    The column buffer is laid out (group, K, pixels): each of its rows is a strided copy
+    of input rows (a plain reshape, no copy, for an unpadded 1x1 stride-1 call on one
+    image), and the GEMM reads it transposed: gw[g] += go[g] (cog, P) @ col[g].T."""
     spec, xp = _padded_input(spec, x)
     n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
     kh, kw, oh, ow = spec.kh, spec.kw, spec.oh, spec.ow
     k = cig * kh * kw
     sn, sc, sy, sx = xp.strides
     view = np.lib.stride_tricks.as_strided(
-        xp, (n, g, oh, ow, cig, kh, kw),
-        (sn, sc * cig, sy * spec.sh, sx * spec.sw, sc, sy * spec.dh, sx * spec.dw),
+        xp, (n, g, cig, kh, kw, oh, ow),
+        (sn, sc * cig, sc, sy * spec.dh, sx * spec.dw, sy * spec.sh, sx * spec.sw),
         writeable=False)
     go5 = go.reshape(n, g, cog, oh, ow)
     per_row = g * ow * k * xp.itemsize
@@ -140,10 +144,15 @@ def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
         for i0 in range(0, oh, rows_band):
             i1 = min(oh, i0 + rows_band)
             nb, p = n1 - n0, (i1 - i0) * ow
-            # (g, nb*p, K) and (g, cog, nb*p)
-            col = view[n0:n1, :, i0:i1].transpose(1, 0, 2, 3, 4, 5, 6).reshape(g, nb * p, k)
-            gob = go5[n0:n1, :, :, i0:i1].transpose(1, 2, 0, 3, 4).reshape(g, cog, nb * p)
-            part = np.matmul(gob, col)
+            if nb == 1:
+                col = view[n0, :, :, :, :, i0:i1].reshape(g, k, p)
+                gob = go5[n0, :, :, i0:i1].reshape(g, cog, p)
+            else:
+                col = view[n0:n1, :, :, :, :, i0:i1].transpose(1, 2, 3, 4, 0, 5, 6).reshape(
+                    g, k, nb * p)
+                gob = go5[n0:n1, :, :, i0:i1].transpose(1, 2, 0, 3, 4).reshape(
+                    g, cog, nb * p)
+            part = np.matmul(gob, col.transpose(0, 2, 1))
             if acc is None:
                 acc = part
             else:
@@ -174,3 +183,93 @@ def weight_grad_swapped(spec, x, go, conv):
         has_bias=False, unbatched=False, oh=spec.kh, ow=spec.kw)
     out = conv(sspec, np.ascontiguousarray(xs), np.ascontiguousarray(ws))
     return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
+def _phase_buffer(spec, x, a, b, hq, wq, tail):
+    """Stride phase (a, b) of the zero-padded input, laid out (c_in, n*hq*wq + tail) with
+    image b's (hq, wq) plane at b*hq*wq: row r, column c hold padded input element
+    (r*sh + a, c*sw + b); zeros outside the input and in the tail."""
+    n, c_in, h, w = x.shape
+    plane = hq * wq
+    buf = np.zeros((c_in, n * plane + tail), dtype=x.dtype)
+    view = buf[:, :n * plane].reshape(c_in, n, hq, wq)
+    sh, sw = spec.sh, spec.sw
+    r0 = max(0, -((a - spec.pt) // sh))             # first r with r*sh + a - pt >= 0
+    r1 = min(hq - 1, (h - 1 + spec.pt - a) // sh)
+    c0 = max(0, -((b - spec.pl) // sw))
+    c1 = min(wq - 1, (w - 1 + spec.pl - b) // sw)
+    if r0 <= r1 and c0 <= c1:
+        y0, x0 = r0 * sh + a - spec.pt, c0 * sw + b - spec.pl
+        view[:, :, r0:r1 + 1, c0:c1 + 1] = x.transpose(1, 0, 2, 3)[
+            :, :, y0:y0 + (r1 - r0) * sh + 1:sh, x0:x0 + (c1 - c0) * sw + 1:sw]
+    return buf
+
+
+def weight_grad_taps(spec, x, go):
+    """The weight gradient of ``spec`` (zero padding) with one GEMM per kernel tap and
+    no im2col copy.
+
+    Tap (p, q) reads stride phase ((p*dh) % sh, (q*dw) % sw) of the padded input at row
+    offset (p*dh)//sh and column offset (q*dw)//sw. With every phase stored as
+    (c_in, n*hq*wq) planes (hq = oh + largest row offset, likewise wq) and grad_output
+    zero-extended to the same (hq, wq) planes, the tap's input is a *contiguous slice*
+    of its phase buffer shifted by the offset, so
+
+        gw[:, :, p, q] = go_ext (c_out, L) @ phase[:, off:off + L].T     (per group)
+
+    with L = n*hq*wq; the zero rows/columns of go_ext make the values the slice reads
+    across plane boundaries irrelevant. Memory: the phases the taps read (together at
+    most the padded input) plus the extended grad_output."""
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    taps = [(p, q, (p * spec.dh) % spec.sh, (q * spec.dw) % spec.sw,
+             (p * spec.dh) // spec.sh, (q * spec.dw) // spec.sw)
+            for p in range(spec.kh) for q in range(spec.kw)]
+    hq = spec.oh + max(t[4] for t in taps)
+    wq = spec.ow + max(t[5] for t in taps)
+    plane = hq * wq
+    length = n * plane
+    tail = max(t[4] for t in taps) * wq + max(t[5] for t in taps)
+    gext = np.zeros((spec.c_out, n, hq, wq), dtype=go.dtype)
+    gext[:, :, :spec.oh, :spec.ow] = go.transpose(1, 0, 2, 3)
+    gflat = gext.reshape(spec.c_out, length)
+    out = np.empty((spec.c_out, cig, spec.kh, spec.kw), dtype=go.dtype)
+    phases = {}
+    for p, q, a, b, oa, ob in taps:
+        buf = phases.get((a, b))
+        if buf is None:
+            buf = phases[(a, b)] = _phase_buffer(spec, x, a, b, hq, wq, tail)
+        off = oa * wq + ob
+        src = buf[:, off:off + length]
+        if g == 1:
+            out[:, :, p, q] = gflat @ src.T
+        elif cig == 1 and cog == 1:
+            out[:, 0, p, q] = np.einsum("cl,cl->c", gflat, src)
+        else:
+            out[:, :, p, q] = np.matmul(gflat.reshape(g, cog, length),
+                                        src.reshape(g, cig, length).transpose(0, 2, 1)
+                                        ).reshape(spec.c_out, cig)
+    return out
+
+
+# The per-tap GEMMs win when each is wide (many input channels per group) and the
+# (hq, wq) planes waste little on their zero border; im2col bands win otherwise (stem:
+# 3 input channels, 49 thin GEMMs; 7x7 and 14x14 images: 65% / 30% of each plane is
+# border; MNIST: one input channel). Measured with scripts/bench_grad.py on 2026-12-02.
+TAPS_MIN_CIG = 32
+TAPS_MAX_BORDER = 1.2
+
+
+def weight_grad_uses_taps(spec) -> bool:
+    if spec.cig == 1 and spec.cog == 1:
+        return True            # depthwise: one fused multiply-sum per tap
+    oa = ((spec.kh - 1) * spec.dh) // spec.sh
+    ob = ((spec.kw - 1) * spec.dw) // spec.sw
+    border = (spec.oh + oa) * (spec.ow + ob) / (spec.oh * spec.ow)
+    return spec.cig >= TAPS_MIN_CIG and border <= TAPS_MAX_BORDER
+
+
+def weight_grad(spec, x, go, bound_bytes):
+    """The weight gradient by whichever of the two GEMM forms suits the call."""
+    if weight_grad_uses_taps(spec):
+        return weight_grad_taps(spec, x, go)
+    return weight_grad_gemm(spec, x, go, bound_bytes)

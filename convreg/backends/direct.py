@@ -19,10 +19,8 @@ from ._simd import load_family
 from .base import Backend
 
 
-def weight_by_gemm(spec) -> bool:
-    """Whether cython-direct's weight gradient runs as GEMMs rather than one swapped
-    direct convolution (rule from scripts/bench_grad.py, see docs)."""
-    return True
+# Bound on the im2col bands of the weight gradient's GEMMs.
+WEIGHT_BAND_BYTES = 16 * 2**20
 
 
 class CythonDirectBackend(Backend):
@@ -60,13 +58,12 @@ class CythonDirectBackend(Backend):
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx))
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
-        """One direct convolution with images and channels swapped (grad_output as the
-        kernel), or GEMMs over im2col bands where that measured faster (WEIGHT_GEMM)."""
-        if weight_by_gemm(spec):
-            with blas_threads(ctx.threads):
-                return _gradops.weight_grad_gemm(spec, x, grad_output)
-        return _gradops.weight_grad_swapped(
-            spec, x, grad_output, lambda s, a, k: self.conv2d(s, a, k, None, ctx))
+        """GEMMs (as cython-im2col's): the alternative, one direct convolution with images
+        and channels swapped and grad_output as a (oh, ow) kernel
+        (``_gradops.weight_grad_swapped``, kept for comparison), measured 3-15x slower:
+        its outputs are kh x kw, far too few for the direct kernel's vectorised rows."""
+        with blas_threads(ctx.threads):
+            return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES)
 
     def info(self) -> dict:
         out = super().info()

@@ -305,11 +305,12 @@ class CythonIm2colBackend(Backend):
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx))
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
-        """GEMMs of grad_output with im2col bands of the input, the column copies bounded
-        by the workspace bound."""
-        bound = int(self.workspace_mb(ctx) * MIB)
+        """GEMMs: one per kernel tap on stride-phase buffers of the input (no im2col copy),
+        or of grad_output with im2col bands of the input whose copies stay under the
+        workspace bound (``_gradops.weight_grad_uses_taps`` says which)."""
+        bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
         with blas_threads(ctx.threads):
-            return _gradops.weight_grad_gemm(spec, x, grad_output, min(bound, GRAD_BAND_BYTES))
+            return _gradops.weight_grad(spec, x, grad_output, bound)
 
     def info(self) -> dict:
         bound = self.workspace_mb()
