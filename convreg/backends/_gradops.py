@@ -56,11 +56,27 @@ def _axis_phases(size, o, k, s, d, pad):
     return phases
 
 
-def transposed_weight(spec, w):
-    """(c_in, cog, kh, kw): per group, in and out channels swapped."""
-    g = spec.groups
-    return w.reshape(g, spec.cog, spec.cig, spec.kh, spec.kw).transpose(0, 2, 1, 3, 4).reshape(
-        spec.c_in, spec.cog, spec.kh, spec.kw)
+def _ascending(taps):
+    step = taps[1] - taps[0] if len(taps) > 1 else 1
+    return slice(taps[0], taps[-1] + 1, step)
+
+
+def phase_weight(spec, w, ptaps, qtaps):
+    """(c_in, cog, kh', kw'): the sub-kernel of taps ``ptaps`` x ``qtaps`` flipped, in and
+    out channels swapped per group.
+
+    A plain strided copy would move 3x3 kernels a few floats at a time; instead the
+    (contiguous) sub-kernel is reversed as one flat array (which flips the taps and
+    reverses every channel order), then its kh'*kw'-float tap blocks, seen as single
+    opaque items, are copied in channel-swapped order with the channel orders restored."""
+    g, cog, cig = spec.groups, spec.cog, spec.cig
+    kh, kw = len(ptaps), len(qtaps)
+    sub = w.reshape(g, cog, cig, spec.kh, spec.kw)[:, :, :, _ascending(ptaps),
+                                                   _ascending(qtaps)]
+    rev = np.ascontiguousarray(np.ascontiguousarray(sub).reshape(-1)[::-1])
+    items = rev.view(np.dtype((np.void, kh * kw * w.itemsize))).reshape(g, cog, cig)
+    out = np.ascontiguousarray(items[::-1, ::-1, ::-1].transpose(0, 2, 1))
+    return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
 
 
 def input_grad_by_phases(spec, go, w, conv):
@@ -68,7 +84,6 @@ def input_grad_by_phases(spec, go, w, conv):
     runs a forward convolution (zero padding, no bias) and returns its output."""
     rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
     cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
-    wt = transposed_weight(spec, w)
     single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
     gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
     for (y0, my, ptaps, lo_h, ddh) in rows:
@@ -85,8 +100,7 @@ def input_grad_by_phases(spec, go, w, conv):
                 continue   # every tap reads padding
             part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
                 np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
-            sub = wt[:, :, list(ptaps[::-1]), :][:, :, :, list(qtaps[::-1])]
-            sub = np.ascontiguousarray(sub)
+            sub = phase_weight(spec, w, ptaps, qtaps)
             pspec = replace(
                 spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
                 kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
