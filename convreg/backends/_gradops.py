@@ -28,11 +28,17 @@ Weight gradient as one forward convolution with roles swapped (``weight_grad_swa
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import replace
 
 import numpy as np
 
 from ._compact import compact
+
+try:
+    from .. import _gradutil
+except ImportError:      # the NumPy path below does the same, slower
+    _gradutil = None
 
 
 def _axis_phases(size, o, k, s, d, pad):
@@ -56,21 +62,51 @@ def _axis_phases(size, o, k, s, d, pad):
     return phases
 
 
+_local = threading.local()
+SCRATCH_KEEP_BYTES = 64 * 2**20
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread scratch array, reused across calls (fresh multi-MiB allocations
+    page-fault on first touch, which cost as much as the work for 512-channel weights);
+    only arrays a call uses internally and drops before returning come from here."""
+    cache = getattr(_local, "arrays", None)
+    if cache is None:
+        cache = _local.arrays = {}
+    count = int(np.prod(shape))
+    dtype = np.dtype(dtype)
+    buf = cache.get((name, dtype))
+    if buf is None or buf.size < count:
+        buf = np.empty(count, dtype=dtype)
+        if buf.nbytes <= SCRATCH_KEEP_BYTES:
+            cache[(name, dtype)] = buf
+    return buf[:count].reshape(shape)
+
+
+def _step(taps):
+    return taps[1] - taps[0] if len(taps) > 1 else 1
+
+
 def _ascending(taps):
-    step = taps[1] - taps[0] if len(taps) > 1 else 1
-    return slice(taps[0], taps[-1] + 1, step)
+    return slice(taps[0], taps[-1] + 1, _step(taps))
 
 
-def phase_weight(spec, w, ptaps, qtaps):
+def phase_weight(spec, w, ptaps, qtaps, threads=1):
     """(c_in, cog, kh', kw'): the sub-kernel of taps ``ptaps`` x ``qtaps`` flipped, in and
     out channels swapped per group.
 
     A plain strided copy would move 3x3 kernels a few floats at a time; instead the
     (contiguous) sub-kernel is reversed as one flat array (which flips the taps and
     reverses every channel order), then its kh'*kw'-float tap blocks, seen as single
-    opaque items, are copied in channel-swapped order with the channel orders restored."""
+    opaque items, are copied in channel-swapped order with the channel orders restored.
+    With the compiled helper (``convreg._gradutil.flip_swap``) it is one threaded pass."""
     g, cog, cig = spec.groups, spec.cog, spec.cig
     kh, kw = len(ptaps), len(qtaps)
+    if _gradutil is not None:
+        out = _scratch("phase_weight", (spec.c_in, cog, kh, kw), w.dtype)
+        _gradutil.flip_swap(w, out, g, ptaps[0], _step(ptaps), qtaps[0], _step(qtaps),
+                            threads)
+        return out
     sub = w.reshape(g, cog, cig, spec.kh, spec.kw)[:, :, :, _ascending(ptaps),
                                                    _ascending(qtaps)]
     rev = np.ascontiguousarray(np.ascontiguousarray(sub).reshape(-1)[::-1])
@@ -79,7 +115,7 @@ def phase_weight(spec, w, ptaps, qtaps):
     return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
 
 
-def input_grad_by_phases(spec, go, w, conv):
+def input_grad_by_phases(spec, go, w, conv, threads=1):
     """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
     runs a forward convolution (zero padding, no bias) and returns its output."""
     rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
@@ -100,7 +136,7 @@ def input_grad_by_phases(spec, go, w, conv):
                 continue   # every tap reads padding
             part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
                 np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
-            sub = phase_weight(spec, w, ptaps, qtaps)
+            sub = phase_weight(spec, w, ptaps, qtaps, threads)
             pspec = replace(
                 spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
                 kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,

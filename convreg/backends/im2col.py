@@ -302,7 +302,7 @@ class CythonIm2colBackend(Backend):
         """Stride phases, each a stride-1 im2col convolution of grad_output with the
         flipped, channel-swapped sub-kernel (convreg.backends._gradops)."""
         return _gradops.input_grad_by_phases(
-            spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx))
+            spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
         """GEMMs: one per kernel tap on stride-phase buffers of the input (no im2col copy),

@@ -1,0 +1,66 @@
+"""Helpers of the gradient operations (convreg.backends._gradops).
+
+flip_swap: the weight of an input-gradient stride phase, in one pass:
+
+    out[g*cig + c, o, i, j] = w[g*cog + o, c, p0 + (kh2-1-i)*ps, q0 + (kw2-1-j)*qs]
+
+for out of shape (c_in, cog, kh2, kw2): the phase's taps (rows p0, p0+ps, ...; columns
+q0, q0+qs, ...) flipped, input and output channels swapped within each group.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+
+from _openmp_helpers cimport CONVREG_HAVE_OPENMP
+
+HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
+
+
+cdef void _flip_swap_row(const floating* w, floating* out, Py_ssize_t cog, Py_ssize_t cig,
+                         Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t kh2, Py_ssize_t kw2,
+                         Py_ssize_t p0, Py_ssize_t ps, Py_ssize_t q0,
+                         Py_ssize_t qs) noexcept nogil:
+    """One output row (input channel c of group g): w points at w[g*cog, c, 0, 0]."""
+    cdef Py_ssize_t o, i, j, t, kk = kh * kw
+    cdef const floating* src
+    cdef floating* dst
+    if kh2 == kh and kw2 == kw:
+        # every tap: the flipped kernel is the kh*kw block reversed
+        for o in range(cog):
+            src = w + o * cig * kk + kk - 1
+            dst = out + o * kk
+            for t in range(kk):
+                dst[t] = src[-t]
+        return
+    for o in range(cog):
+        src = w + o * cig * kh * kw
+        dst = out + o * kh2 * kw2
+        for i in range(kh2):
+            for j in range(kw2):
+                dst[i * kw2 + j] = src[(p0 + (kh2 - 1 - i) * ps) * kw
+                                       + q0 + (kw2 - 1 - j) * qs]
+
+
+def flip_swap(const floating[:, :, :, ::1] w,     # IN  (c_out, cig, kh, kw)
+              floating[:, :, :, ::1] out,         # OUT (c_in, cog, kh2, kw2)
+              Py_ssize_t groups, Py_ssize_t p0, Py_ssize_t ps, Py_ssize_t q0,
+              Py_ssize_t qs, int threads):
+    """out := the phase weight (see the module docstring)."""
+    cdef Py_ssize_t c_out = w.shape[0], cig = w.shape[1], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t c_in = out.shape[0], cog = out.shape[1]
+    cdef Py_ssize_t kh2 = out.shape[2], kw2 = out.shape[3]
+    cdef Py_ssize_t r, g, c
+    if c_in == 0 or cog == 0 or kh2 == 0 or kw2 == 0:
+        return
+    if c_in != groups * cig or c_out != groups * cog:
+        raise ValueError("flip_swap: shapes do not match the groups")
+    if p0 + (kh2 - 1) * ps >= kh or q0 + (kw2 - 1) * qs >= kw:
+        raise ValueError("flip_swap: taps outside the kernel")
+    cdef const floating* src = &w[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0, 0, 0]
+    with nogil:
+        for r in prange(c_in, schedule='static', num_threads=threads):
+            g = r // cig
+            c = r - g * cig
+            _flip_swap_row(src + (g * cog * cig + c) * kh * kw, dst + r * cog * kh2 * kw2,
+                           cog, cig, kh, kw, kh2, kw2, p0, ps, q0, qs)
