@@ -64,3 +64,54 @@ def flip_swap(const floating[:, :, :, ::1] w,     # IN  (c_out, cig, kh, kw)
             c = r - g * cig
             _flip_swap_row(src + (g * cog * cig + c) * kh * kw, dst + r * cog * kh2 * kw2,
                            cog, cig, kh, kw, kh2, kw2, p0, ps, q0, qs)
+
+
+cdef void _phase_row(const floating* x, floating* out, Py_ssize_t c_in, Py_ssize_t hw,
+                     Py_ssize_t w, Py_ssize_t wq, Py_ssize_t c0, Py_ssize_t c1,
+                     Py_ssize_t xc0, Py_ssize_t sw) noexcept nogil:
+    """One (wq, c_in) row block: out[c, ch] = x[ch, c*sw + ...] for c in [c0, c1], else 0.
+    x points at x[n, 0, row, 0]."""
+    cdef Py_ssize_t c, ch
+    for c in range(wq):
+        if c < c0 or c > c1:
+            for ch in range(c_in):
+                out[c * c_in + ch] = 0
+        else:
+            for ch in range(c_in):
+                out[c * c_in + ch] = x[ch * hw + xc0 + (c - c0) * sw]
+
+
+def phase_nhwc(const floating[:, :, :, ::1] x,    # IN  (n, c_in, h, w)
+               floating[:, ::1] out,             # OUT (>= n*hq*wq, c_in)
+               Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t a, Py_ssize_t b,
+               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int threads):
+    """Stride phase (a, b) of the zero-padded input, channels last:
+
+        out[(i*hq + r)*wq + c, ch] = xpad[i, ch, r*sh + a, c*sw + b]
+
+    (xpad: x with pt/pl zeros above/left and zeros beyond); rows past n*hq*wq untouched."""
+    cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t rows = n * hq, k, i, r, y, c, ch
+    if rows == 0 or wq == 0 or c_in == 0:
+        return
+    if out.shape[0] < rows * wq or out.shape[1] != c_in:
+        raise ValueError("phase_nhwc: output too small")
+    # columns c with 0 <= c*sw + b - pl < w
+    cdef Py_ssize_t c0 = 0, c1 = wq - 1
+    while c0 < wq and c0 * sw + b - pl < 0:
+        c0 += 1
+    while c1 >= 0 and c1 * sw + b - pl >= w:
+        c1 -= 1
+    cdef const floating* src = &x[0, 0, 0, 0]
+    cdef floating* dst = &out[0, 0]
+    with nogil:
+        for k in prange(rows, schedule='static', num_threads=threads):
+            i = k // hq
+            r = k - i * hq
+            y = r * sh + a - pt
+            if y < 0 or y >= h or c0 > c1:
+                for c in range(wq * c_in):
+                    dst[k * wq * c_in + c] = 0
+            else:
+                _phase_row(src + (i * c_in * h + y) * w, dst + k * wq * c_in, c_in, h * w,
+                           w, wq, c0, c1, c0 * sw + b - pl, sw)

@@ -301,6 +301,55 @@ def weight_grad_taps(spec, x, go):
     return out
 
 
+def gemm_spec(spec, m, k, nn):
+    """The spec of a 1x1 convolution that is the GEMM (m, k) @ (k, nn): weight (m, k, 1, 1),
+    input (1, k, nn, 1) (a contiguous (k, nn) matrix), output (1, m, nn, 1)."""
+    return replace(spec, n=1, c_in=k, h=nn, w=1, c_out=m, kh=1, kw=1, sh=1, sw=1, pt=0, pb=0,
+                   pl=0, pr=0, dh=1, dw=1, groups=1, padding_mode="zeros", has_bias=False,
+                   unbatched=False, oh=nn, ow=1)
+
+
+def weight_grad_taps_nhwc(spec, x, go, conv, threads=1):
+    """As :func:`weight_grad_taps` (groups == 1) with channels-last phase buffers, so that
+    every tap's GEMM  gw[:, :, p, q] = go_ext (c_out, L) @ phase[off:off + L] (L, c_in)
+    reads a contiguous block and runs as a 1x1 forward convolution ``conv(spec', x', w')``
+    (cython-im2col's GEMM on the input: its own kernel and OpenMP threads, no BLAS pool)."""
+    n, cin, cout = spec.n, spec.c_in, spec.c_out
+    taps = [(p, q, (p * spec.dh) % spec.sh, (q * spec.dw) % spec.sw,
+             (p * spec.dh) // spec.sh, (q * spec.dw) // spec.sw)
+            for p in range(spec.kh) for q in range(spec.kw)]
+    hq = spec.oh + max(t[4] for t in taps)
+    wq = spec.ow + max(t[5] for t in taps)
+    length = n * hq * wq
+    tail = max(t[4] for t in taps) * wq + max(t[5] for t in taps)
+    gext = np.zeros((cout, n, hq, wq), dtype=go.dtype)
+    gext[:, :, :spec.oh, :spec.ow] = go.transpose(1, 0, 2, 3)
+    w4 = gext.reshape(cout, length, 1, 1)
+    gspec = gemm_spec(spec, cout, length, cin)
+    out = np.empty((cout, cin, spec.kh, spec.kw), dtype=go.dtype)
+    phases = {}
+    for p, q, a, b, oa, ob in taps:
+        buf = phases.get((a, b))
+        if buf is None:
+            buf = np.empty((length + tail, cin), dtype=x.dtype)
+            _gradutil.phase_nhwc(x, buf, hq, wq, a, b, spec.sh, spec.sw, spec.pt, spec.pl,
+                                 threads)
+            buf[length:] = 0
+            phases[(a, b)] = buf
+        off = oa * wq + ob
+        res = conv(gspec, buf[off:off + length].reshape(1, length, cin, 1), w4)
+        out[:, :, p, q] = res[0, :, :, 0]
+    return out
+
+
+def swapped_fits(spec) -> bool:
+    """Calls whose weight gradient runs best as the swapped forward convolution through
+    cython-im2col: few input channels per group and a kernel of at least 16 taps (the
+    swapped call's outputs, kh*kw, fill the GEMM kernel's 32-pixel tiles), e.g. the
+    ResNet stem (3 channels, 7x7) and MNIST's first layer (1 channel, 5x5)."""
+    return spec.groups == 1 and spec.cig <= 4 and spec.kh * spec.kw >= 16
+
+
 # The per-tap GEMMs win when each is wide (many input channels per group) and the
 # (hq, wq) planes waste little on their zero border; im2col bands win otherwise (stem:
 # 3 input channels, 49 thin GEMMs; 7x7 and 14x14 images: 65% / 30% of each plane is

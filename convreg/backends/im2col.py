@@ -305,9 +305,23 @@ class CythonIm2colBackend(Backend):
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
-        """GEMMs: one per kernel tap on stride-phase buffers of the input (no im2col copy),
-        or of grad_output with im2col bands of the input whose copies stay under the
-        workspace bound (``_gradops.weight_grad_uses_taps`` says which)."""
+        """GEMMs, in the first form that fits (rules and measurements in _gradops):
+
+        * few input channels, >= 16 taps (stem, MNIST): the forward convolution with images
+          and channels swapped, through this backend's own conv2d;
+        * wide dense layers: one GEMM per kernel tap on channels-last stride-phase
+          buffers (no im2col copy), each run as a 1x1 convolution by this backend (own
+          GEMM kernel, OpenMP threads);
+        * otherwise (small images, grouped): BLAS GEMMs of grad_output with im2col bands
+          of the input, the copies under the workspace bound; depthwise per tap."""
+        def conv(s, a, k):
+            return self.conv2d(s, a, k, None, ctx)
+
+        if _gradops.swapped_fits(spec):
+            return _gradops.weight_grad_swapped(spec, x, grad_output, conv)
+        if (spec.groups == 1 and _gradops._gradutil is not None
+                and _gradops.weight_grad_uses_taps(spec)):
+            return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
         with blas_threads(ctx.threads):
             return _gradops.weight_grad(spec, x, grad_output, bound)
