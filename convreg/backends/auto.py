@@ -11,6 +11,7 @@ lanes while the channels are deep.
 from __future__ import annotations
 
 from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
+from ._gradops import input_grad_gemm_fits
 from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
@@ -54,14 +55,20 @@ def choose(spec, fuses=None) -> tuple:
 
 
 def choose_input_grad(spec) -> tuple:
-    """(backend, reason) for the input gradient: both run it as stride-phase forward
-    convolutions of grad_output; the rule is the forward rule applied to those."""
-    return choose(_input_grad_forward(spec))
+    """(backend, reason) for the input gradient: small outputs over many channels run
+    im2col's GEMM + col2im form; otherwise both run it as stride-phase forward
+    convolutions of grad_output, and the forward rule applied to those decides."""
+    if input_grad_gemm_fits(spec):
+        return "cython-im2col", (f"input gradient of a {spec.oh}x{spec.ow} output over "
+                                 f"{spec.cog} output channels: one GEMM and col2im")
+    first, why = choose(_input_grad_forward(spec), _im2col_backend.fuses)
+    return first, f"input gradient as stride-phase convolutions; {why}"
 
 
 def choose_weight_grad(spec) -> tuple:
-    """(backend, reason) for the weight gradient."""
-    return "cython-im2col", "weight gradient: GEMMs of grad_output with im2col bands"
+    """(backend, reason) for the weight gradient: cython-im2col's GEMM forms (the
+    direct kernel's swapped-role convolution measured 3-15x slower)."""
+    return "cython-im2col", "weight gradient: GEMMs over the reduction of n*oh*ow terms"
 
 
 def _input_grad_forward(spec):

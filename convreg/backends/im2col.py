@@ -299,8 +299,13 @@ class CythonIm2colBackend(Backend):
 
     # ------------------------------------------------------------- gradients
     def conv2d_input(self, spec, grad_output, w, ctx):
-        """Stride phases, each a stride-1 im2col convolution of grad_output with the
-        flipped, channel-swapped sub-kernel (convreg.backends._gradops)."""
+        """Small outputs over many channels: one GEMM w^T @ grad_output per group (BLAS
+        reads w transposed) and a col2im scatter-add; otherwise stride phases, each a
+        stride-1 im2col convolution of grad_output with the flipped, channel-swapped
+        sub-kernel (convreg.backends._gradops)."""
+        if _gradops.input_grad_gemm_fits(spec):
+            with blas_threads(ctx.threads):
+                return _gradops.input_grad_gemm(spec, grad_output, w)
         return _gradops.input_grad_by_phases(
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
