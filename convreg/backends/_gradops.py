@@ -34,10 +34,11 @@ from dataclasses import replace
 import numpy as np
 
 from ._compact import compact
+from ._simd import load_family
 
 try:
-    from .. import _gradutil
-except ImportError:      # the NumPy path below does the same, slower
+    _gradutil = load_family("_gradutil")     # pyx/_gradutil_impl.pxi, per SIMD variant
+except ImportError:      # the NumPy paths do the same, slower
     _gradutil = None
 
 
@@ -99,7 +100,7 @@ def phase_weight(spec, w, ptaps, qtaps, threads=1):
     (contiguous) sub-kernel is reversed as one flat array (which flips the taps and
     reverses every channel order), then its kh'*kw'-float tap blocks, seen as single
     opaque items, are copied in channel-swapped order with the channel orders restored.
-    With the compiled helper (``convreg._gradutil.flip_swap``) it is one threaded pass."""
+    With the compiled helper (``flip_swap`` in pyx/_gradutil_impl.pxi) it is one threaded pass."""
     g, cog, cig = spec.groups, spec.cog, spec.cig
     kh, kw = len(ptaps), len(qtaps)
     if _gradutil is not None:
@@ -403,8 +404,14 @@ def weight_grad_uses_taps(spec) -> bool:
     return spec.cig >= TAPS_MIN_CIG and border <= TAPS_MAX_BORDER
 
 
-def weight_grad(spec, x, go, bound_bytes):
-    """The weight gradient by whichever of the two GEMM forms suits the call."""
+def weight_grad(spec, x, go, bound_bytes, threads=1):
+    """The weight gradient by whichever of the two GEMM forms suits the call (one input
+    channel per group: the compiled per-channel reduction when built)."""
+    if spec.cig == 1 and spec.groups == spec.c_in and _gradutil is not None:
+        out = np.empty(spec.weight_shape, dtype=go.dtype)
+        _gradutil.depthwise_weight_grad(x, go, out, spec.groups, spec.sh, spec.sw, spec.pt,
+                                        spec.pl, spec.dh, spec.dw, threads)
+        return out
     if weight_grad_uses_taps(spec):
         return weight_grad_taps(spec, x, go)
     return weight_grad_gemm(spec, x, go, bound_bytes)

@@ -63,7 +63,8 @@ class CythonDirectBackend(Backend):
         (``_gradops.weight_grad_swapped``, kept for comparison), measured 3-15x slower:
         its outputs are kh x kw, far too few for the direct kernel's vectorised rows."""
         with blas_threads(ctx.threads):
-            return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES)
+            return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES,
+                                         ctx.threads)
 
     def info(self) -> dict:
         out = super().info()

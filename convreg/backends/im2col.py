@@ -329,7 +329,7 @@ class CythonIm2colBackend(Backend):
             return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
         with blas_threads(ctx.threads):
-            return _gradops.weight_grad(spec, x, grad_output, bound)
+            return _gradops.weight_grad(spec, x, grad_output, bound, ctx.threads)
 
     def info(self) -> dict:
         bound = self.workspace_mb()

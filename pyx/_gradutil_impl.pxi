@@ -1,4 +1,5 @@
-"""Helpers of the gradient operations (convreg.backends._gradops).
+"""Helpers of the gradient operations (convreg.backends._gradops), built per SIMD variant
+as convreg._gradutil_<variant>.
 
 flip_swap: the weight of an input-gradient stride phase, in one pass:
 
@@ -115,3 +116,83 @@ def phase_nhwc(const floating[:, :, :, ::1] x,    # IN  (n, c_in, h, w)
             else:
                 _phase_row(src + (i * c_in * h + y) * w, dst + k * wq * c_in, c_in, h * w,
                            w, wq, c0, c1, c0 * sw + b - pl, sw)
+
+
+from libc.stdlib cimport calloc, free
+
+
+cdef int _dw_weight_channel(const floating* x, const floating* go, floating* gw,
+                            Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
+                            Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t ow,
+                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                            Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
+                            Py_ssize_t o, Py_ssize_t c) noexcept nogil:
+    """gw[o, 0, :, :] for output channel o reading input channel c. Per tap, products are
+    accumulated lane-wise over (image, row) into tmp[tap, j] (a vectorisable loop with
+    no reassociation), then tmp is summed over j."""
+    cdef floating* tmp = <floating*> calloc(kh * kw * ow, sizeof(floating))
+    cdef Py_ssize_t b, i, p, q, j, y, j0, j1, xo
+    cdef const floating* grow
+    cdef const floating* xrow
+    cdef floating* t
+    cdef floating s
+    if tmp == NULL:
+        return -1
+    for b in range(n):
+        for i in range(oh):
+            grow = go + ((b * c_out + o) * oh + i) * ow
+            for p in range(kh):
+                y = i * sh + p * dh - pt
+                if y < 0 or y >= h:
+                    continue
+                xrow = x + ((b * c_in + c) * h + y) * w
+                for q in range(kw):
+                    xo = q * dw - pl
+                    # columns j with 0 <= j*sw + xo < w
+                    j0 = 0 if xo >= 0 else (-xo + sw - 1) // sw
+                    j1 = ow - 1 if (ow - 1) * sw + xo < w else (w - 1 - xo) // sw
+                    t = tmp + (p * kw + q) * ow
+                    if sw == 1:
+                        for j in range(j0, j1 + 1):
+                            t[j] += grow[j] * xrow[j + xo]
+                    else:
+                        for j in range(j0, j1 + 1):
+                            t[j] += grow[j] * xrow[j * sw + xo]
+    for p in range(kh * kw):
+        s = 0
+        for j in range(ow):
+            s += tmp[p * ow + j]
+        gw[o * kh * kw + p] = s
+    free(tmp)
+    return 0
+
+
+def depthwise_weight_grad(const floating[:, :, :, ::1] x,     # IN  (n, c_in, h, w)
+                          const floating[:, :, :, ::1] go,    # IN  (n, c_out, oh, ow)
+                          floating[:, :, :, ::1] gw,          # OUT (c_out, 1, kh, kw)
+                          Py_ssize_t groups, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                          Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int threads):
+    """Weight gradient of a convolution with one input channel per group (depthwise,
+    any channel multiplier), zero padding pt/pl; OpenMP over output channels."""
+    cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t c_out = go.shape[1], oh = go.shape[2], ow = go.shape[3]
+    cdef Py_ssize_t kh = gw.shape[2], kw = gw.shape[3]
+    cdef Py_ssize_t o, cog
+    cdef int failed = 0
+    if gw.shape[0] != c_out or gw.shape[1] != 1 or c_in != groups or c_out % groups:
+        raise ValueError("depthwise_weight_grad: shapes do not match")
+    if c_out == 0:
+        return
+    if n == 0 or oh == 0 or ow == 0:
+        gw[...] = 0
+        return
+    cog = c_out // groups
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* gp = &go[0, 0, 0, 0]
+    cdef floating* wp = &gw[0, 0, 0, 0]
+    with nogil:
+        for o in prange(c_out, schedule='static', num_threads=threads):
+            failed += _dw_weight_channel(xp, gp, wp, n, c_in, h, w, c_out, oh, ow, kh, kw,
+                                         sh, sw, pt, pl, dh, dw, o, o // cog) != 0
+    if failed:
+        raise MemoryError()
