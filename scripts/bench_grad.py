@@ -94,7 +94,7 @@ def make_calls(x_shape, w_shape, kw, dtype, backend, torch):
             "transp": (calls["transp"], t_transp)}
 
 
-def time_pair(ours, theirs, reps, sleep):
+def time_pair(ours, theirs, reps, sleep, clock=time.perf_counter):
     ours()
     if theirs is not None:
         theirs()
@@ -107,9 +107,9 @@ def time_pair(ours, theirs, reps, sleep):
             if fn is None:
                 continue
             time.sleep(sleep)
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
-            bucket.append(time.perf_counter() - t0)
+            bucket.append(clock() - t0)
     return statistics.median(t_ours), (statistics.median(t_theirs) if t_theirs else None)
 
 
@@ -122,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of input,weight,transp")
     ap.add_argument("--layers", default="", help="only layers whose name contains this")
     ap.add_argument("--sleep-ms", type=float, default=5.0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time (all threads) instead of wall time; on a "
+                         "loaded machine, with --threads 1, the steadier measure of work")
     args = ap.parse_args(argv)
     ops = [o for o in args.ops.split(",") if o]
     try:
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     convreg.set_threads(args.threads)
     load = os.getloadavg()[0]
     print(f"# bench_grad: backend={args.backend} {args.dtype} threads={args.threads} "
-          f"reps={args.reps} load(1min)={load:.2f}"
+          f"reps={args.reps} clock={args.clock} load(1min)={load:.2f}"
           + ("  (load >= 0.5: numbers unreliable)" if load >= 0.5 else ""))
     print(f"{'layer':24s} {'op':7s} {'convreg ms':>11s} {'torch ms':>9s} {'ratio':>6s}")
     ratios = {op: [] for op in ops}
@@ -142,7 +145,8 @@ def main(argv=None) -> int:
         calls = make_calls(xs, ws, kw, args.dtype, args.backend, torch)
         for op in ops:
             ours, theirs = calls[op]
-            a, b = time_pair(ours, theirs, args.reps, args.sleep_ms / 1000)
+            a, b = time_pair(ours, theirs, args.reps, args.sleep_ms / 1000,
+                             time.process_time if args.clock == "cpu" else time.perf_counter)
             r = a / b if b else float("nan")
             if b:
                 ratios[op].append(r)

@@ -317,15 +317,17 @@ class CythonIm2colBackend(Backend):
         * wide dense layers: one GEMM per kernel tap on channels-last stride-phase
           buffers (no im2col copy), each run as a 1x1 convolution by this backend (own
           GEMM kernel, OpenMP threads);
-        * otherwise (small images, grouped): BLAS GEMMs of grad_output with im2col bands
-          of the input, the copies under the workspace bound; depthwise per tap."""
+        * otherwise (small images, grouped; unpadded 1x1 stride-1 layers, whose "column
+          buffer" is the input itself, no copy): BLAS GEMMs of grad_output with im2col
+          bands of the input, the copies under the workspace bound; depthwise by the
+          compiled per-channel reduction."""
         def conv(s, a, k):
             return self.conv2d(s, a, k, None, ctx)
 
         if _gradops.swapped_fits(spec):
             return _gradops.weight_grad_swapped(spec, x, grad_output, conv)
         if (spec.groups == 1 and _gradops._gradutil is not None
-                and _gradops.weight_grad_uses_taps(spec)):
+                and _gradops.weight_grad_uses_taps(spec) and not _is_direct(spec)):
             return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
         with blas_threads(ctx.threads):
