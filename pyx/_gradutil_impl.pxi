@@ -150,7 +150,12 @@ cdef int _dw_weight_channel(const floating* x, const floating* go, floating* gw,
                     xo = q * dw - pl
                     # columns j with 0 <= j*sw + xo < w
                     j0 = 0 if xo >= 0 else (-xo + sw - 1) // sw
-                    j1 = ow - 1 if (ow - 1) * sw + xo < w else (w - 1 - xo) // sw
+                    if (ow - 1) * sw + xo < w:
+                        j1 = ow - 1
+                    elif w - 1 - xo < 0:
+                        j1 = -1         # (C division would round -k/sw up to 0)
+                    else:
+                        j1 = (w - 1 - xo) // sw
                     t = tmp + (p * kw + q) * ow
                     if sw == 1:
                         for j in range(j0, j1 + 1):

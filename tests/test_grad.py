@@ -329,3 +329,16 @@ def test_conv_transpose2d_matches_torch(xs, ws, kw, backend):
                                      ("groups", 1), ("dilation", 1))]
     np.testing.assert_array_equal(convreg.conv_transpose2d(x, w, b, *pos, backend=backend),
                                   out)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_depthwise_weight_grad_taps_beyond_a_narrow_input(backend):
+    # regression: a tap whose columns all fall right of a 1-wide input (C division of a
+    # negative number rounded the last column up to 0 and read past the row)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 3, 4, 1))
+    kw = dict(stride=(2, 3), padding=(0, 3), dilation=(1, 2), groups=3)
+    go = rng.standard_normal(convreg.conv2d(x, np.ones((3, 1, 4, 4)), **kw).shape)
+    ref = grad.conv2d_weight(x, (3, 1, 4, 4), go, **kw, backend="python")
+    np.testing.assert_allclose(grad.conv2d_weight(x, (3, 1, 4, 4), go, **kw, backend=backend),
+                               ref, rtol=1e-12, atol=1e-12)
