@@ -342,3 +342,18 @@ def test_depthwise_weight_grad_taps_beyond_a_narrow_input(backend):
     ref = grad.conv2d_weight(x, (3, 1, 4, 4), go, **kw, backend="python")
     np.testing.assert_allclose(grad.conv2d_weight(x, (3, 1, 4, 4), go, **kw, backend=backend),
                                ref, rtol=1e-12, atol=1e-12)
+
+
+def test_torch_backend_gradients_on_the_grid():
+    pytest.importorskip("torch")
+    from convreg.backends.torch import make_backend
+    convreg.register_backend("torch-grad-test", make_backend(), replace=True)
+    try:
+        bad = []
+        for case in (c for c in GRID if c.op != "conv2d" and c.dtype == "float64"):
+            r = harness.check_case("torch-grad-test", case, _ref(case))
+            if not r.ok:
+                bad.append(f"{case.label()}: {r.error}")
+        assert not bad, "\n".join(bad[:10])
+    finally:
+        convreg.unregister_backend("torch-grad-test")
