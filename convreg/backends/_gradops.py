@@ -180,12 +180,16 @@ def input_grad_gemm(spec, go, w):
 def input_grad_gemm_fits(spec) -> bool:
     """Small outputs over many channels (14x14 / 7x7 ResNet layers): the GEMM + col2im
     form, measured faster than the phase convolutions there (scripts/bench_grad.py)."""
+    itemsize = 4 if spec.dtype == "float32" else 8
+    cols = spec.c_in * spec.kh * spec.kw * spec.oh * spec.ow * itemsize   # per image
     return (spec.oh * spec.ow <= GEMM_INPUT_MAX_PIXELS and spec.cog >= 64
+            and cols <= GEMM_INPUT_MAX_COLS_BYTES
             and spec.h + spec.pt + spec.pb <= 2 * spec.h + 8
             and spec.w + spec.pl + spec.pr <= 2 * spec.w + 8)
 
 
 GEMM_INPUT_MAX_PIXELS = 256
+GEMM_INPUT_MAX_COLS_BYTES = 16 * 2**20    # the per-image column matrix stays under this
 
 
 def _padded_input(spec, x):
