@@ -12,7 +12,14 @@ Input gradient by stride phases (``input_grad_by_phases``)
     becomes a crop of grad_output. No zero-inserted upsampling: the phases together do
     exactly the work of the gradient, and memory is that of gx plus one phase.
 
-Weight gradient as GEMMs (``weight_grad_gemm``)
+Input gradient as GEMM + col2im (``input_grad_gemm``), for small outputs over many
+    channels: cols = w_g^T @ go_g per group (no weight copy), scattered back per tap.
+
+Weight gradient as one GEMM per kernel tap (``weight_grad_taps``, channels-last
+    ``weight_grad_taps_nhwc``): each tap reads a contiguous, shifted slice of a
+    stride-phase buffer of the input, so there is no im2col copy.
+
+Weight gradient as GEMMs over im2col bands (``weight_grad_gemm``)
     gw[g] (cog, cig*kh*kw) = sum over bands of go[band, g] (cog, P) @ col[band, g] (P, K)
 
     with col the im2col of the input over a band of images (or of output rows of one
@@ -23,6 +30,9 @@ Weight gradient as one forward convolution with roles swapped (``weight_grad_swa
     gw[o, c, p, q] = sum_{n,i,j} x[n, c, i*s + p*d - pad] go[n, o, i, j]: the input with
     channels as the batch and the images as the channels, convolved with grad_output as a
     (oh, ow) kernel at stride d and dilation s, groups kept.
+
+Depthwise weight gradient: the compiled per-channel reduction (``depthwise_weight_grad``
+in pyx/_gradutil_impl.pxi). Which form runs where: the backends' methods and docs/grad.md.
 """
 
 from __future__ import annotations
