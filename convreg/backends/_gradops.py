@@ -73,6 +73,15 @@ def _axis_phases(size, o, k, s, d, pad):
     return phases
 
 
+# Below this many elements of work a compiled helper runs on the calling thread: waking
+# the OpenMP pool cost ~0.4 ms per call on the shared machine, far more than the work.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _threads_for(work, threads):
+    return threads if work >= PARALLEL_MIN_WORK else 1
+
+
 _local = threading.local()
 SCRATCH_KEEP_BYTES = 64 * 2**20
 
@@ -116,7 +125,7 @@ def phase_weight(spec, w, ptaps, qtaps, threads=1):
     if _gradutil is not None:
         out = _scratch("phase_weight", (spec.c_in, cog, kh, kw), w.dtype)
         _gradutil.flip_swap(w, out, g, ptaps[0], _step(ptaps), qtaps[0], _step(qtaps),
-                            threads)
+                            _threads_for(w.size, threads))
         return out
     sub = w.reshape(g, cog, cig, spec.kh, spec.kw)[:, :, :, _ascending(ptaps),
                                                    _ascending(qtaps)]
@@ -384,7 +393,7 @@ def weight_grad_taps_nhwc(spec, x, go, conv, threads=1):
         if buf is None:
             buf = np.empty((length + tail, cin), dtype=x.dtype)
             _gradutil.phase_nhwc(x, buf, hq, wq, a, b, spec.sh, spec.sw, spec.pt, spec.pl,
-                                 threads)
+                                 _threads_for(length * cin, threads))
             buf[length:] = 0
             phases[(a, b)] = buf
         off = oa * wq + ob
@@ -424,7 +433,8 @@ def weight_grad(spec, x, go, bound_bytes, threads=1):
     if spec.cig == 1 and spec.groups == spec.c_in and _gradutil is not None:
         out = np.empty(spec.weight_shape, dtype=go.dtype)
         _gradutil.depthwise_weight_grad(x, go, out, spec.groups, spec.sh, spec.sw, spec.pt,
-                                        spec.pl, spec.dh, spec.dw, threads)
+                                        spec.pl, spec.dh, spec.dw,
+                                        _threads_for(go.size * spec.kh * spec.kw, threads))
         return out
     if weight_grad_uses_taps(spec):
         return weight_grad_taps(spec, x, go)
