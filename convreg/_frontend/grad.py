@@ -12,8 +12,8 @@ import numpy as np
 
 from .._errors import ConvSpecError, ConvTypeError
 from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
-from .hyper import _pair, is_int, normalize_hyper
-from .spec import spec_for_shapes
+from .hyper import _pair, is_int, normalize_hyper, output_size
+from .spec import ConvSpec, spec_for_shapes
 
 
 def _dtype_hint(*objs):
@@ -233,10 +233,13 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
             f"(H, W)=({h}, {w_}), stride=({sh}, {sw}), padding=({ph}, {pw}), kernel=({kh}, "
             f"{kw}), dilation=({dh}, {dw}), output_padding=({oph}, {opw})")
     check_memory("the output", (n, c_out, oh, ow), x.dtype.itemsize)
-    spec = spec_for_shapes((n, c_out, oh, ow), w.shape, bias=False,
-                           dtype=DTYPE_NAMES[x.dtype], stride=(sh, sw), padding=(ph, pw),
-                           dilation=(dh, dw), groups=g)
-    spec = _replace(spec, n=n, unbatched=unbatched, has_bias=b is not None)
+    # The forward convolution of an (oh, ow) input by this weight: every field is checked
+    # above (its output size is at least h, w since output_padding >= 0).
+    spec = ConvSpec._trusted(
+        n=n, c_in=c_out, h=oh, w=ow, c_out=c_in, kh=kh, kw=kw, sh=sh, sw=sw, pt=ph, pb=ph,
+        pl=pw, pr=pw, dh=dh, dw=dw, groups=g, padding_mode="zeros",
+        dtype=DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched,
+        oh=output_size(oh, ph, ph, kh, sh, dh), ow=output_size(ow, pw, pw, kw, sw, dw))
     extra = (spec.oh - h, spec.ow - w_)
     x = np.ascontiguousarray(x)
     if extra != (0, 0):
