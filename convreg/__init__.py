@@ -12,8 +12,9 @@ How a call flows, and where each part lives: docs/architecture.md.
 __version__ = "0.2.0"
 
 # Convolution
-from ._api import Explanation, conv2d, explain
-from ._layer import Conv2d
+from ._api import Explanation, conv2d, conv_transpose2d, explain
+from ._layer import Conv2d, ConvTranspose2d
+from . import grad
 from ._frontend.hyper import output_size
 from ._frontend.spec import ConvSpec, spec_for_shapes
 
@@ -39,7 +40,7 @@ from ._source_tree import warn_if_unbuilt as _warn_if_unbuilt
 _warn_if_unbuilt()
 
 __all__ = [
-    "conv2d", "Conv2d", "ConvSpec", "output_size", "spec_for_shapes", "explain",
+    "conv2d", "Conv2d", "conv_transpose2d", "ConvTranspose2d", "grad", "ConvSpec", "output_size", "spec_for_shapes", "explain",
     "Explanation",
     "Backend", "OptionSpec", "Support", "CurrentBackend", "available_backends",
     "current_backend", "get_backend", "register_backend", "set_backend",

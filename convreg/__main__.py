@@ -63,7 +63,7 @@ def _backends(args) -> int:
 def _check(args) -> int:
     from ._dispatch.registry import available_backends, unavailable
     from .backends.catalog import BUILTINS
-    from .harness import random_cases, run_checks, standard_cases
+    from .harness import grad_cases, random_cases, random_grad_cases, run_checks, standard_cases
 
     if args.random < 0:
         raise _Usage(f"--random must be >= 0, but got {args.random}")
@@ -78,6 +78,8 @@ def _check(args) -> int:
         backends = have
     missing = {n: why for n, why in unavailable().items() if n in BUILTINS}
     cases = standard_cases() + random_cases(args.random, seed=args.seed)
+    if not args.no_grad:
+        cases += grad_cases() + random_grad_cases(args.random, seed=args.seed)
     report = run_checks(backends, cases)
     print(report.table())
     if args.json:
@@ -135,6 +137,8 @@ def _parser():
     chk.add_argument("--random", type=int, default=40, help="random cases (default 40)")
     chk.add_argument("--seed", type=int, default=0)
     chk.add_argument("--json", help="write the results to this file")
+    chk.add_argument("--no-grad", action="store_true",
+                     help="only conv2d (skip conv2d_input, conv2d_weight, conv_transpose2d)")
     exp = sub.add_parser("explain", help="say which backend a call would run, and why")
     exp.add_argument("--input", type=_ints, required=True,
                      help="input shape, e.g. 1,64,56,56 or 1x64x56x56")

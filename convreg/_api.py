@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from ._dispatch.grad import run_transpose
 from ._dispatch.select import run, select
+from ._frontend.grad import prepare_transpose
 from ._frontend.spec import prepare, spec_for_shapes
 from ._settings.context import call_context
 
@@ -103,3 +105,35 @@ def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, 
     choice = select(spec, ctx)
     prefix = "".join(f"skipped {r}; " for r in choice.refusals)
     return Explanation(choice.label, choice.runs, ctx.backend_source, prefix + choice.reason)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1, *, backend=None):
+    """2-D transposed convolution with the semantics of
+    ``torch.nn.functional.conv_transpose2d`` (note torch's order: groups before dilation).
+
+    Parameters
+    ----------
+    input : array_like, shape (N, C_in, H, W) or (C_in, H, W)
+    weight : array_like, shape (C_in, C_out / groups, kH, kW)
+    bias : array_like, shape (C_out,), optional
+    stride, dilation : int or (int, int), each >= 1
+    padding : int or (int, int)
+        ``dilation*(kernel-1) - padding`` zeros are (conceptually) added on each side.
+    output_padding : int or (int, int)
+        Extra size added to one side of the output; must be smaller than either the
+        stride or the dilation of that axis.
+    groups : int
+    backend : as for :func:`conv2d`.
+
+    Returns
+    -------
+    numpy.ndarray of shape (N, C_out, H_out, W_out) (or unbatched), with
+    ``H_out = (H-1)*stride - 2*padding + dilation*(kH-1) + output_padding + 1``.
+    It is the gradient of ``conv2d`` w.r.t. its input (plus the bias), and is computed
+    by the selected backend's ``conv2d_input``.
+    """
+    spec, x, w, b = prepare_transpose(input, weight, bias, stride, padding, output_padding,
+                                      groups, dilation)
+    out = run_transpose(spec, x, w, b, call_context(backend))
+    return out[0] if spec.unbatched else out

@@ -6,6 +6,15 @@ every element must satisfy the summation error bound
     |out - ref| <= 4 * K * eps(dtype) * ((|x| conv |w|) + |b|),   K = C_in/groups*kH*kW + 1
 
 where ``ref`` is the ``python`` backend's result on the float64 copies of the inputs.
+
+A case's ``op`` says which operation it checks (default ``"conv2d"``); the gradient
+operations reuse the convolution's geometry, with a seeded ``grad_output`` of its
+output's shape, and have their own bound (same form, the op applied to magnitudes):
+
+    conv2d_input      |gx - ref| <= 4*K*eps*(conv2d_input(|go|, |w|)),  K = C_out/groups*kH*kW + 1
+    conv2d_weight     |gw - ref| <= 4*K*eps*(conv2d_weight(|x|, |go|)), K = N*H_out*W_out + 1
+    conv_transpose2d  as conv2d with K = C_in/groups*kH*kW + 1 of the transposed call
+                      (its input channels), plus |bias|
 ``python -m convreg check`` runs it and prints a table (exit status 1 on disagreement).
 """
 
@@ -16,12 +25,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ._api import conv2d
-from ._dispatch.registry import available_backends, get_backend
-from ._dispatch.select import select
+from . import grad as _grad
+from ._api import conv2d, conv_transpose2d
+from ._dispatch.registry import available_backends
 from ._errors import BackendError, ConvregError
-from ._frontend.spec import prepare
-from ._settings.context import threads_context
+from ._frontend.spec import prepare, spec_for_shapes
+
+OPS = ("conv2d", "conv2d_input", "conv2d_weight", "conv_transpose2d")
 
 LAYOUTS = ("c", "fortran", "strided", "nhwc", "readonly")
 
@@ -42,10 +52,26 @@ class Case:
     dtype: str = "float32"
     layout: str = "c"
     seed: int = 0
+    op: str = "conv2d"          # or conv2d_input, conv2d_weight, conv_transpose2d
+    output_padding: object = 0  # conv_transpose2d only
 
     def kwargs(self) -> dict:
+        if self.op == "conv_transpose2d":
+            return dict(stride=self.stride, padding=self.padding,
+                        output_padding=self.output_padding, groups=self.groups,
+                        dilation=self.dilation)
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
                     groups=self.groups, padding_mode=self.padding_mode)
+
+    def grad_output(self):
+        """The seeded upstream gradient of a gradient case (the forward output's shape)."""
+        shape = spec_for_shapes(
+            self.input_shape if len(self.input_shape) == 4 else (1,) + self.input_shape,
+            self.weight_shape, dtype=self.dtype, **self.kwargs()).output_shape
+        if len(self.input_shape) == 3:
+            shape = shape[1:]
+        rng = np.random.default_rng(self.seed + 1)
+        return _with_layout(rng.standard_normal(shape).astype(self.dtype), self.layout)
 
     def arrays(self):
         """(x, w, b) in the case's dtype, x in the case's memory layout."""
@@ -56,7 +82,8 @@ class Case:
         return _with_layout(x, self.layout), w, b
 
     def label(self) -> str:
-        return f"{self.name}[{self.dtype}]"
+        op = "" if self.op == "conv2d" else f"{self.op}:"
+        return f"{op}{self.name}[{self.dtype}]"
 
 
 def _with_layout(x, layout):
@@ -136,6 +163,71 @@ def standard_cases(dtypes=("float32", "float64")) -> list:
     return [replace(c, dtype=dt, seed=i) for i, c in enumerate(_grid()) for dt in dtypes]
 
 
+def _transpose_grid():
+    """conv_transpose2d cases: the mirror of every zero-padded conv2d grid case (its
+    output as input, output_padding restoring its input size), plus the corners."""
+    plain = [c for c in _grid() if c.padding_mode == "zeros" and not isinstance(c.padding, str)]
+    for m in _transpose_grid_of(plain):
+        yield replace(m, name=f"T-{m.name}")
+    C = Case
+    t = "conv_transpose2d"
+    yield C("T-outpad<dilation", (1, 2, 4, 5), (2, 3, 3, 3), stride=1, dilation=2,
+            output_padding=1, op=t)
+    yield C("T-outpad(1,2)-s(2,3)", (2, 3, 4, 3), (3, 2, 3, 2), stride=(2, 3),
+            output_padding=(1, 2), padding=(1, 0), op=t)
+    yield C("T-pad>kernel", (1, 2, 7, 6), (2, 2, 2, 2), stride=3, padding=2, op=t)
+    yield C("T-groups2-dil", (1, 4, 5, 5), (4, 3, 3, 2), groups=2, dilation=(2, 1),
+            stride=2, padding=1, output_padding=(1, 1), op=t)
+    yield C("T-depthwise-s2", (2, 3, 5, 4), (3, 1, 3, 3), groups=3, stride=2, padding=1,
+            output_padding=1, op=t)
+
+
+def grad_cases(dtypes=("float32", "float64"),
+               ops=("conv2d_input", "conv2d_weight", "conv_transpose2d")) -> list:
+    """The grid of the gradient operations: every conv2d grid case as an input gradient
+    and a weight gradient, and the transposed-convolution grid, each in every dtype."""
+    base = list(_grid())
+    cases = []
+    for op in ops:
+        source = list(_transpose_grid()) if op == "conv_transpose2d" else base
+        cases += [replace(c, op=op, dtype=dt, seed=1000 * (OPS.index(op)) + i)
+                  for i, c in enumerate(source) for dt in dtypes]
+    return cases
+
+
+def random_grad_cases(count=30, seed=0, dtypes=("float32", "float64")) -> list:
+    """Seeded random cases of the gradient operations (conv_transpose2d: the mirror of a
+    zero-padded random convolution)."""
+    rng = random.Random(seed + 7919)
+    out = []
+    ops = ("conv2d_input", "conv2d_weight", "conv_transpose2d")
+    for i in range(count):
+        op = ops[i % 3]
+        c = random_case(rng, dtypes[i % len(dtypes)], i)
+        if op == "conv_transpose2d":
+            c = replace(c, padding_mode="zeros",
+                        padding=(0, 0) if isinstance(c.padding, str) else c.padding)
+            try:
+                mirror = next(_transpose_grid_of([c]))
+            except (StopIteration, ConvregError):
+                op = "conv2d_input"
+            else:
+                out.append(replace(mirror, name=f"random-grad{i}"))
+                continue
+        out.append(replace(c, name=f"random-grad{i}", op=op))
+    return out
+
+
+def _transpose_grid_of(cases):
+    for c in cases:
+        spec = spec_for_shapes(c.input_shape if len(c.input_shape) == 4 else
+                               (1,) + c.input_shape, c.weight_shape, **c.kwargs())
+        op = ((spec.h + spec.pt + spec.pb - spec.dh * (spec.kh - 1) - 1) % spec.sh,
+              (spec.w + spec.pl + spec.pr - spec.dw * (spec.kw - 1) - 1) % spec.sw)
+        shape = spec.output_shape if len(c.input_shape) == 4 else spec.output_shape[1:]
+        yield replace(c, input_shape=shape, op="conv_transpose2d", output_padding=op)
+
+
 def random_case(rng: random.Random, dtype="float32", index=0) -> Case:
     """One random *valid* configuration, small enough for the Python reference."""
 
@@ -195,10 +287,56 @@ def reference_and_bound(x, w, b=None, dtype=None, **kwargs):
     return ref, summation_bound(mag, cig * kh * kw, dtype)
 
 
+def run_case(case: Case, backend, arrays=None):
+    """Run the case's operation through ``backend`` (``arrays`` from :func:`case_arrays`)."""
+    a = case_arrays(case) if arrays is None else arrays
+    kw = case.kwargs()
+    if case.op == "conv2d":
+        return conv2d(a["x"], a["w"], a["b"], backend=backend, **kw)
+    if case.op == "conv2d_input":
+        return _grad.conv2d_input(np.shape(a["x"]), a["w"], a["go"], backend=backend, **kw)
+    if case.op == "conv2d_weight":
+        return _grad.conv2d_weight(a["x"], np.shape(a["w"]), a["go"], backend=backend, **kw)
+    return conv_transpose2d(a["x"], a["w"], a["b"], backend=backend, **kw)
+
+
+def case_arrays(case: Case) -> dict:
+    """The arrays of a case's call: x, w, b and (gradient ops) go."""
+    x, w, b = case.arrays()
+    out = {"x": x, "w": w, "b": b}
+    if case.op == "conv_transpose2d":
+        # bias of the transposed call: one per output channel
+        rng = np.random.default_rng(case.seed + 2)
+        cout = case.weight_shape[1] * case.groups
+        out["b"] = rng.standard_normal(cout).astype(case.dtype) if case.bias else None
+    elif case.op != "conv2d":
+        out["b"] = None
+        out["go"] = case.grad_output()
+    return out
+
+
+def reduction_length(case: Case) -> int:
+    """K of the case's summation bound (terms per output element, plus one)."""
+    cout, cig, kh, kw = case.weight_shape
+    if case.op == "conv2d_input":
+        return (cout // case.groups) * kh * kw + 1
+    if case.op == "conv2d_weight":
+        spec = spec_for_shapes(case.input_shape if len(case.input_shape) == 4 else
+                               (1,) + case.input_shape, case.weight_shape, **case.kwargs())
+        return max(spec.n, 1) * spec.oh * spec.ow + 1
+    if case.op == "conv_transpose2d":
+        return (cout // case.groups) * kh * kw + 1
+    return cig * kh * kw + 1
+
+
 def reference(case: Case):
     """(ref, bound): the float64 reference result and the elementwise error bound."""
-    x, w, b = case.arrays()
-    return reference_and_bound(x, w, b, dtype=case.dtype, **case.kwargs())
+    a = case_arrays(case)
+    a64 = {k: None if v is None else np.asarray(v, np.float64) for k, v in a.items()}
+    mags = {k: None if v is None else np.abs(v) for k, v in a64.items()}
+    ref = run_case(case, "python", a64)
+    mag = run_case(case, "python", mags)
+    return ref, summation_bound(mag, reduction_length(case) - 1, case.dtype)
 
 
 @dataclass
@@ -263,7 +401,12 @@ class Report:
 
     def table(self, limit: int = 20) -> str:
         rows = [("backend", "cases", "agree", "declined", "worst err/bound", "verdict")]
+        rows_by = {}
         for name, rs in self.by_backend().items():
+            for r in rs:
+                label = name if r.case.op == "conv2d" else f"{name} [{r.case.op}]"
+                rows_by.setdefault(label, []).append(r)
+        for name, rs in rows_by.items():
             ran = [r for r in rs if not r.declined]
             agree = sum(r.ok for r in ran)
             worst = max((r.worst for r in ran), default=0.0)
@@ -288,38 +431,24 @@ class Report:
 def check_case(backend: str, case: Case, expected=None) -> Result:
     """Run one backend on one case and compare it with the reference."""
     ref, bound = expected if expected is not None else reference(case)
-    x, w, b = case.arrays()
     label = backend if isinstance(backend, str) else getattr(backend, "name", repr(backend))
-    why = _declines(backend, x, w, b, case)
-    if why is not None:
-        return Result(label, case, True, 0.0, "", declined=True, reason=why)
-    before = (x.copy(), w.copy(), None if b is None else b.copy())
+    arrays = case_arrays(case)
+    before = {k: None if v is None else v.copy() for k, v in arrays.items()}
     try:
-        out = conv2d(x, w, b, backend=backend, **case.kwargs())
+        out = run_case(case, backend, arrays)
+    except BackendError as exc:
+        refusals = getattr(exc, "refusals", None)
+        if refusals:     # selection: the backend's supports() refused (or it lacks the op)
+            reason = "; ".join(r.partition(": ")[2] for r in refusals)
+            return Result(label, case, True, 0.0, "", declined=True, reason=reason)
+        return Result(label, case, False, float("inf"), f"raised BackendError: {exc}")
     except Exception as exc:  # a backend failure is a disagreement, reported, not raised
         return Result(label, case, False, float("inf"), f"raised {type(exc).__name__}: {exc}")
-    if not (np.array_equal(x, before[0]) and np.array_equal(w, before[1])
-            and (b is None or np.array_equal(b, before[2]))):
+    if not all(v is None or np.array_equal(v, before[k], equal_nan=True)
+               for k, v in arrays.items()):
         return Result(label, case, False, float("inf"), "modified its input")
     ok, worst, msg = compare(out, ref, bound, case.dtype)
     return Result(label, case, ok, worst, msg)
-
-
-def _declines(backend, x, w, b, case):
-    """The reason ``backend`` declines the case, or None when it supports it (a backend
-    that raises while asked is not declining: the call itself will report it)."""
-    try:
-        be = get_backend(backend) if isinstance(backend, str) else backend
-        spec = prepare(x, w, b, **case.kwargs())[0]
-        select(spec, threads_context(1).with_backend((be,), "harness"))
-    except BackendError as exc:
-        refusals = getattr(exc, "refusals", None)
-        if refusals:        # select() declined; any other error is the call's to report
-            return "; ".join(r.partition(": ")[2] for r in refusals)
-        return None
-    except Exception:
-        return None
-    return None
 
 
 def run_checks(backends=None, cases=None, progress=None) -> Report:
@@ -337,5 +466,6 @@ def run_checks(backends=None, cases=None, progress=None) -> Report:
     return report
 
 
-__all__ = ["Case", "Report", "Result", "check_case", "compare", "random_cases", "reference",
-           "reference_and_bound", "run_checks", "standard_cases", "summation_bound"]
+__all__ = ["Case", "OPS", "Report", "Result", "case_arrays", "check_case", "compare",
+           "grad_cases", "random_cases", "random_grad_cases", "reduction_length", "reference",
+           "reference_and_bound", "run_case", "run_checks", "standard_cases", "summation_bound"]

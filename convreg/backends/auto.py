@@ -11,6 +11,7 @@ lanes while the channels are deep.
 from __future__ import annotations
 
 from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
+from ._gradops import input_grad_gemm_fits
 from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
@@ -53,6 +54,33 @@ def choose(spec, fuses=None) -> tuple:
                              f"{spec.oh}x{spec.ow} output: register-blocked direct kernel")
 
 
+def choose_input_grad(spec) -> tuple:
+    """(backend, reason) for the input gradient: small outputs over many channels run
+    im2col's GEMM + col2im form; otherwise both run it as stride-phase forward
+    convolutions of grad_output, and the forward rule applied to those decides."""
+    if input_grad_gemm_fits(spec):
+        return "cython-im2col", (f"input gradient of a {spec.oh}x{spec.ow} output over "
+                                 f"{spec.cog} output channels: one GEMM and col2im")
+    first, why = choose(_input_grad_forward(spec), _im2col_backend.fuses)
+    return first, f"input gradient as stride-phase convolutions; {why}"
+
+
+def choose_weight_grad(spec) -> tuple:
+    """(backend, reason) for the weight gradient: cython-im2col's GEMM forms (the
+    direct kernel's swapped-role convolution measured 3-15x slower)."""
+    return "cython-im2col", "weight gradient: GEMMs over the reduction of n*oh*ow terms"
+
+
+def _input_grad_forward(spec):
+    """The forward convolution the input gradient's (largest) stride phase runs."""
+    from dataclasses import replace
+    kh = -(-spec.kh // spec.sh) if spec.dh == 1 else spec.kh
+    kw = -(-spec.kw // spec.sw) if spec.dw == 1 else spec.kw
+    return replace(spec, c_in=spec.c_out, c_out=spec.c_in, h=spec.oh, w=spec.ow,
+                   kh=kh, kw=kw, sh=1, sw=1, oh=-(-spec.h // spec.sh),
+                   ow=-(-spec.w // spec.sw))
+
+
 CANDIDATES = ("cython-direct", "cython-im2col")
 
 
@@ -77,7 +105,12 @@ class CythonAutoBackend(Backend):
         key = (spec, op)
         got = self._memo.get(key)
         if got is None:
-            first, why = choose(spec, _im2col_backend.fuses)
+            if op == "conv2d_input":
+                first, why = choose_input_grad(spec)
+            elif op == "conv2d_weight":
+                first, why = choose_weight_grad(spec)
+            else:
+                first, why = choose(spec, _im2col_backend.fuses)
             rest = [n for n in CANDIDATES if n != first]
             got = [(first, why)] + [(n, f"{first} declined the call") for n in rest]
             if len(self._memo) >= self._MEMO_SIZE:

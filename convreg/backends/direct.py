@@ -12,8 +12,15 @@ from dataclasses import replace
 
 import numpy as np
 
+from . import _gradops
+from ._compact import compact
+from ._blas import blas_threads
 from ._simd import load_family
 from .base import Backend
+
+
+# Bound on the im2col bands of the weight gradient's GEMMs.
+WEIGHT_BAND_BYTES = 16 * 2**20
 
 
 class CythonDirectBackend(Backend):
@@ -43,41 +50,24 @@ class CythonDirectBackend(Backend):
                                 spec.dh, spec.dw, spec.groups, ctx.threads)
         return out
 
+    # ------------------------------------------------------------- gradients
+    def conv2d_input(self, spec, grad_output, w, ctx):
+        """Stride phases, each a stride-1 direct convolution of grad_output with the
+        flipped, channel-swapped sub-kernel (convreg.backends._gradops)."""
+        return _gradops.input_grad_by_phases(
+            spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
+
+    def conv2d_weight(self, spec, x, grad_output, ctx):
+        """GEMMs (as cython-im2col's): the alternative, one direct convolution with images
+        and channels swapped and grad_output as a (oh, ow) kernel
+        (``_gradops.weight_grad_swapped``, kept for comparison), measured 3-15x slower:
+        its outputs are kh x kw, far too few for the direct kernel's vectorised rows."""
+        with blas_threads(ctx.threads):
+            return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES,
+                                         ctx.threads)
+
     def info(self) -> dict:
         out = super().info()
         out.update({"simd": self.variant, "vector_bytes": self._mod.VECTOR_BYTES,
                     "openmp": self._mod.HAVE_OPENMP})
         return out
-
-
-def _sparse(size, pad, k, s, d, o) -> bool:
-    """True when the rows (or columns) the kernel would walk, about s*o + (k-1)*d of the
-    padded input, far outnumber the o*k that the taps actually read: huge strides,
-    dilations or paddings, where the band would be sized by them rather than the work."""
-    return (s > 1 or d > 1) and s * o + (k - 1) * d > 2 * o * k + 16
-
-
-def _taps(size, pad, k, s, d, o):
-    """Input index read by tap p of output i, at position i*k + p (-1: padding)."""
-    idx = (np.arange(o)[:, None] * s + np.arange(k)[None, :] * d - pad).ravel()
-    return np.where((idx >= 0) & (idx < size), idx, -1)
-
-
-def compact(spec, x):
-    """(spec', x'): the same call with each sparse axis gathered into o*k rows read at
-    stride k, dilation 1, no padding (zero rows where taps fall on padding), so that
-    memory and loops are sized by the output and kernel, never by stride or padding."""
-    rows = _sparse(spec.h, spec.pt, spec.kh, spec.sh, spec.dh, spec.oh)
-    cols = _sparse(spec.w, spec.pl, spec.kw, spec.sw, spec.dw, spec.ow)
-    if not (rows or cols):
-        return spec, x
-    changes = {}
-    if rows:
-        idx = _taps(spec.h, spec.pt, spec.kh, spec.sh, spec.dh, spec.oh)
-        x = np.where((idx >= 0)[:, None], x[:, :, np.maximum(idx, 0), :], 0).astype(x.dtype)
-        changes.update(h=idx.size, pt=0, pb=0, sh=spec.kh, dh=1)
-    if cols:
-        idx = _taps(spec.w, spec.pl, spec.kw, spec.sw, spec.dw, spec.ow)
-        x = np.where(idx >= 0, x[:, :, :, np.maximum(idx, 0)], 0).astype(x.dtype)
-        changes.update(w=idx.size, pl=0, pr=0, sw=spec.kw, dw=1)
-    return replace(spec, **changes), np.ascontiguousarray(x)

@@ -40,6 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _gradops
 from ._blas import blas_threads
 from ._simd import load_family
 from .base import YES, Backend, no
@@ -80,6 +81,10 @@ use_flat = True           # False: never FLAT (for comparisons)
 # In FLAT mode a (image, group) is split into row parts (output channels) when each
 # thread's part keeps at least this many rows, else into pixel parts.
 FLAT_MIN_ROWS = 64
+
+
+# The weight gradient's im2col bands stay near this size (and under workspace_mb).
+GRAD_BAND_BYTES = 16 * MIB
 
 
 class Plan(NamedTuple):
@@ -291,6 +296,42 @@ class CythonIm2colBackend(Backend):
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,
                            plan.mode, plan.own_kernel)
         return out
+
+    # ------------------------------------------------------------- gradients
+    def conv2d_input(self, spec, grad_output, w, ctx):
+        """Small outputs over many channels: one GEMM w^T @ grad_output per group (BLAS
+        reads w transposed) and a col2im scatter-add; otherwise stride phases, each a
+        stride-1 im2col convolution of grad_output with the flipped, channel-swapped
+        sub-kernel (convreg.backends._gradops)."""
+        if _gradops.input_grad_gemm_fits(spec):
+            with blas_threads(ctx.threads):
+                return _gradops.input_grad_gemm(spec, grad_output, w)
+        return _gradops.input_grad_by_phases(
+            spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
+
+    def conv2d_weight(self, spec, x, grad_output, ctx):
+        """GEMMs, in the first form that fits (rules and measurements in _gradops):
+
+        * few input channels, >= 16 taps (stem, MNIST): the forward convolution with images
+          and channels swapped, through this backend's own conv2d;
+        * wide dense layers: one GEMM per kernel tap on channels-last stride-phase
+          buffers (no im2col copy), each run as a 1x1 convolution by this backend (own
+          GEMM kernel, OpenMP threads);
+        * otherwise (small images, grouped; unpadded 1x1 stride-1 layers, whose "column
+          buffer" is the input itself, no copy): BLAS GEMMs of grad_output with im2col
+          bands of the input, the copies under the workspace bound; depthwise by the
+          compiled per-channel reduction."""
+        def conv(s, a, k):
+            return self.conv2d(s, a, k, None, ctx)
+
+        if _gradops.swapped_fits(spec):
+            return _gradops.weight_grad_swapped(spec, x, grad_output, conv)
+        if (spec.groups == 1 and _gradops._gradutil is not None
+                and _gradops.weight_grad_uses_taps(spec) and not _is_direct(spec)):
+            return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
+        bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
+        with blas_threads(ctx.threads):
+            return _gradops.weight_grad(spec, x, grad_output, bound, ctx.threads)
 
     def info(self) -> dict:
         bound = self.workspace_mb()

@@ -35,6 +35,43 @@ class TorchBackend(Backend):
                            dilation=(spec.dh, spec.dw), groups=spec.groups)
         return out.numpy()
 
+    # ------------------------------------------------------------- gradients
+    def _threads(self, ctx):
+        if self._torch.get_num_threads() != ctx.threads:
+            self._torch.set_num_threads(ctx.threads)
+
+    def conv2d_input(self, spec, grad_output, w, ctx):
+        """torch.nn.grad.conv2d_input (asymmetric padding: on the padded input, cropped)."""
+        torch = self._torch
+        self._threads(ctx)
+        sym = (spec.pt, spec.pl) == (spec.pb, spec.pr)
+        full = spec if sym else spec.after_explicit_padding()
+        with torch.no_grad():
+            g = torch.nn.grad.conv2d_input(
+                full.input_shape, _tensor(torch, w), _tensor(torch, grad_output),
+                stride=(spec.sh, spec.sw), padding=(full.pt, full.pl),
+                dilation=(spec.dh, spec.dw), groups=spec.groups).numpy()
+        if not sym:
+            g = np.ascontiguousarray(g[:, :, spec.pt:spec.pt + spec.h,
+                                       spec.pl:spec.pl + spec.w])
+        return g
+
+    def conv2d_weight(self, spec, x, grad_output, ctx):
+        """torch.nn.grad.conv2d_weight (asymmetric padding: written into the input)."""
+        torch = self._torch
+        F = torch.nn.functional
+        self._threads(ctx)
+        with torch.no_grad():
+            xt = _tensor(torch, x)
+            if (spec.pt, spec.pl) == (spec.pb, spec.pr):
+                padding = (spec.pt, spec.pl)
+            else:
+                xt, padding = F.pad(xt, (spec.pl, spec.pr, spec.pt, spec.pb)), (0, 0)
+            g = torch.nn.grad.conv2d_weight(
+                xt, spec.weight_shape, _tensor(torch, grad_output), stride=(spec.sh, spec.sw),
+                padding=padding, dilation=(spec.dh, spec.dw), groups=spec.groups)
+        return g.numpy()
+
     def info(self) -> dict:
         return {**super().info(), "version": self._torch.__version__}
 

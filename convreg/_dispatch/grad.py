@@ -1,0 +1,56 @@
+"""Running the gradient operations: selection as for conv2d (``select(spec, ctx, op)``),
+then padding modes, the empty batch and the returned array's check.
+
+Backends receive the forward spec with zero padding unless they list the call's padding
+mode in ``padding_modes``: for the input gradient the dispatcher asks for the gradient
+w.r.t. the explicitly padded input and folds it back (``fold.fold_padding``); for the
+weight gradient it pads the input explicitly, as for conv2d.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fold import fold_padding
+from .padding import pad_explicitly
+from .select import _checked, _invoke, select
+
+
+def _native(be, spec) -> bool:
+    return spec.padding_mode == "zeros" or spec.padding_mode in getattr(
+        be, "padding_modes", ("zeros",))
+
+
+def run_input(spec, grad_output, w, ctx):
+    """The (batched) gradient w.r.t. the input of the forward call ``spec``."""
+    be = select(spec, ctx, "conv2d_input").backend
+    if spec.n == 0:
+        return np.zeros(spec.input_shape, dtype=spec.dtype)
+    if _native(be, spec):
+        out = _invoke(be, "conv2d_input", spec, grad_output, w, None, ctx)
+        return _checked(out, be, spec.input_shape, spec.dtype, "conv2d_input")
+    padded = spec.after_explicit_padding()
+    out = _invoke(be, "conv2d_input", padded, grad_output, w, None, ctx)
+    out = _checked(out, be, padded.input_shape, spec.dtype, "conv2d_input")
+    return fold_padding(out, spec)
+
+
+def run_weight(spec, x, grad_output, ctx):
+    """The gradient w.r.t. the weight of the forward call ``spec``."""
+    be = select(spec, ctx, "conv2d_weight").backend
+    if spec.n == 0:
+        return np.zeros(spec.weight_shape, dtype=spec.dtype)
+    if not _native(be, spec):
+        spec, x = pad_explicitly(spec, x, ctx.threads)
+    out = _invoke(be, "conv2d_weight", spec, x, grad_output, None, ctx)
+    return _checked(out, be, spec.weight_shape, spec.dtype, "conv2d_weight")
+
+
+def run_transpose(spec, x, w, b, ctx):
+    """conv_transpose2d: the input gradient of ``spec`` for grad_output ``x``, plus bias."""
+    out = run_input(spec, x, w, ctx)
+    if b is not None:
+        if not out.flags.writeable:
+            out = out.copy()
+        out += b[:, None, None]
+    return out

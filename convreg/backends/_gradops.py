@@ -1,0 +1,450 @@
+"""Gradient operations built from a forward convolution kernel (shared by the Cython
+backends). Every spec here is the *forward* call's spec with zero padding.
+
+Input gradient by stride phases (``input_grad_by_phases``)
+    gx[y] = sum over (i, p) with i*s + p*d - pad = y of go[i] * w[p]   (per axis)
+
+    The input rows y with (y + pad) % s == r (phase r) receive only the taps p with
+    p*d = r (mod s); those taps are evenly spaced (step s/gcd(s, d) in p, d/gcd(s, d) in
+    the output row), so each phase is a stride-1 forward convolution of grad_output with
+    the phase's sub-kernel, flipped and with in/out channels swapped per group, dilated
+    by d/gcd(s, d), written into the interleaved rows of gx. Negative padding (p > d*(k-1))
+    becomes a crop of grad_output. No zero-inserted upsampling: the phases together do
+    exactly the work of the gradient, and memory is that of gx plus one phase.
+
+Input gradient as GEMM + col2im (``input_grad_gemm``), for small outputs over many
+    channels: cols = w_g^T @ go_g per group (no weight copy), scattered back per tap.
+
+Weight gradient as one GEMM per kernel tap (``weight_grad_taps``, channels-last
+    ``weight_grad_taps_nhwc``): each tap reads a contiguous, shifted slice of a
+    stride-phase buffer of the input, so there is no im2col copy.
+
+Weight gradient as GEMMs over im2col bands (``weight_grad_gemm``)
+    gw[g] (cog, cig*kh*kw) = sum over bands of go[band, g] (cog, P) @ col[band, g] (P, K)
+
+    with col the im2col of the input over a band of images (or of output rows of one
+    image), the band sized so the column copy stays under ``bound_bytes``; batched over
+    groups by ``np.matmul`` (BLAS per group).
+
+Weight gradient as one forward convolution with roles swapped (``weight_grad_swapped``)
+    gw[o, c, p, q] = sum_{n,i,j} x[n, c, i*s + p*d - pad] go[n, o, i, j]: the input with
+    channels as the batch and the images as the channels, convolved with grad_output as a
+    (oh, ow) kernel at stride d and dilation s, groups kept.
+
+Depthwise weight gradient: the compiled per-channel reduction (``depthwise_weight_grad``
+in pyx/grad/gradutil_impl.pxi). Which form runs where: the backends' methods and docs/grad.md.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import replace as _dc_replace
+
+import numpy as np
+
+from ._compact import compact
+from ._simd import load_family
+
+try:
+    _gradutil = load_family("_gradutil")     # pyx/grad/gradutil_impl.pxi, per SIMD variant
+except ImportError:      # the NumPy paths do the same, slower
+    _gradutil = None
+
+
+def replace(spec, **changes):
+    """``dataclasses.replace`` without the frozen dataclass's per-field __init__ (a few
+    microseconds per call), for specs derived from a validated one."""
+    trusted = getattr(type(spec), "_trusted", None)
+    if trusted is None:
+        return _dc_replace(spec, **changes)
+    return trusted(**{**spec.__dict__, **changes})
+
+
+def _axis_phases(size, o, k, s, d, pad):
+    """Per phase: (first input index, count, taps (ascending), first go index read,
+    the dilation of the phase's sub-kernel)."""
+    phases = []
+    for r in range(s):
+        m0 = -((r - pad) // s)          # ceil((pad - r) / s)
+        m_end = (size - 1 + pad - r) // s
+        count = m_end - m0 + 1
+        if count <= 0:
+            continue
+        y0 = r + s * m0 - pad
+        taps = [p for p in range(k) if (p * d - r) % s == 0]
+        if not taps:
+            phases.append((y0, count, (), 0, 1))
+            continue
+        t = [(p * d - r) // s for p in taps]
+        step = d // math.gcd(s, d)
+        phases.append((y0, count, tuple(taps), m0 - t[-1], step))
+    return phases
+
+
+# Below this many elements of work a compiled helper runs on the calling thread: waking
+# the OpenMP pool cost ~0.4 ms per call on the shared machine, far more than the work.
+PARALLEL_MIN_WORK = 1 << 16
+
+
+def _threads_for(work, threads):
+    return threads if work >= PARALLEL_MIN_WORK else 1
+
+
+_local = threading.local()
+SCRATCH_KEEP_BYTES = 64 * 2**20
+
+
+def _scratch(name, shape, dtype):
+    """A per-thread scratch array, reused across calls (fresh multi-MiB allocations
+    page-fault on first touch, which cost as much as the work for 512-channel weights);
+    only arrays a call uses internally and drops before returning come from here."""
+    cache = getattr(_local, "arrays", None)
+    if cache is None:
+        cache = _local.arrays = {}
+    count = int(np.prod(shape))
+    dtype = np.dtype(dtype)
+    buf = cache.get((name, dtype))
+    if buf is None or buf.size < count:
+        buf = np.empty(count, dtype=dtype)
+        if buf.nbytes <= SCRATCH_KEEP_BYTES:
+            cache[(name, dtype)] = buf
+    return buf[:count].reshape(shape)
+
+
+def _step(taps):
+    return taps[1] - taps[0] if len(taps) > 1 else 1
+
+
+def _ascending(taps):
+    return slice(taps[0], taps[-1] + 1, _step(taps))
+
+
+def phase_weight(spec, w, ptaps, qtaps, threads=1):
+    """(c_in, cog, kh', kw'): the sub-kernel of taps ``ptaps`` x ``qtaps`` flipped, in and
+    out channels swapped per group.
+
+    A plain strided copy would move 3x3 kernels a few floats at a time; instead the
+    (contiguous) sub-kernel is reversed as one flat array (which flips the taps and
+    reverses every channel order), then its kh'*kw'-float tap blocks, seen as single
+    opaque items, are copied in channel-swapped order with the channel orders restored.
+    With the compiled helper (``flip_swap`` in pyx/grad/gradutil_impl.pxi) it is one threaded pass."""
+    g, cog, cig = spec.groups, spec.cog, spec.cig
+    kh, kw = len(ptaps), len(qtaps)
+    if _gradutil is not None:
+        out = _scratch("phase_weight", (spec.c_in, cog, kh, kw), w.dtype)
+        _gradutil.flip_swap(w, out, g, ptaps[0], _step(ptaps), qtaps[0], _step(qtaps),
+                            _threads_for(w.size, threads))
+        return out
+    sub = w.reshape(g, cog, cig, spec.kh, spec.kw)[:, :, :, _ascending(ptaps),
+                                                   _ascending(qtaps)]
+    rev = np.ascontiguousarray(np.ascontiguousarray(sub).reshape(-1)[::-1])
+    items = rev.view(np.dtype((np.void, kh * kw * w.itemsize))).reshape(g, cog, cig)
+    out = np.ascontiguousarray(items[::-1, ::-1, ::-1].transpose(0, 2, 1))
+    return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
+
+
+def input_grad_by_phases(spec, go, w, conv, threads=1):
+    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
+    runs a forward convolution (zero padding, no bias) and returns its output."""
+    rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
+    cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
+    single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
+    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    for (y0, my, ptaps, lo_h, ddh) in rows:
+        for (x0, mx, qtaps, lo_w, ddw) in cols:
+            if not ptaps or not qtaps:
+                continue   # no tap lands on this phase: its gradient is zero
+            kh, kw = len(ptaps), len(qtaps)
+            # go rows read: lo .. lo + my - 1 + (kh-1)*dd; clip to the array, pad the rest.
+            hi_h = lo_h + my - 1 + (kh - 1) * ddh
+            hi_w = lo_w + mx - 1 + (kw - 1) * ddw
+            r0, r1 = max(lo_h, 0), min(hi_h, spec.oh - 1)
+            c0, c1 = max(lo_w, 0), min(hi_w, spec.ow - 1)
+            if r0 > r1 or c0 > c1:
+                continue   # every tap reads padding
+            part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
+                np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
+            sub = phase_weight(spec, w, ptaps, qtaps, threads)
+            pspec = replace(
+                spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
+                kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
+                pt=r0 - lo_h, pb=hi_h - r1, pl=c0 - lo_w, pr=hi_w - c1,
+                padding_mode="zeros", has_bias=False, unbatched=False, oh=my, ow=mx)
+            out = conv(pspec, part, sub)
+            if gx is None:
+                return out
+            gx[:, :, y0::spec.sh, x0::spec.sw] = out
+    if gx is None:
+        gx = np.zeros(spec.input_shape, dtype=spec.dtype)
+    return gx
+
+
+def input_grad_gemm(spec, go, w):
+    """The input gradient of ``spec`` (zero padding) as one GEMM per group and a col2im
+    scatter-add: cols (cig*kh*kw, n*P) = w_g^T @ go_g (BLAS reads w transposed, no copy),
+    then every tap's slice of cols is added onto the strided window of the padded
+    gradient it came from. For small images over many channels, where the phase
+    convolution's weight copy costs as much as the convolution."""
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    kh, kw, oh, ow = spec.kh, spec.kw, spec.oh, spec.ow
+    hp = max(spec.h + spec.pt + spec.pb, (oh - 1) * spec.sh + (kh - 1) * spec.dh + 1)
+    wp = max(spec.w + spec.pl + spec.pr, (ow - 1) * spec.sw + (kw - 1) * spec.dw + 1)
+    gpad = np.zeros((n, spec.c_in, hp, wp), dtype=go.dtype)
+    w3 = w.reshape(g, cog, cig * kh * kw)
+    go4 = go.reshape(n, g, cog, oh * ow)
+    for b in range(n):
+        cols = np.matmul(w3.transpose(0, 2, 1), go4[b])      # (g, cig*kh*kw, P)
+        cols = cols.reshape(spec.c_in, kh, kw, oh, ow)
+        for p in range(kh):
+            r0 = p * spec.dh
+            for q in range(kw):
+                c0 = q * spec.dw
+                gpad[b, :, r0:r0 + (oh - 1) * spec.sh + 1:spec.sh,
+                     c0:c0 + (ow - 1) * spec.sw + 1:spec.sw] += cols[:, p, q]
+    return np.ascontiguousarray(gpad[:, :, spec.pt:spec.pt + spec.h, spec.pl:spec.pl + spec.w])
+
+
+def input_grad_gemm_fits(spec) -> bool:
+    """Small outputs over many channels (14x14 / 7x7 ResNet layers): the GEMM + col2im
+    form, measured faster than the phase convolutions there (scripts/bench_grad.py)."""
+    itemsize = 4 if spec.dtype == "float32" else 8
+    cols = spec.c_in * spec.kh * spec.kw * spec.oh * spec.ow * itemsize   # per image
+    return (spec.oh * spec.ow <= GEMM_INPUT_MAX_PIXELS and spec.cog >= 64
+            and cols <= GEMM_INPUT_MAX_COLS_BYTES
+            and spec.h + spec.pt + spec.pb <= 2 * spec.h + 8
+            and spec.w + spec.pl + spec.pr <= 2 * spec.w + 8)
+
+
+GEMM_INPUT_MAX_PIXELS = 256
+GEMM_INPUT_MAX_COLS_BYTES = 16 * 2**20    # the per-image column matrix stays under this
+
+
+def _padded_input(spec, x):
+    """(spec', xp): x with its zero padding written in, limited to the rows and columns
+    the kernel reads (after gathering sparse axes, so the copy is bounded by the work)."""
+    spec, x = compact(spec, x)
+    need_h = (spec.oh - 1) * spec.sh + (spec.kh - 1) * spec.dh + 1
+    need_w = (spec.ow - 1) * spec.sw + (spec.kw - 1) * spec.dw + 1
+    top, left = spec.pt, spec.pl
+    bottom = need_h - top - spec.h
+    right = need_w - left - spec.w
+    if top or left or bottom > 0 or right > 0:
+        xp = np.zeros((spec.n, spec.c_in, need_h, need_w), dtype=x.dtype)
+        rows = max(0, min(spec.h, need_h - top))
+        cols = max(0, min(spec.w, need_w - left))
+        xp[:, :, top:top + rows, left:left + cols] = x[:, :, :rows, :cols]
+        x = xp
+    return spec, x
+
+
+def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
+    """The weight gradient of ``spec`` (zero padding) as banded im2col GEMMs.
+
+    The column buffer is laid out (group, K, pixels): each of its rows is a strided copy
+    of input rows (a plain reshape, no copy, for an unpadded 1x1 stride-1 call on one
+    image), and the GEMM reads it transposed: gw[g] += go[g] (cog, P) @ col[g].T."""
+    spec, xp = _padded_input(spec, x)
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    kh, kw, oh, ow = spec.kh, spec.kw, spec.oh, spec.ow
+    k = cig * kh * kw
+    sn, sc, sy, sx = xp.strides
+    view = np.lib.stride_tricks.as_strided(
+        xp, (n, g, cig, kh, kw, oh, ow),
+        (sn, sc * cig, sc, sy * spec.dh, sx * spec.dw, sy * spec.sh, sx * spec.sw),
+        writeable=False)
+    go5 = go.reshape(n, g, cog, oh, ow)
+    per_row = g * ow * k * xp.itemsize
+    rows_band = max(1, min(oh, bound_bytes // max(per_row, 1)))
+    images = max(1, bound_bytes // (per_row * oh)) if rows_band == oh else 1
+    acc = None
+    for n0 in range(0, n, images):
+        n1 = min(n, n0 + images)
+        for i0 in range(0, oh, rows_band):
+            i1 = min(oh, i0 + rows_band)
+            nb, p = n1 - n0, (i1 - i0) * ow
+            if nb == 1:
+                col = view[n0, :, :, :, :, i0:i1].reshape(g, k, p)
+                gob = go5[n0, :, :, i0:i1].reshape(g, cog, p)
+            else:
+                col = view[n0:n1, :, :, :, :, i0:i1].transpose(1, 2, 3, 4, 0, 5, 6).reshape(
+                    g, k, nb * p)
+                gob = go5[n0:n1, :, :, i0:i1].transpose(1, 2, 0, 3, 4).reshape(
+                    g, cog, nb * p)
+            part = np.matmul(gob, col.transpose(0, 2, 1))
+            if acc is None:
+                acc = part
+            else:
+                acc += part
+    return acc.reshape(spec.c_out, cig, kh, kw)
+
+
+def weight_grad_swapped(spec, x, go, conv):
+    """The weight gradient of ``spec`` (zero padding) as one forward convolution
+    ``conv(spec', x', w')`` with images and channels swapped (see the module doc)."""
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    # Rows of x the kernel reaches; beyond them the input is cropped (the forward spec's
+    # implicit bottom padding may be "negative").
+    need_h = (spec.oh - 1) * spec.sh + (spec.kh - 1) * spec.dh + 1
+    need_w = (spec.ow - 1) * spec.sw + (spec.kw - 1) * spec.dw + 1
+    h = min(spec.h, need_h - spec.pt)
+    w = min(spec.w, need_w - spec.pl)
+    if h <= 0 or w <= 0:
+        return np.zeros(spec.weight_shape, dtype=spec.dtype)   # every tap reads padding
+    xs = x[:, :, :h, :w].reshape(n, g, cig, h, w).transpose(2, 1, 0, 3, 4).reshape(
+        cig, g * n, h, w)
+    ws = go.reshape(n, g, cog, spec.oh, spec.ow).transpose(1, 2, 0, 3, 4).reshape(
+        g * cog, n, spec.oh, spec.ow)
+    sspec = replace(
+        spec, n=cig, c_in=g * n, h=h, w=w, c_out=g * cog, kh=spec.oh, kw=spec.ow,
+        sh=spec.dh, sw=spec.dw, dh=spec.sh, dw=spec.sw, pt=spec.pt, pl=spec.pl,
+        pb=need_h - spec.pt - h, pr=need_w - spec.pl - w, padding_mode="zeros",
+        has_bias=False, unbatched=False, oh=spec.kh, ow=spec.kw)
+    out = conv(sspec, np.ascontiguousarray(xs), np.ascontiguousarray(ws))
+    return np.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
+def _phase_buffer(spec, x, a, b, hq, wq, tail):
+    """Stride phase (a, b) of the zero-padded input, laid out (c_in, n*hq*wq + tail) with
+    image b's (hq, wq) plane at b*hq*wq: row r, column c hold padded input element
+    (r*sh + a, c*sw + b); zeros outside the input and in the tail."""
+    n, c_in, h, w = x.shape
+    plane = hq * wq
+    buf = np.zeros((c_in, n * plane + tail), dtype=x.dtype)
+    view = buf[:, :n * plane].reshape(c_in, n, hq, wq)
+    sh, sw = spec.sh, spec.sw
+    r0 = max(0, -((a - spec.pt) // sh))             # first r with r*sh + a - pt >= 0
+    r1 = min(hq - 1, (h - 1 + spec.pt - a) // sh)
+    c0 = max(0, -((b - spec.pl) // sw))
+    c1 = min(wq - 1, (w - 1 + spec.pl - b) // sw)
+    if r0 <= r1 and c0 <= c1:
+        y0, x0 = r0 * sh + a - spec.pt, c0 * sw + b - spec.pl
+        view[:, :, r0:r1 + 1, c0:c1 + 1] = x.transpose(1, 0, 2, 3)[
+            :, :, y0:y0 + (r1 - r0) * sh + 1:sh, x0:x0 + (c1 - c0) * sw + 1:sw]
+    return buf
+
+
+def weight_grad_taps(spec, x, go):
+    """The weight gradient of ``spec`` (zero padding) with one GEMM per kernel tap and
+    no im2col copy.
+
+    Tap (p, q) reads stride phase ((p*dh) % sh, (q*dw) % sw) of the padded input at row
+    offset (p*dh)//sh and column offset (q*dw)//sw. With every phase stored as
+    (c_in, n*hq*wq) planes (hq = oh + largest row offset, likewise wq) and grad_output
+    zero-extended to the same (hq, wq) planes, the tap's input is a *contiguous slice*
+    of its phase buffer shifted by the offset, so
+
+        gw[:, :, p, q] = go_ext (c_out, L) @ phase[:, off:off + L].T     (per group)
+
+    with L = n*hq*wq; the zero rows/columns of go_ext make the values the slice reads
+    across plane boundaries irrelevant. Memory: the phases the taps read (together at
+    most the padded input) plus the extended grad_output."""
+    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
+    taps = [(p, q, (p * spec.dh) % spec.sh, (q * spec.dw) % spec.sw,
+             (p * spec.dh) // spec.sh, (q * spec.dw) // spec.sw)
+            for p in range(spec.kh) for q in range(spec.kw)]
+    hq = spec.oh + max(t[4] for t in taps)
+    wq = spec.ow + max(t[5] for t in taps)
+    plane = hq * wq
+    length = n * plane
+    tail = max(t[4] for t in taps) * wq + max(t[5] for t in taps)
+    gext = np.zeros((spec.c_out, n, hq, wq), dtype=go.dtype)
+    gext[:, :, :spec.oh, :spec.ow] = go.transpose(1, 0, 2, 3)
+    gflat = gext.reshape(spec.c_out, length)
+    out = np.empty((spec.c_out, cig, spec.kh, spec.kw), dtype=go.dtype)
+    phases = {}
+    for p, q, a, b, oa, ob in taps:
+        buf = phases.get((a, b))
+        if buf is None:
+            buf = phases[(a, b)] = _phase_buffer(spec, x, a, b, hq, wq, tail)
+        off = oa * wq + ob
+        src = buf[:, off:off + length]
+        if g == 1:
+            out[:, :, p, q] = gflat @ src.T
+        elif cig == 1 and cog == 1:
+            out[:, 0, p, q] = np.einsum("cl,cl->c", gflat, src)
+        else:
+            out[:, :, p, q] = np.matmul(gflat.reshape(g, cog, length),
+                                        src.reshape(g, cig, length).transpose(0, 2, 1)
+                                        ).reshape(spec.c_out, cig)
+    return out
+
+
+def gemm_spec(spec, m, k, nn):
+    """The spec of a 1x1 convolution that is the GEMM (m, k) @ (k, nn): weight (m, k, 1, 1),
+    input (1, k, nn, 1) (a contiguous (k, nn) matrix), output (1, m, nn, 1)."""
+    return replace(spec, n=1, c_in=k, h=nn, w=1, c_out=m, kh=1, kw=1, sh=1, sw=1, pt=0, pb=0,
+                   pl=0, pr=0, dh=1, dw=1, groups=1, padding_mode="zeros", has_bias=False,
+                   unbatched=False, oh=nn, ow=1)
+
+
+def weight_grad_taps_nhwc(spec, x, go, conv, threads=1):
+    """As :func:`weight_grad_taps` (groups == 1) with channels-last phase buffers, so that
+    every tap's GEMM  gw[:, :, p, q] = go_ext (c_out, L) @ phase[off:off + L] (L, c_in)
+    reads a contiguous block and runs as a 1x1 forward convolution ``conv(spec', x', w')``
+    (cython-im2col's GEMM on the input: its own kernel and OpenMP threads, no BLAS pool)."""
+    n, cin, cout = spec.n, spec.c_in, spec.c_out
+    taps = [(p, q, (p * spec.dh) % spec.sh, (q * spec.dw) % spec.sw,
+             (p * spec.dh) // spec.sh, (q * spec.dw) // spec.sw)
+            for p in range(spec.kh) for q in range(spec.kw)]
+    hq = spec.oh + max(t[4] for t in taps)
+    wq = spec.ow + max(t[5] for t in taps)
+    length = n * hq * wq
+    tail = max(t[4] for t in taps) * wq + max(t[5] for t in taps)
+    gext = np.zeros((cout, n, hq, wq), dtype=go.dtype)
+    gext[:, :, :spec.oh, :spec.ow] = go.transpose(1, 0, 2, 3)
+    w4 = gext.reshape(cout, length, 1, 1)
+    gspec = gemm_spec(spec, cout, length, cin)
+    out = np.empty((cout, cin, spec.kh, spec.kw), dtype=go.dtype)
+    phases = {}
+    for p, q, a, b, oa, ob in taps:
+        buf = phases.get((a, b))
+        if buf is None:
+            buf = np.empty((length + tail, cin), dtype=x.dtype)
+            _gradutil.phase_nhwc(x, buf, hq, wq, a, b, spec.sh, spec.sw, spec.pt, spec.pl,
+                                 _threads_for(length * cin, threads))
+            buf[length:] = 0
+            phases[(a, b)] = buf
+        off = oa * wq + ob
+        res = conv(gspec, buf[off:off + length].reshape(1, length, cin, 1), w4)
+        out[:, :, p, q] = res[0, :, :, 0]
+    return out
+
+
+def swapped_fits(spec) -> bool:
+    """Calls whose weight gradient runs best as the swapped forward convolution through
+    cython-im2col: few input channels per group and a kernel of at least 16 taps (the
+    swapped call's outputs, kh*kw, fill the GEMM kernel's 32-pixel tiles), e.g. the
+    ResNet stem (3 channels, 7x7) and MNIST's first layer (1 channel, 5x5)."""
+    return spec.groups == 1 and spec.cig <= 4 and spec.kh * spec.kw >= 16
+
+
+# The per-tap GEMMs win when each is wide (many input channels per group) and the
+# (hq, wq) planes waste little on their zero border; im2col bands win otherwise (stem:
+# 3 input channels, 49 thin GEMMs; 7x7 and 14x14 images: 65% / 30% of each plane is
+# border; MNIST: one input channel). Measured with scripts/bench_grad.py on 2026-12-02.
+TAPS_MIN_CIG = 32
+TAPS_MAX_BORDER = 1.2
+
+
+def weight_grad_uses_taps(spec) -> bool:
+    if spec.cig == 1 and spec.cog == 1:
+        return True            # depthwise: one fused multiply-sum per tap
+    oa = ((spec.kh - 1) * spec.dh) // spec.sh
+    ob = ((spec.kw - 1) * spec.dw) // spec.sw
+    border = (spec.oh + oa) * (spec.ow + ob) / (spec.oh * spec.ow)
+    return spec.cig >= TAPS_MIN_CIG and border <= TAPS_MAX_BORDER
+
+
+def weight_grad(spec, x, go, bound_bytes, threads=1):
+    """The weight gradient by whichever of the two GEMM forms suits the call (one input
+    channel per group: the compiled per-channel reduction when built)."""
+    if spec.cig == 1 and spec.groups == spec.c_in and _gradutil is not None:
+        out = np.empty(spec.weight_shape, dtype=go.dtype)
+        _gradutil.depthwise_weight_grad(x, go, out, spec.groups, spec.sh, spec.sw, spec.pt,
+                                        spec.pl, spec.dh, spec.dw,
+                                        _threads_for(go.size * spec.kh * spec.kw, threads))
+        return out
+    if weight_grad_uses_taps(spec):
+        return weight_grad_taps(spec, x, go)
+    return weight_grad_gemm(spec, x, go, bound_bytes)
