@@ -120,7 +120,8 @@ def _explain(args) -> int:
         backend = [b.strip() for b in backend.split(",")]
     print(explain(args.input, args.weight, bias=not args.no_bias, dtype=args.dtype,
                   stride=args.stride, padding=args.padding, dilation=args.dilation,
-                  groups=args.groups, padding_mode=args.padding_mode, backend=backend))
+                  groups=args.groups, padding_mode=args.padding_mode, backend=backend,
+                  op=args.op))
     return 0
 
 
@@ -152,6 +153,9 @@ def _parser():
     exp.add_argument("--no-bias", action="store_true")
     exp.add_argument("--backend", help="a backend name or comma-separated ordered list "
                                        "(default: the selection rules)")
+    exp.add_argument("--op", default="conv2d",
+                     choices=["conv2d", "conv2d_input", "conv2d_weight"],
+                     help="the operation (gradients on the same forward shapes)")
     return parser
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ._dispatch.grad import run_transpose
-from ._dispatch.select import run, select
+from ._dispatch.select import OPS, run, select
+from ._errors import ConvSpecError
 from ._frontend.grad import prepare_transpose
 from ._frontend.spec import prepare, spec_for_shapes
 from ._settings.context import call_context
@@ -91,8 +92,12 @@ class Explanation(NamedTuple):
 
 
 def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, padding=0,
-            dilation=1, groups=1, padding_mode="zeros", backend=None) -> Explanation:
+            dilation=1, groups=1, padding_mode="zeros", backend=None,
+            op="conv2d") -> Explanation:
     """Say which backend a ``conv2d`` call on arrays of these shapes would run, and why.
+
+    ``op`` names the operation on the same forward shapes: ``"conv2d"``, or a gradient,
+    ``"conv2d_input"`` (also what ``conv_transpose2d`` runs) or ``"conv2d_weight"``.
 
     >>> import convreg
     >>> str(convreg.explain((1, 8, 16, 16), (8, 8, 3, 3), backend="python"))
@@ -101,8 +106,10 @@ def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, 
     spec = spec_for_shapes(input_shape, weight_shape, bias=bias, dtype=dtype, stride=stride,
                            padding=padding, dilation=dilation, groups=groups,
                            padding_mode=padding_mode)
+    if op not in OPS:
+        raise ConvSpecError(f"op must be one of {list(OPS)}, but got op={op!r}")
     ctx = call_context(backend)
-    choice = select(spec, ctx)
+    choice = select(spec, ctx, op)
     prefix = "".join(f"skipped {r}; " for r in choice.refusals)
     return Explanation(choice.label, choice.runs, ctx.backend_source, prefix + choice.reason)
 

@@ -235,11 +235,11 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
     check_memory("the output", (n, c_out, oh, ow), x.dtype.itemsize)
     # The forward convolution of an (oh, ow) input by this weight: every field is checked
     # above (its output size is at least h, w since output_padding >= 0).
-    spec = ConvSpec._trusted(
+    spec = ConvSpec._trusted(dict(
         n=n, c_in=c_out, h=oh, w=ow, c_out=c_in, kh=kh, kw=kw, sh=sh, sw=sw, pt=ph, pb=ph,
         pl=pw, pr=pw, dh=dh, dw=dw, groups=g, padding_mode="zeros",
         dtype=DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched,
-        oh=output_size(oh, ph, ph, kh, sh, dh), ow=output_size(ow, pw, pw, kw, sw, dw))
+        oh=output_size(oh, ph, ph, kh, sh, dh), ow=output_size(ow, pw, pw, kw, sw, dw)))
     extra = (spec.oh - h, spec.ow - w_)
     x = np.ascontiguousarray(x)
     if extra != (0, 0):
@@ -251,5 +251,5 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
 
 
 def _replace(spec, **fields):
-    new = type(spec)._trusted(**{**spec.__dict__, **fields})
+    new = type(spec)._trusted({**spec.__dict__, **fields})
     return new

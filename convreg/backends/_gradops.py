@@ -58,7 +58,7 @@ def replace(spec, **changes):
     trusted = getattr(type(spec), "_trusted", None)
     if trusted is None:
         return _dc_replace(spec, **changes)
-    return trusted(**{**spec.__dict__, **changes})
+    return trusted({**spec.__dict__, **changes})
 
 
 def _axis_phases(size, o, k, s, d, pad):
