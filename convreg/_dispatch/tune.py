@@ -8,8 +8,11 @@ shape nobody measured yet gets a Choice that carries the candidates; ``run`` the
 :func:`measure`, which runs each candidate on the call's arrays, the rules' choice first
 (its result is the call's result: nothing is computed again for the answer), repeats
 them in alternating order while the extra time stays within ``BUDGET_FACTOR`` times the
-slowest single run (at least ``MIN_BUDGET``, at most ``HARD_CAP`` seconds, ``MAX_RUNS``
-runs each), and stores the fastest (best of its runs) in the cache.
+slowest single run (at least ``MIN_BUDGET``, at most ``MAX_RUNS`` runs each), and stores
+the fastest (best of its runs) in the cache. ``MIN_RUNS`` runs each are made whenever
+they fit in ``HARD_CAP`` seconds, so that one disturbed run (a first call warming up, a
+busy machine) cannot decide; no call spends more than ``HARD_CAP`` on extra runs. A
+candidate must beat the rules' choice by more than ``TIE`` to replace it.
 
 ``timer`` is the clock the measurement reads; tests replace it with scripted times.
 """
@@ -24,6 +27,8 @@ from . import tuning_cache
 timer = time.perf_counter
 
 MAX_RUNS = 5          # runs of each candidate, the first included
+MIN_RUNS = 3          # ... and at least this many when they fit in HARD_CAP
+TIE = 0.03            # the rules' choice stays unless another is this much faster
 BUDGET_FACTOR = 3.0   # extra runs stop once they took this many times the slowest run
 MIN_BUDGET = 0.002    # ... but tiny calls may take this long (s), to see past the noise
 HARD_CAP = 1.0        # and no call spends more than this (s) on extra runs
@@ -95,7 +100,10 @@ def measure(label, key, candidates, call, spec, x, w, b, ctx, op="conv2d"):
     slowest = max(ts[0] for ts in times.values())
     budget = min(HARD_CAP, max(BUDGET_FACTOR * slowest, MIN_BUDGET))
     spent, runs = 0.0, 1
-    while runs < MAX_RUNS and spent + sum(min(ts) for ts in times.values()) <= budget:
+    while runs < MAX_RUNS:
+        ahead = spent + sum(min(ts) for ts in times.values())
+        if ahead > (HARD_CAP if runs < MIN_RUNS else budget):
+            break
         order = candidates if runs % 2 == 0 else candidates[::-1]
         for name, be, _ in order:
             _, t = _timed(call, be, args)
@@ -104,8 +112,11 @@ def measure(label, key, candidates, call, spec, x, w, b, ctx, op="conv2d"):
         runs += 1
     best = {name: min(ts) for name, ts in times.items()}
     winner = min(best, key=best.get)
+    rules = candidates[0][0]
+    if best[rules] <= best[winner] * (1 + TIE):
+        winner = rules
     entry = {
-        "winner": winner, "times": best, "runs": runs, "rules": candidates[0][0],
+        "winner": winner, "times": best, "runs": runs, "rules": rules,
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": {**tuning_cache.machine(), "threads": ctx.threads},
         "shape": tuning_cache.shape_fields(spec), "op": op, "label": label,
