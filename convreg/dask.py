@@ -17,7 +17,7 @@ import numpy as np
 from ._api import conv2d as _conv2d
 from ._errors import ConvSpecError, ConvTypeError
 from ._frontend.spec import prepare
-from ._settings.threads import machine_limits, use_threads
+from ._settings.threads import get_threads, use_threads
 
 
 def _worker_threads():
@@ -43,12 +43,14 @@ def _worker_threads():
 
 
 def kernel_threads() -> int:
-    """Kernel threads for one task: the cores this process may use (affinity, cgroup
-    quota) divided among the worker's threads, at least 1, so that worker threads times
-    kernel threads never exceed the cores."""
-    affinity, quota = machine_limits()
-    cores = affinity if quota is None else max(1, min(affinity, int(quota)))
-    return max(1, cores // _worker_threads())
+    """Kernel threads for one task: the threads this process may use, divided among the
+    worker's threads (at least 1), so that worker threads x kernel threads never exceed
+    them. "May use" is convreg's thread setting as resolved in the worker (``set_threads``
+    > ``CONVREG_THREADS`` > config > the smallest of CPU affinity, cgroup quota,
+    ``OMP_NUM_THREADS`` and the OpenMP runtime's limit). A dask nanny starts its worker
+    processes with ``OMP_NUM_THREADS=1`` (``distributed.nanny.pre-spawn-environ``): several
+    worker processes then share a machine without oversubscribing it."""
+    return max(1, get_threads() // _worker_threads())
 
 
 def _block(xb, *, weight, bias, hyper, backend):
@@ -75,10 +77,10 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     A 3-D (unbatched) input is handled as a batch of one and returns a 3-D result.
 
     ``weight`` and ``bias`` are NumPy arrays (a dask array is computed once first). Each
-    task runs with ``max(1, cores // worker threads)`` kernel threads (``use_threads``),
-    so worker threads x kernel threads never exceed the cores the worker may use: with
-    ``dask.distributed`` the worker's ``nthreads``, else the local threaded scheduler's
-    pool size.
+    task runs with ``max(1, threads // worker threads)`` kernel threads (``use_threads``;
+    see :func:`kernel_threads`), so worker threads x kernel threads never exceed the
+    threads the worker may use: with ``dask.distributed`` the worker's ``nthreads``, else
+    the local threaded scheduler's pool size (1 for the synchronous scheduler).
     """
     import dask
     import dask.array as da

@@ -107,12 +107,12 @@ class _ThreadRecorder(convreg.Backend):
         return np.zeros(spec.output_shape, spec.dtype)
 
 
-@pytest.mark.parametrize("pool, cores, expected", [(2, (8, None), 4), (4, (8, 3.0), 1),
-                                                   (3, (2, None), 1), (1, (6, None), 6)])
-def test_kernel_threads_times_pool_threads_fit_the_cores(monkeypatch, pool, cores, expected):
+@pytest.mark.parametrize("pool, threads, expected", [(2, 8, 4), (4, 3, 1), (3, 2, 1),
+                                                     (1, 6, 6)])
+def test_kernel_threads_times_pool_threads_fit_the_threads(pool, threads, expected):
     rec = _ThreadRecorder()
     convreg.register_backend(rec.name, rec, replace=True)
-    monkeypatch.setattr(cdask, "machine_limits", lambda: cores)
+    convreg.set_threads(threads)
     try:
         x, w, _ = _data(n=8)
         y = cdask.conv2d(da.from_array(x, chunks=1), w, backend=rec.name)
@@ -123,8 +123,9 @@ def test_kernel_threads_times_pool_threads_fit_the_cores(monkeypatch, pool, core
     assert rec.seen == [expected] * 8
 
 
-def test_sync_scheduler_gives_the_task_every_core(monkeypatch):
-    monkeypatch.setattr(cdask, "machine_limits", lambda: (6, None))
+def test_sync_scheduler_gives_the_task_every_thread(monkeypatch):
+    monkeypatch.setenv("CONVREG_THREADS", "6")
+    convreg.reload_config()
     with dask.config.set(scheduler="sync"):
         assert cdask.kernel_threads() == 6
 
@@ -133,9 +134,10 @@ def _in_task():
     from distributed import get_worker
 
     import convreg.dask
-    from convreg._settings.threads import machine_limits
+    from convreg._settings.threads import affinity_cores
 
-    return convreg.dask.kernel_threads(), get_worker().state.nthreads, machine_limits()[0]
+    return (convreg.dask.kernel_threads(), get_worker().state.nthreads, convreg.get_threads(),
+            affinity_cores())
 
 
 def test_local_cluster_with_two_worker_processes(monkeypatch):
@@ -150,7 +152,7 @@ def test_local_cluster_with_two_worker_processes(monkeypatch):
         y = cdask.conv2d(da.from_array(x, chunks=(4, 8, 12, 12)), w, b, padding=1,
                          backend=BACKEND)
         got = client.compute(y).result()
-        kernel, nthreads, cores = client.submit(_in_task, pure=False).result()
+        kernel, nthreads, threads, cores = client.submit(_in_task, pure=False).result()
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
-    assert nthreads == 1 and kernel == max(1, cores // nthreads)
-    assert kernel * nthreads <= cores
+    assert nthreads == 1 and kernel == max(1, threads // nthreads)
+    assert kernel * nthreads <= threads <= cores
