@@ -325,3 +325,18 @@ def test_cli_bad_shapes_file(tmp_path):
     bad.write_text('{"input": 1}')
     out = _cli("--shapes", str(bad), env=env)
     assert out.returncode == 2 and "expected a JSON list" in out.stderr
+
+
+def test_cli_explain_says_rule_then_measurement(setup, capsys):
+    from convreg.__main__ import main
+
+    argv = ["explain", "--input", "1,2,6,6", "--weight", "3,2,3,3", "--backend",
+            "mockchooser"]
+    with convreg.use_options("mockchooser", tune="measure"):
+        assert main(argv) == 0
+        assert "(chosen by argument; by rule)" in capsys.readouterr().out
+        _call()
+        assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "mockchooser -> mock-fast (chosen by argument; by measurement): measured" in out
+    assert "mock-fast 1.000 ms, mock-slow 4.000 ms" in out
