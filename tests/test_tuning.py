@@ -340,3 +340,23 @@ def test_cli_explain_says_rule_then_measurement(setup, capsys):
     out = capsys.readouterr().out
     assert "mockchooser -> mock-fast (chosen by argument; by measurement): measured" in out
     assert "mock-fast 1.000 ms, mock-slow 4.000 ms" in out
+
+
+@pytest.mark.parametrize("when", [1, 2])
+def test_a_failing_candidate_never_fails_the_call(setup, when):
+    slow, fast, _ = setup
+    real = fast.conv2d
+
+    def flaky(spec, x, w, b, ctx=None):
+        if fast.calls + 1 >= when:
+            fast.calls += 1
+            raise MemoryError("workspace")
+        return real(spec, x, w, b, ctx)
+
+    fast.conv2d = flaky
+    with convreg.use_options("mockchooser", tune="measure"):
+        assert np.all(_call() == 1.0)
+        e = convreg.explain(X.shape, W.shape, backend="mockchooser")
+        assert np.all(_call() == 1.0)
+    assert e.decided_by == "measurement" and e.runs == "mock-slow"
+    assert "mock-fast failed (MemoryError: workspace)" in e.reason

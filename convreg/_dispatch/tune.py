@@ -60,8 +60,10 @@ def describe(entry) -> str:
     rules = entry.get("rules")
     tail = "" if not rules else (
         "; the rules pick it too" if rules == entry["winner"] else f"; the rules would pick {rules}")
+    failed = "".join(f"; {name} failed ({why})" for name, why in
+                     (entry.get("failed") or {}).items())
     return (f"measured fastest at {entry.get('when', '?')}: {shown} "
-            f"(best of {entry.get('runs', '?')} runs each{tail})")
+            f"(best of {entry.get('runs', '?')} runs each{tail}{failed})")
 
 
 def cached(label, spec, op, threads, candidates):
@@ -89,14 +91,17 @@ def measure(label, key, candidates, call, spec, x, w, b, ctx, op="conv2d"):
     """Run ``call(backend, spec, x, w, b, ctx)`` for each candidate, remember the fastest,
     and return the result of the first run of the first (the rules') candidate."""
     args = (spec, x, w, b, ctx)
-    times = {name: [] for name, _, _ in candidates}
-    result = None
-    for name, be, _ in candidates:
-        out, t = _timed(call, be, args)
-        times[name].append(t)
-        if result is None:
-            result = out
-        del out
+    result, t = _timed(call, candidates[0][1], args)     # the rules' choice: may raise
+    times = {candidates[0][0]: [t]}
+    failed = {}
+    for name, be, _ in candidates[1:]:
+        try:
+            _, t = _timed(call, be, args)
+        except Exception as exc:     # a candidate that fails is not a candidate here
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            continue
+        times[name] = [t]
+    candidates = [c for c in candidates if c[0] in times]
     slowest = max(ts[0] for ts in times.values())
     budget = min(HARD_CAP, max(BUDGET_FACTOR * slowest, MIN_BUDGET))
     spent, runs = 0.0, 1
@@ -105,11 +110,17 @@ def measure(label, key, candidates, call, spec, x, w, b, ctx, op="conv2d"):
         if ahead > (HARD_CAP if runs < MIN_RUNS else budget):
             break
         order = candidates if runs % 2 == 0 else candidates[::-1]
-        for name, be, _ in order:
-            _, t = _timed(call, be, args)
-            times[name].append(t)
-            spent += t
+        try:
+            for name, be, _ in order:
+                _, t = _timed(call, be, args)
+                times[name].append(t)
+                spent += t
+        except Exception as exc:     # failed on a repetition: stop measuring, keep the rules
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            times = {candidates[0][0]: times[candidates[0][0]]}
+            break
         runs += 1
+    runs = min(len(ts) for ts in times.values())
     best = {name: min(ts) for name, ts in times.items()}
     winner = min(best, key=best.get)
     rules = candidates[0][0]
@@ -121,6 +132,8 @@ def measure(label, key, candidates, call, spec, x, w, b, ctx, op="conv2d"):
         "machine": {**tuning_cache.machine(), "threads": ctx.threads},
         "shape": tuning_cache.shape_fields(spec), "op": op, "label": label,
     }
+    if failed:
+        entry["failed"] = failed
     tuning_cache.store(key, entry)
     _remember(label, spec, op, ctx.threads, (winner, describe(entry), entry))
     return result
