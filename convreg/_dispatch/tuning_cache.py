@@ -200,12 +200,15 @@ def store(key: str, entry: dict) -> None:
 
 
 def clear() -> str:
-    """Delete the cache file (and forget this process's entries); returns its path."""
+    """Delete the cache file (and forget this process's entries); returns its path. The
+    lock file stays: a writer in another process may hold it."""
     path = cache_path()
     with _lock:
-        for p in (path, path + ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(p)
+        directory = os.path.dirname(path)
+        if os.path.isdir(directory):
+            with _exclusive(directory):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         _state["entries"] = None
     return path
 
