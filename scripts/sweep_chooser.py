@@ -129,7 +129,8 @@ def main(argv=None):
         if args.tuned:
             pick, how = tuned_choice(spec)
             regret_tuned.append(med[pick] / fastest)
-            tuned = f" tuned {pick.replace('cython-', '')} ({how}) regret {med[pick] / fastest:4.2f}"
+            tuned = (f" tuned {pick.replace('cython-', '')} ({how}) "
+                     f"regret {med[pick] / fastest:4.2f}")
         rows.append((label, spec.flops / 1e6, td * 1e3, ti * 1e3, ti / td, best, chosen))
         print(f"{label:32s} {spec.flops / 1e6:9.2f} MFLOP direct {td * 1e3:8.3f} ms "
               f"im2col {ti * 1e3:8.3f} ms  im2col/direct {ti / td:5.2f}  best {best:6s} "
@@ -139,7 +140,8 @@ def main(argv=None):
         print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
         for r in rows:
             print(f"| {r[0]} | {r[1]:.2f} | {r[2]:.3f} | {r[3]:.3f} | {r[4]:.2f} | {r[5]} | {r[6]} |")
-    print(f"\nchooser picks the faster backend (or one within 10%) on {agree}/{len(rows)} shapes")
+    print(f"\nchooser picks the faster backend (or one within 10%) on {agree}/{len(rows)} "
+          "shapes")
     print(f"regret (chosen / fastest) over {len(rows)} shapes:")
     print(f"  rules: median {statistics.median(regret_rules):.3f}  "
           f"p95 {percentile(regret_rules, 95):.3f}  max {max(regret_rules):.3f}")

@@ -58,8 +58,12 @@ def describe(entry) -> str:
     times = sorted(entry["times"].items(), key=lambda kv: kv[1])
     shown = ", ".join(f"{name} {t * 1e3:.3f} ms" for name, t in times)
     rules = entry.get("rules")
-    tail = "" if not rules else (
-        "; the rules pick it too" if rules == entry["winner"] else f"; the rules would pick {rules}")
+    if not rules:
+        tail = ""
+    elif rules == entry["winner"]:
+        tail = "; the rules pick it too"
+    else:
+        tail = f"; the rules would pick {rules}"
     failed = "".join(f"; {name} failed ({why})" for name, why in
                      (entry.get("failed") or {}).items())
     return (f"measured fastest at {entry.get('when', '?')}: {shown} "
