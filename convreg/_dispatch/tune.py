@@ -39,7 +39,10 @@ _MEMO_SIZE = 4096
 
 def mode(ctx, label) -> str:
     """The chooser's ``tune`` option for this call ("rules" without one)."""
-    return ctx.options_for(label).get("tune", "rules")
+    option = getattr(ctx, "option", None)
+    if option is None:                      # a context without the one-option accessor
+        return ctx.options_for(label).get("tune", "rules")
+    return option(label, "tune", "rules")
 
 
 def remembered(label, spec, op, threads):
