@@ -1,8 +1,12 @@
 """Time the cython-direct backend against torch.nn.functional.conv2d on its target layers.
 
 "direct" goes through ``convreg.conv2d`` (front end included, as users call it);
-"kernel" calls the backend object on an already prepared call. Each layer is run ``--reps`` times, alternating cython-direct and torch (and
-cython-im2col when it is built), after a warm-up; the table shows median ms, GFLOP/s
+"kernel" calls the backend object on an already prepared call; "torch" is
+``torch.nn.functional.conv2d`` called directly, as torch users call it (tensors made once,
+``torch.no_grad()``, ``torch.set_num_threads(threads)``), never through convreg. Each layer
+is run ``--reps`` rounds after a warm-up; every round takes the engines in a seeded shuffled
+order, and before each timed call the script sleeps 5 ms (the previous engine's OpenMP
+workers go idle) and makes one untimed call of the same engine; the table shows median ms, GFLOP/s
 (a multiply-add counts as two flops) and the ratio of medians to torch. The numpy
 float32 2048x2048 matmul rate, measured in the same run with the same thread count, is
 the GEMM ceiling: "sgemm x" is the layer's time over flops / that rate, i.e. how far
@@ -22,15 +26,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+import sys
 
 import numpy as np
 
-import convreg
-from convreg._frontend.spec import prepare
-from convreg._settings.context import threads_context
-from convreg.backends._blas import blas_threads
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
+
+import convreg  # noqa: E402
+from convreg._frontend.spec import prepare  # noqa: E402
+from convreg._settings.context import threads_context  # noqa: E402
 
 # name, input shape, weight shape, stride, padding, groups
 LAYERS = [
@@ -49,42 +54,22 @@ LAYERS = [
 
 
 def sgemm_rate(threads: int, dtype, reps: int = 7) -> float:
-    """GFLOP/s of numpy's matmul on 2048x2048 (BLAS held to ``threads``)."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((2048, 2048)).astype(dtype)
-    b = rng.standard_normal((2048, 2048)).astype(dtype)
-    times = []
-    with blas_threads(threads):
-        a @ b
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            a @ b
-            times.append(time.perf_counter() - t0)
-    return 2 * 2048**3 / statistics.median(times) / 1e9
-
-
-def _timer(fn):
-    def run():
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-    return run
+    """GFLOP/s of numpy's matmul on 2048x2048 in ``dtype`` (BLAS held to ``threads``)."""
+    return common.matmul_ceiling(dtype, threads, reps=reps)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=30)
+    common.add_version(ap, "bench_direct.py")
+    ap.add_argument("--threads", type=common.positive_int, default=2)
+    ap.add_argument("--reps", type=common.positive_int, default=30)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the engine order")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--only", default="", help="substring filter on layer names")
     args = ap.parse_args(argv)
     dtype = np.dtype(args.dtype)
 
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    torch = common.import_torch(args.threads)
     direct = convreg.get_backend("cython-direct")
     others = [b for b in ("cython-im2col",) if b in convreg.available_backends()]
     print(f"cython-direct variant {direct.info()['simd']}, threads {args.threads}, "
@@ -93,6 +78,8 @@ def main(argv=None):
     tuned = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     print("glibc malloc: " + (f"MALLOC_MMAP_THRESHOLD_={tuned} (heap reuse)" if tuned else
                               "default (large outputs may page-fault; see --help)"))
+    load_text, _ = common.load_line("start")
+    print(load_text, flush=True)
     rate = sgemm_rate(args.threads, dtype)
     print(f"numpy {dtype.name} matmul 2048^2: {rate:.1f} GFLOP/s (GEMM ceiling)\n")
 
@@ -109,26 +96,17 @@ def main(argv=None):
         kw = dict(stride=stride, padding=padding, groups=groups)
         spec, xc, wc, bc = prepare(x, w, b, **kw)
         ctx = threads_context(args.threads)
-        fns = {"direct": _timer(lambda: convreg.conv2d(x, w, b, backend="cython-direct", **kw)),
+        fns = {"direct": lambda: convreg.conv2d(x, w, b, backend="cython-direct", **kw),
                # the backend object on a prepared call: the kernel without the front end
-               "kernel": _timer(lambda: direct.conv2d(spec, xc, wc, bc, ctx))}
+               "kernel": lambda: direct.conv2d(spec, xc, wc, bc, ctx)}
         for o in others:
-            fns[o] = _timer(lambda o=o: convreg.conv2d(x, w, b, backend=o, **kw))
+            fns[o] = lambda o=o: convreg.conv2d(x, w, b, backend=o, **kw)
         if torch is not None:
-            xt, wt, bt = (torch.from_numpy(a) for a in (x, w, b))
-
-            def run_torch():
-                with torch.no_grad():
-                    torch.nn.functional.conv2d(xt, wt, bt, **kw)
-            fns["torch"] = _timer(run_torch)
-        times = {k: [] for k in fns}
+            fns["torch"] = common.torch_direct(torch, x, w, b, kw)   # as torch users call it
         with convreg.use_threads(args.threads):
             for fn in fns.values():       # warm-up
                 fn(), fn()
-            for _ in range(args.reps):
-                for k, fn in fns.items():
-                    times[k].append(fn())
-        med = {k: statistics.median(v) for k, v in times.items()}
+            med, _ = common.fair_medians(fns, args.reps, seed=args.seed)
         gf = spec.flops / 1e9
         row = [name, f"{gf:.3f}", f"{med['direct'] * 1e3:.3f}",
                f"{gf / med['direct']:.1f}"]
@@ -150,7 +128,9 @@ def main(argv=None):
     for r in rows:
         print("  ".join(c.rjust(wd) if i else c.ljust(wd) for i, (c, wd) in
                         enumerate(zip(r, widths))))
+    print(common.load_line("end")[0])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

@@ -1,9 +1,13 @@
 """Benchmark the cython-im2col backend against torch.nn.functional.conv2d.
 
-Prints, per layer (float32 by default): ms (median of alternating repetitions),
-GFLOP/s, and the ratio to torch's median time in the same run (when torch imports);
-the float32 2048x2048 matmul GFLOP/s of numpy in the same run (the ceiling); and a
-peak-memory check of the workspace bound in a fresh subprocess.
+Prints, per layer (float32 by default): ms (median of shuffled rounds; before each timed
+sample a 5 ms sleep lets the other engine's OpenMP workers go idle, then one untimed call
+warms the engine's own), GFLOP/s, and the ratio to torch's median time in the same run
+(when torch imports; torch is ``torch.nn.functional.conv2d`` called directly on tensors
+made once, under ``torch.no_grad()``, with ``torch.set_num_threads(threads)``); numpy's
+2048x2048 matmul GFLOP/s in the run's dtype and thread count (the ceiling); the machine
+load at start and end; and a peak-memory check of the workspace bound in a fresh
+subprocess.
 
     python scripts/bench_im2col.py [--threads 2] [--reps 30]
 
@@ -21,16 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 import numpy as np
 
-import convreg
-from convreg._frontend.spec import prepare
-from convreg.backends import im2col as im2col_mod
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
+
+import convreg  # noqa: E402
+from convreg._frontend.spec import prepare  # noqa: E402
+from convreg.backends import im2col as im2col_mod  # noqa: E402
 
 # name, n, c_in, h, w, c_out, k, stride, padding, groups
 LAYERS = [
@@ -56,14 +62,9 @@ def _timeit(fn, inner):
     return (time.perf_counter() - t0) / inner
 
 
-def matmul_ceiling(threads, reps=5):
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
-    with threadpool_limits(threads, user_api="blas"):
-        a @ a
-        best = min(_timeit(lambda: a @ a, 1) for _ in range(reps))
-    return 2 * 2048**3 / best / 1e9
+def matmul_ceiling(threads, dtype="float32", reps=5):
+    """numpy's 2048x2048 matmul GFLOP/s in ``dtype``, BLAS held to ``threads`` (median)."""
+    return common.matmul_ceiling(dtype, threads, reps=reps)
 
 
 def bench_layers(args, torch):
@@ -86,7 +87,7 @@ def bench_layers(args, torch):
             def theirs():
                 with torch.no_grad():
                     return F.conv2d(xt, wtt, bt, stride=s, padding=p, groups=g)
-            fns["torch"] = theirs
+            fns["torch"] = theirs      # F.conv2d called directly, as torch users call it
             ref = theirs().numpy()
             got = ours()
             err = float(np.max(np.abs(got - ref)) / (np.max(np.abs(ref)) + 1e-30))
@@ -95,13 +96,9 @@ def bench_layers(args, torch):
         # Inner repetitions so that each timed sample lasts at least ~2 ms.
         one = _timeit(ours, 1)
         inner = max(1, int(0.002 / max(one, 1e-7)))
-        times = {key: [] for key in fns}
         for key, fn in fns.items():
             fn()
-        for _ in range(args.reps):
-            for key, fn in fns.items():   # alternate: ours, torch, ours, torch, ...
-                times[key].append(_timeit(fn, inner))
-        med = {key: statistics.median(v) for key, v in times.items()}
+        med, _ = common.fair_medians(fns, args.reps, seed=args.seed, inner=inner)
         plan = im2col_mod.CythonIm2colBackend().plan(spec, args.threads)
         row = {"layer": name, "gflop": spec.flops / 1e9, "ms": med["ours"] * 1e3,
                "gflops": spec.flops / med["ours"] / 1e9,
@@ -167,13 +164,15 @@ def memory_check(threads):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=21)
+    common.add_version(ap, "bench_im2col.py")
+    ap.add_argument("--threads", type=common.positive_int, default=2)
+    ap.add_argument("--reps", type=common.positive_int, default=21)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the engine order")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--layers", nargs="*", help="substrings of layer names to run")
     ap.add_argument("--split", choices=["auto", "blas", "tasks", "shared"], default="auto",
                     help="force the thread split (for measuring the rule)")
-    ap.add_argument("--cache-kb", type=float, help="override the per-thread band buffer target")
+    ap.add_argument("--cache-kb", type=common.positive_float, help="override the per-thread band buffer target")
     ap.add_argument("--blas-gemm", action="store_true",
                     help="multiply with BLAS, not the avx512 build's own kernel")
     ap.add_argument("--no-fused", action="store_true",
@@ -193,29 +192,34 @@ def main(argv=None):
         im2col_mod.use_flat = False
     if args.cache_kb:
         im2col_mod.CACHE_BYTES = im2col_mod.CACHE_BYTES_BATCH = int(args.cache_kb * 1024)
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    torch = common.import_torch(args.threads)
+    if torch is None:
         print("torch not importable: no ratios")
-
-    ceiling = matmul_ceiling(args.threads)
+    load_text, load_start = common.load_line("start")
+    print(load_text, flush=True)
+    ceiling = matmul_ceiling(args.threads, args.dtype)
     be = convreg.get_backend("cython-im2col")
     print(f"threads={args.threads} dtype={args.dtype} reps={args.reps} split={args.split} "
           f"cache={im2col_mod.CACHE_BYTES // 1024} KiB variant={be.info()['variant']} "
           f"gemm={'BLAS' if args.blas_gemm else be.info()['float32_gemm']} "
           f"fused={'off' if args.no_fused else 'on'}")
     print("OPENBLAS_CORETYPE=" + os.environ.get("OPENBLAS_CORETYPE", "(unset)"))
-    print(f"numpy float32 2048² matmul: {ceiling:.1f} GFLOP/s (ceiling)\n")
+    print(f"numpy {args.dtype} 2048² matmul at {args.threads} threads: {ceiling:.1f} GFLOP/s "
+          "(ceiling)\n")
     print(f"{'layer':24s} {'GFLOP':>7s} {'ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} "
           f"{'ratio':>6s}  {'target':14s} plan")
     rows = bench_layers(args, torch)
     mem = None if args.no_memory else memory_check(args.threads)
+    load_text, load_end = common.load_line("end")
+    print(load_text)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"ceiling_gflops": ceiling, "layers": rows, "memory": mem}, fh, indent=1)
+            json.dump({"command": common.command_line(), "versions": common.versions(),
+                       "threads": args.threads, "dtype": args.dtype, "load_start": load_start,
+                       "load_end": load_end, "ceiling_gflops": ceiling, "layers": rows,
+                       "memory": mem}, fh, indent=1)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)

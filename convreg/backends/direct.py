@@ -1,6 +1,6 @@
 """The ``cython-direct`` backend: direct convolution in Cython, no im2col buffer.
 
-The kernels live in ``pyx/_direct_impl.pxi`` (microkernels in ``pyx/_direct_kernels.h``),
+The kernels live in ``pyx/direct/direct_impl.pxi`` (microkernels in ``pyx/direct/*.h``),
 built once per SIMD variant as ``convreg._direct_<variant>``; the best variant this CPU
 runs is loaded at construction (ImportError when none was built, which the registry
 reports as "unavailable").

@@ -1,6 +1,6 @@
 """The ``cython-im2col`` backend: im2col into a bounded workspace, then GEMM.
 
-Per image, group and band of output pixels (``pyx/_im2col_impl.pxi``)::
+Per image, group and band of output pixels (``pyx/im2col/im2col_impl.pxi``; GEMM in ``pyx/gemm/``)::
 
     col (K, bp)              = im2col of the band,      K = C_in/groups * kH * kW
     out[n, g-block, band]    = W_g (C_out/groups, K) @ col (K, bp)   (+ bias)
@@ -69,7 +69,7 @@ KERNEL_MIN_COG = 8
 KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 float64)
 use_own_kernel = True     # False: always BLAS (for comparisons)
 
-# Kernel modes (pyx/_im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
+# Kernel modes (pyx/im2col/im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
 SERIAL, TASKS, SHARED, FLAT = 0, 1, 2, 3
 MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared", FLAT: "fused"}
 # FLAT: the avx512 build's fused im2col + GEMM for float32 stride-1 calls whose output is

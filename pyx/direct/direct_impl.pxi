@@ -26,7 +26,7 @@ reads the band at t + toff[p, q] with
 
 a constant: so every tap is a contiguous run of t for any stride and dilation, with no
 strided gathers and no boundary tests in the hot loop. The C microkernel
-(``_direct_kernels.h``) computes blocks of ``ob`` output channels x ``CR_NV`` vectors of t
+(``direct_kernels.h``, declared in ``direct.pxd``) computes blocks of ``ob`` output channels x ``CR_NV`` vectors of t
 in registers; positions j >= ow of the flat run are computed and thrown away when the
 tile is copied out.
 
@@ -45,7 +45,7 @@ Paths
   no dilation, rows of >= ~4/5 of a 16-lane vector): no band at all. Each input row
   is read straight from x with masked loads (zero padding = masked-off lanes, still
   multiplied), split into even / odd columns by in-lane shuffles, and feeds every
-  output row of a step of 8 (3x3) or 14 / 7 (5x5) rows; see cr_dwdirect_f. Packing the
+  output row of a step of 8 (3x3) or 14 / 7 (5x5) rows; see cr_dwdirect_f32. Packing the
   stride-2 band was about half the time of these layers.
 
 Zero padding lives in the band: columns outside the input are zeroed once per call
@@ -57,40 +57,12 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
 
-from _openmp_helpers cimport CONVREG_HAVE_OPENMP
+from openmp_helpers cimport CONVREG_HAVE_OPENMP
 
-cdef extern from "_direct_kernels.h" nogil:
-    int CR_NV
-    int CR_OBMAX
-    int CR_VBYTES
-    const char* cr_isa()
-    int CR_HAVE_DWD
-    void cr_dwdirect_f(int kh, int s, const float* x, Py_ssize_t h, Py_ssize_t w,
-                       Py_ssize_t pt, Py_ssize_t pl, const float* wt, float bias,
-                       float* out, Py_ssize_t ow, Py_ssize_t i0, Py_ssize_t nrows)
-    void cr_copy_f(float* dst, const float* src, Py_ssize_t n)
-    void cr_copy_d(double* dst, const double* src, Py_ssize_t n)
-    void cr_dwrows_f(int kh, int s, const float* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
-                     const float* w, float bias, float* out, Py_ssize_t ow, Py_ssize_t nrows)
-    void cr_dwrows_d(int kh, int s, const double* x, const Py_ssize_t* vtoff, Py_ssize_t wk,
-                     const double* w, double bias, double* out, Py_ssize_t ow,
-                     Py_ssize_t nrows)
-    void cr_deint2_f(const float* src, float* de, Py_ssize_t ne, float* dod, Py_ssize_t no)
-    void cr_deint2_d(const double* src, double* de, Py_ssize_t ne, double* dod, Py_ssize_t no)
-    void cr_copy_rows_f(float* dst, Py_ssize_t ds, const float* src, Py_ssize_t ss,
-                        Py_ssize_t nrows, Py_ssize_t n)
-    void cr_copy_rows_d(double* dst, Py_ssize_t ds, const double* src, Py_ssize_t ss,
-                        Py_ssize_t nrows, Py_ssize_t n)
-    void cr_deint2_rows_f(const float* src, Py_ssize_t ss, float* de, float* dod,
-                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
-    void cr_deint2_rows_d(const double* src, Py_ssize_t ss, double* de, double* dod,
-                          Py_ssize_t ds, Py_ssize_t nrows, Py_ssize_t ne, Py_ssize_t no)
-    void cr_block_f(int ob, const float* x, Py_ssize_t cs, Py_ssize_t cig,
-                    const Py_ssize_t* toff, int kk, const float* w, Py_ssize_t wos,
-                    const float* bias, float* out, Py_ssize_t os)
-    void cr_block_d(int ob, const double* x, Py_ssize_t cs, Py_ssize_t cig,
-                    const Py_ssize_t* toff, int kk, const double* w, Py_ssize_t wos,
-                    const double* bias, double* out, Py_ssize_t os)
+from direct cimport (CR_HAVE_DWD, CR_NV, CR_OBMAX, CR_VBYTES, cr_block_f32, cr_block_f64,
+                    cr_copy_rows_f32, cr_copy_rows_f64, cr_deint2_rows_f32,
+                    cr_deint2_rows_f64, cr_dwdirect_f32, cr_dwrows_f32, cr_dwrows_f64,
+                    cr_isa, cr_zero_rows_f32, cr_zero_rows_f64)
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 ISA = cr_isa().decode()
@@ -193,6 +165,26 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     return pl
 
 
+cdef inline void _copy_rows(floating* dst, Py_ssize_t ds, const floating* src, Py_ssize_t ss,
+                           Py_ssize_t nrows, Py_ssize_t n) noexcept nogil:
+    """dst[r*ds + 0:n] := src[r*ss + 0:n] for r < nrows (short rows: no libc memcpy)."""
+    if floating is float:
+        cr_copy_rows_f32(dst, ds, src, ss, nrows, n)
+    else:
+        cr_copy_rows_f64(dst, ds, src, ss, nrows, n)
+
+
+cdef inline void _zero_rows(floating* dst, Py_ssize_t ds, Py_ssize_t nrows,
+                            Py_ssize_t n) noexcept nogil:
+    """dst[r*ds + 0:n] := 0 for r < nrows (short rows: no libc memset)."""
+    if nrows <= 0 or n <= 0:
+        return
+    if floating is float:
+        cr_zero_rows_f32(dst, ds, nrows, n)
+    else:
+        cr_zero_rows_f64(dst, ds, nrows, n)
+
+
 cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of one group
                      floating* band,           # OUT (cig, sh, sw, rr, wk), channel stride cs
                      Py_ssize_t cig, Py_ssize_t h, Py_ssize_t w, Py_ssize_t r0,
@@ -226,21 +218,19 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                 dst = band + c * cs + fr * sw * ps
                 de = dst + a * ps + base
                 dod = dst + (1 - a) * ps + base + a
-                for r in range(rr):
-                    if r >= rlo and r < rhi:
-                        continue            # copied below
-                    for k in range(ne):
-                        de[r * wk + k] = 0
-                    for k in range(no):
-                        dod[r * wk + k] = 0
+                # rows outside the input are zero; rows [rlo, rhi) are copied
+                _zero_rows(de, wk, rlo, ne)
+                _zero_rows(de + rhi * wk, wk, rr - rhi, ne)
+                _zero_rows(dod, wk, rlo, no)
+                _zero_rows(dod + rhi * wk, wk, rr - rhi, no)
                 if rhi > rlo:
                     src = xg + (c * h + r0 + rlo * sh + fr) * w
                     if floating is float:
-                        cr_deint2_rows_f(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
-                                         rhi - rlo, ne, no)
+                        cr_deint2_rows_f32(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                           rhi - rlo, ne, no)
                     else:
-                        cr_deint2_rows_d(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
-                                         rhi - rlo, ne, no)
+                        cr_deint2_rows_f64(src, sh * w, de + rlo * wk, dod + rlo * wk, wk,
+                                           rhi - rlo, ne, no)
         return
     for fc in range(sw):
         # valid k: 0 <= k*sw + fc - pl < w
@@ -260,41 +250,27 @@ cdef void _pack_band(const floating* xg,       # IN  (cig, h, w) input planes of
                 num = h - 1 - r0 - fr
                 rhi = max(rlo, min(rr, num // sh + 1 if num >= 0 else 0))
                 dst = band + c * cs + (fr * sw + fc) * ps
-                for r in range(rr):
-                    if r < rlo or r >= rhi:
-                        for k in range(klo, khi):
-                            dst[r * wk + k] = 0
+                _zero_rows(dst + klo, wk, rlo, khi - klo)
+                _zero_rows(dst + rhi * wk + klo, wk, rr - rhi, khi - klo)
                 if rhi == rlo:
                     continue
                 src = xg + (c * h + r0 + rlo * sh + fr) * w + fc - pl
                 if sw == 1:
-                    if floating is float:
-                        cr_copy_rows_f(dst + rlo * wk + klo, wk, src + klo, sh * w,
-                                       rhi - rlo, khi - klo)
-                    else:
-                        cr_copy_rows_d(dst + rlo * wk + klo, wk, src + klo, sh * w,
-                                       rhi - rlo, khi - klo)
+                    _copy_rows(dst + rlo * wk + klo, wk, src + klo, sh * w, rhi - rlo,
+                               khi - klo)
                 else:
                     for r in range(rhi - rlo):
                         for k in range(klo, khi):
                             dst[(rlo + r) * wk + k] = src[r * sh * w + k * sw]
 
 
-cdef inline void _copy(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
-    """dst[0:n] := src[0:n] (short rows)."""
-    if floating is float:
-        cr_copy_f(dst, src, n)
-    else:
-        cr_copy_d(dst, src, n)
-
-
 cdef inline void _block(int ob, const floating* x, Py_ssize_t cs, Py_ssize_t cig,
                         const Py_ssize_t* toff, int kk, const floating* w, Py_ssize_t wos,
                         const floating* bias, floating* out, Py_ssize_t os) noexcept nogil:
     if floating is float:
-        cr_block_f(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
+        cr_block_f32(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
     else:
-        cr_block_d(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
+        cr_block_f64(ob, x, cs, cig, toff, kk, w, wos, bias, out, os)
 
 
 cdef void _item(Py_ssize_t item, const Plan* pl,
@@ -320,25 +296,25 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     cdef Py_ssize_t nblk = _cdiv(tht * pl.wk, pl.bl)
     cdef Py_ssize_t o_lo = gg * cog + chunk * pl.chunk
     cdef Py_ssize_t o_hi = min(gg * cog + cog, o_lo + pl.chunk)
-    cdef Py_ssize_t o0, o, i, tb
+    cdef Py_ssize_t o0, o, tb
     cdef int ob
     cdef Py_ssize_t wos = cig * kk
     if floating is float:
         if pl.dwdirect:
-            cr_dwdirect_f(kh, <int>sh, x + (nn * c_in + gg * cig) * h * w, h, w, pt, pleft,
-                          wt + o_lo * kk, bias[o_lo], out + (nn * c_out + o_lo) * oh * ow,
-                          ow, i0, tht)
+            cr_dwdirect_f32(kh, <int>sh, x + (nn * c_in + gg * cig) * h * w, h, w, pt, pleft,
+                            wt + o_lo * kk, bias[o_lo], out + (nn * c_out + o_lo) * oh * ow,
+                            ow, i0, tht)
             return
     _pack_band(x + (nn * c_in + gg * cig) * h * w, band, cig, h, w, i0 * sh - pt, pleft,
                sh, sw, pl.rr, pl.wk, pl.ps, pl.cs)
     # Block of flat positions outer, channel blocks inner: the band block stays in L1.
     if pl.rowmode:
         if floating is float:
-            cr_dwrows_f(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
-                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+            cr_dwrows_f32(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                          out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
         else:
-            cr_dwrows_d(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
-                        out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
+            cr_dwrows_f64(kh, <int>sh, band, vtoff, pl.wk, wt + o_lo * kk, bias[o_lo],
+                          out + ((nn * c_out + o_lo) * oh + i0) * ow, ow, tht)
         return
     # Channel blocks of (nearly) equal size: nb blocks of ob or ob + 1 channels.
     cdef Py_ssize_t nb = _cdiv(o_hi - o_lo, CR_OBMAX), ib, obase = (o_hi - o_lo) // nb
@@ -351,9 +327,8 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
                    bias + o0, otile + (o0 - o_lo) * pl.otl + tb * pl.bl, pl.otl)
             o0 += ob
     for o in range(o_lo, o_hi):
-        for i in range(tht):
-            _copy(out + ((nn * c_out + o) * oh + i0 + i) * ow,
-                  otile + (o - o_lo) * pl.otl + i * pl.wk, ow)
+        _copy_rows(out + ((nn * c_out + o) * oh + i0) * ow, ow, otile + (o - o_lo) * pl.otl,
+                   pl.wk, tht, ow)
 
 
 def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)

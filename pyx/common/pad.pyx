@@ -1,14 +1,14 @@
 """Explicit padding of an NCHW array for the reflect / replicate / circular modes.
 
-xpad[n, c, r, s] = x[n, c, map(r - pt, h), map(s - pl, w)], with map from _boundary.pxd.
+xpad[n, c, r, s] = x[n, c, map(r - pt, h), map(s - pl, w)], with map from boundary.pxd.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
-from _boundary cimport coord_map
-from _openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_max_threads
+from boundary cimport coord_map
+from openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_max_threads
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 

@@ -1,0 +1,71 @@
+/* The register-tiled GEMM of the avx512 builds, float32 and float64 from one template
+ * (gemm_tile.h), shared by convreg._gemm_<variant> and the im2col family.
+ *
+ *   cr_gemm_f32 / cr_gemm_f64:  C (M, N; ldc) := bias[:, None] (or 0) + W (M, K; ldw) @ B (K, N; ldb)
+ *   cr_gemm_tile_f32 / _f64:    one MR x 32 (float32) / MR x 16 (float64) tile of it
+ *   cr_gemm_tile1_f32 / _f64:   one MR x 16 / MR x 8 tile
+ *
+ * Without AVX-512 (baseline and avx2 builds) CR_HAVE_GEMM is 0 and the entry points are
+ * stubs that are never called: the Cython side (gemm.pxd: gemm_product) goes to BLAS. */
+#ifndef CONVREG_GEMM_H
+#define CONVREG_GEMM_H
+
+#include <stddef.h>
+
+#define CR_GEMM_MR 8
+
+#if defined(__AVX512F__) && defined(__FMA__)
+#include <immintrin.h>
+#define CR_HAVE_GEMM 1
+/* K-chunk in float32 elements (1 KiB of a W row); float64 takes the same bytes. */
+#ifndef CONVREG_KC
+#define CONVREG_KC 256
+#endif
+
+#define CR_T float
+#define CR_V __m512
+#define CR_MASK __mmask16
+#define CR_LANES 16
+#define CR_LOADU_Z _mm512_maskz_loadu_ps
+#define CR_STOREU_M _mm512_mask_storeu_ps
+#define CR_SET1 _mm512_set1_ps
+#define CR_SETZERO _mm512_setzero_ps
+#define CR_FMADD _mm512_fmadd_ps
+#define CR_GEMM_KC CONVREG_KC
+#define CR_GEMM_TILE cr_gemm_tile_f32
+#define CR_GEMM_TILE1 cr_gemm_tile1_f32
+#define CR_GEMM_KERNEL cr_gemm_f32
+#include "gemm_tile.h"
+
+#define CR_T double
+#define CR_V __m512d
+#define CR_MASK __mmask8
+#define CR_LANES 8
+#define CR_LOADU_Z _mm512_maskz_loadu_pd
+#define CR_STOREU_M _mm512_mask_storeu_pd
+#define CR_SET1 _mm512_set1_pd
+#define CR_SETZERO _mm512_setzero_pd
+#define CR_FMADD _mm512_fmadd_pd
+#define CR_GEMM_KC (CONVREG_KC / 2)
+#define CR_GEMM_TILE cr_gemm_tile_f64
+#define CR_GEMM_TILE1 cr_gemm_tile1_f64
+#define CR_GEMM_KERNEL cr_gemm_f64
+#include "gemm_tile.h"
+
+#else
+#define CR_HAVE_GEMM 0
+static void cr_gemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *W, ptrdiff_t ldw,
+                        const float *B, ptrdiff_t ldb, const float *bias, float *C,
+                        ptrdiff_t ldc) {
+    (void)M; (void)N; (void)K; (void)W; (void)ldw; (void)B; (void)ldb; (void)bias; (void)C;
+    (void)ldc;
+}
+static void cr_gemm_f64(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *W, ptrdiff_t ldw,
+                        const double *B, ptrdiff_t ldb, const double *bias, double *C,
+                        ptrdiff_t ldc) {
+    (void)M; (void)N; (void)K; (void)W; (void)ldw; (void)B; (void)ldb; (void)bias; (void)C;
+    (void)ldc;
+}
+#endif
+
+#endif

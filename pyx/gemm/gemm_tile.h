@@ -1,0 +1,112 @@
+/* Template of the register-tiled AVX-512 GEMM, included once per element type by gemm.h
+ * (no include guard, on purpose).
+ *
+ *   C (M, N; ldc) := bias[:, None] (or 0) + W (M, K; ldw) @ B (K, N; ldb), all row-major.
+ *
+ * Before each #include the instantiating file defines
+ *   element type and intrinsics: CR_T, CR_V (vector), CR_MASK, CR_LANES (lanes per vector),
+ *     CR_LOADU_Z(mask, p) (masked load, 0 in masked-off lanes), CR_STOREU_M(p, mask, v),
+ *     CR_SET1(x), CR_SETZERO(), CR_FMADD(a, b, c) (a*b + c, one rounding),
+ *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile, shared by both types);
+ *   function names, literally (so grep finds each instance):
+ *     CR_GEMM_TILE   MR x 2*CR_LANES tile,    CR_GEMM_TILE1   MR x CR_LANES tile,
+ *     CR_GEMM_KERNEL the whole product.
+ * Everything but CR_GEMM_MR is #undef'd at the end, ready for the next instantiation.
+ *
+ * Every product is computed (no skipping of zeros) and FMA rounds once, so NaN and inf
+ * propagate as in a plain loop. */
+
+/* Rows r >= skip of the tile: C[r, j] := (acc ? C[r, j] : bias[r] or 0)
+ * + sum_k W[r, k] * B[k, j], r < MR, j < nr <= 2*CR_LANES. 2*MR accumulators; per k two
+ * loads of B and MR broadcasts of W feed 2*MR FMAs. */
+static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
+                                ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
+                                ptrdiff_t nr, int acc, int skip) {
+    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
+    CR_MASK m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
+    CR_MASK m1 = nr >= 2 * CR_LANES ? full :
+                 nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : (CR_MASK)0;
+    CR_V c0[CR_GEMM_MR], c1[CR_GEMM_MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < CR_GEMM_MR; r++) {
+        if (acc) {
+            c0[r] = CR_LOADU_Z(m0, C + r * ldc);
+            c1[r] = CR_LOADU_Z(m1, C + r * ldc + CR_LANES);
+        } else {
+            c0[r] = bias ? CR_SET1(bias[r]) : CR_SETZERO();
+            c1[r] = c0[r];
+        }
+    }
+    for (ptrdiff_t k = 0; k < K; k++) {
+        CR_V b0 = CR_LOADU_Z(m0, B + k * ldb);
+        CR_V b1 = CR_LOADU_Z(m1, B + k * ldb + CR_LANES);
+        #pragma GCC unroll 8
+        for (int r = 0; r < CR_GEMM_MR; r++) {
+            CR_V a = CR_SET1(W[r * ldw + k]);
+            c0[r] = CR_FMADD(a, b0, c0[r]);
+            c1[r] = CR_FMADD(a, b1, c1[r]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < CR_GEMM_MR; r++) {
+        if (r >= skip) {
+            CR_STOREU_M(C + r * ldc, m0, c0[r]);
+            CR_STOREU_M(C + r * ldc + CR_LANES, m1, c1[r]);
+        }
+    }
+}
+
+/* As CR_GEMM_TILE for nr <= CR_LANES: one register per row (MR accumulators). The fused
+ * im2col mode uses it for its last, narrow panel. */
+static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
+                                 ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
+                                 ptrdiff_t nr, int acc, int skip) {
+    CR_MASK m0 = nr >= CR_LANES ? (CR_MASK)((1u << CR_LANES) - 1u) : (CR_MASK)((1u << nr) - 1u);
+    CR_V c0[CR_GEMM_MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < CR_GEMM_MR; r++)
+        c0[r] = acc ? CR_LOADU_Z(m0, C + r * ldc) : bias ? CR_SET1(bias[r]) : CR_SETZERO();
+    for (ptrdiff_t k = 0; k < K; k++) {
+        CR_V b0 = CR_LOADU_Z(m0, B + k * ldb);
+        #pragma GCC unroll 8
+        for (int r = 0; r < CR_GEMM_MR; r++)
+            c0[r] = CR_FMADD(CR_SET1(W[r * ldw + k]), b0, c0[r]);
+    }
+    #pragma GCC unroll 8
+    for (int r = 0; r < CR_GEMM_MR; r++)
+        if (r >= skip) CR_STOREU_M(C + r * ldc, m0, c0[r]);
+}
+
+/* The whole product, M >= MR, K >= 1. K in chunks of CR_GEMM_KC: the (M, KC) slice of W
+ * stays in L2, the (KC, 2*CR_LANES) panel of B in L1; chunks after the first add to C. A
+ * last, partial row block is computed as the MR rows ending at M and stores only the rows
+ * the previous block did not (skip), so no row is stored twice and none is padded. */
+static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W, ptrdiff_t ldw,
+                           const CR_T *B, ptrdiff_t ldb, const CR_T *bias, CR_T *C,
+                           ptrdiff_t ldc) {
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
+        ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
+        for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
+            for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+                ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
+                CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                             bias ? bias + i : 0, C + i * ldc + j, ldc,
+                             N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES, k0 > 0, (int)(i0 - i));
+            }
+        }
+    }
+}
+
+#undef CR_T
+#undef CR_V
+#undef CR_MASK
+#undef CR_LANES
+#undef CR_LOADU_Z
+#undef CR_STOREU_M
+#undef CR_SET1
+#undef CR_SETZERO
+#undef CR_FMADD
+#undef CR_GEMM_KC
+#undef CR_GEMM_TILE
+#undef CR_GEMM_TILE1
+#undef CR_GEMM_KERNEL
