@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
 
 
 def best_of(fn, repeat):
@@ -35,9 +39,10 @@ def best_of(fn, repeat):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--chunk", type=int, default=8)
-    p.add_argument("--repeat", type=int, default=3)
+    common.add_version(p, "bench_dask.py")
+    p.add_argument("--batch", type=common.positive_int, default=64)
+    p.add_argument("--chunk", type=common.positive_int, default=8)
+    p.add_argument("--repeat", type=common.positive_int, default=3)
     p.add_argument("--backend", default=None)
     args = p.parse_args(argv)
 
@@ -55,8 +60,8 @@ def main(argv=None):
     dx = da.from_array(x, chunks=(args.chunk, 64, 56, 56))
     y = convreg.dask.conv2d(dx, w, b, padding=1, backend=args.backend)
     ref = convreg.conv2d(x, w, b, padding=1, backend=args.backend)
-    print(f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs; "
-          f"batch {args.batch} in chunks of {args.chunk}; layer 64->64 3x3 56^2 pad 1")
+    print(f"batch {args.batch} in chunks of {args.chunk}; layer 64->64 3x3 56^2 pad 1; "
+          + common.load_line("start")[0], flush=True)
 
     rows = [("in memory (convreg.conv2d)", best_of(
         lambda: convreg.conv2d(x, w, b, padding=1, backend=args.backend), args.repeat))]
@@ -87,7 +92,9 @@ def main(argv=None):
         rows.append(("LocalCluster 2 processes x 1 thread", best_of(run, args.repeat)))
     for label, t in rows:
         print(f"{label:38s} {t * 1e3:9.1f} ms  {args.batch / t:8.1f} images/s")
+    print(common.load_line("end")[0])
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    common.run_main(main)
