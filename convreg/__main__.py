@@ -1,4 +1,4 @@
-"""Command line: ``python -m convreg {config,backends,check,explain}``."""
+"""Command line: ``python -m convreg {config,backends,check,explain,tune}``."""
 
 from __future__ import annotations
 
@@ -125,6 +125,23 @@ def _explain(args) -> int:
     return 0
 
 
+def _tune(args) -> int:
+    from . import _tune_cmd
+
+    if args.show and args.clear:
+        raise _Usage("--show and --clear cannot be combined")
+    if args.clear:
+        return _tune_cmd.clear()
+    if args.show:
+        return _tune_cmd.show()
+    if args.threads is not None and args.threads < 1:
+        raise _Usage(f"--threads must be >= 1, but got {args.threads}")
+    shapes = (_tune_cmd.load_shapes(args.shapes) if args.shapes
+              else _tune_cmd.SUITES[args.suite]())
+    _tune_cmd.tune(shapes, threads=args.threads, dtype=args.dtype)
+    return 0
+
+
 def _parser():
     from . import __version__
 
@@ -156,6 +173,16 @@ def _parser():
     exp.add_argument("--op", default="conv2d",
                      choices=["conv2d", "conv2d_input", "conv2d_weight"],
                      help="the operation (gradients on the same forward shapes)")
+    tun = sub.add_parser("tune", help="measure the cython chooser's candidates ahead of time "
+                                      "(the tuning cache), or show / clear the cache")
+    tun.add_argument("--suite", choices=("quick", "resnet", "all"), default="quick",
+                     help="shapes to tune (default quick)")
+    tun.add_argument("--shapes", help="a JSON list of {input, weight, stride, padding, "
+                                      "dilation, groups} to tune instead of a suite")
+    tun.add_argument("--threads", type=int, help="kernel threads (default: the setting)")
+    tun.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    tun.add_argument("--show", action="store_true", help="print the cache file's entries")
+    tun.add_argument("--clear", action="store_true", help="delete the cache file")
     return parser
 
 
@@ -166,7 +193,7 @@ def main(argv=None) -> int:
 
     try:
         return {"config": _config, "backends": _backends, "check": _check,
-                "explain": _explain}[args.command](args)
+                "explain": _explain, "tune": _tune}[args.command](args)
     except _Usage as exc:
         parser.error(str(exc))
     except ConvregError as exc:

@@ -79,16 +79,21 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 class Explanation(NamedTuple):
     """``backend``: what the selection rules give; ``runs``: the concrete backend that
-    would compute the call; ``source``: the rule that chose ``backend``; ``reason``."""
+    would compute the call; ``source``: the rule that chose ``backend``; ``reason``;
+    ``decided_by``: how a chooser picked ``runs`` — "rule" (its shape rules) or
+    "measurement" (the tuning cache, ``tune = "measure"``; ``reason`` gives the measured
+    times and when) — or "list" (no chooser: the first backend that supports the call)."""
 
     backend: str
     runs: str
     source: str
     reason: str
+    decided_by: str = "list"
 
     def __str__(self) -> str:
         runs = "" if self.runs == self.backend else f" -> {self.runs}"
-        return f"{self.backend}{runs} (chosen by {self.source}): {self.reason}"
+        how = "" if self.decided_by == "list" else f"; by {self.decided_by}"
+        return f"{self.backend}{runs} (chosen by {self.source}{how}): {self.reason}"
 
 
 def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, padding=0,
@@ -111,7 +116,8 @@ def explain(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1, 
     ctx = call_context(backend)
     choice = select(spec, ctx, op)
     prefix = "".join(f"skipped {r}; " for r in choice.refusals)
-    return Explanation(choice.label, choice.runs, ctx.backend_source, prefix + choice.reason)
+    return Explanation(choice.label, choice.runs, ctx.backend_source, prefix + choice.reason,
+                       choice.decided_by)
 
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,

@@ -14,6 +14,7 @@ import pytest
 
 import convreg
 from convreg._dispatch import registry as _registry
+from convreg._dispatch import tune as _tune
 from convreg._settings import chain as _chain
 from convreg.backends import catalog as _catalog
 
@@ -32,6 +33,9 @@ def isolated(tmp_path, monkeypatch):
     xdg.mkdir()
     monkeypatch.chdir(work)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    # The tuning cache of a test lives in its own directory (never the user's ~/.cache).
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _tune.forget()
     for var in _ISOLATED_VARS:
         monkeypatch.delenv(var, raising=False)
     # Tests change the environment and files between calls: read them on every call
@@ -44,6 +48,7 @@ def isolated(tmp_path, monkeypatch):
     convreg.set_backend(None)
     convreg.set_threads(None)
     convreg.reload_config()
+    _tune.forget()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .backend import BACKEND, parse_argument
 from .chain import snapshot
-from .options import resolve_options
+from .options import resolve_option, resolve_options
 from .threads import THREADS
 
 
@@ -44,6 +44,14 @@ class CallContext:
         if got is None:
             got = opts[name] = resolve_options(name, self.snap)
         return got
+
+    def option(self, name, key, default=None):
+        """One option of backend ``name`` (``default`` if it has none); cheaper than
+        ``options_for(name)[key]`` when only one is needed (the dispatcher, per call)."""
+        opts = self._options
+        if opts is not None and name in opts:
+            return opts[name].get(key, default)
+        return resolve_option(name, key, self.snap, default)
 
     def with_backend(self, names, source) -> "CallContext":
         return CallContext(self.snap, names, source, self._threads, self._threads_source)

@@ -55,6 +55,21 @@ def resolve_options(name, snap) -> dict:
             for key, spec in specs.items()}
 
 
+def resolve_option(name, key, snap, default=None):
+    """One option of backend ``name`` for a call made now (``default`` when the backend
+    has no such option): what selection asks on every call, so no dict is built."""
+    specs = option_specs(name)
+    if specs is None:
+        try:
+            specs = specs_for(name)
+        except BackendError:
+            return default
+    spec = specs.get(key)
+    if spec is None:
+        return default
+    return _setting(name, key, spec).resolve(snap=snap)[0]
+
+
 def option_sources(name, snap) -> dict:
     """{key: (value, source)} of backend ``name`` (for ``python -m convreg config``)."""
     return {key: _setting(name, key, spec).resolve(snap=snap)

@@ -29,7 +29,11 @@ BUILTINS = {
         "workspace_mb": OptionSpec(float, 256.0, minimum=0,
                                    doc="bound on the column buffers of all threads, MiB"),
     }),
-    "cython": Builtin("convreg.backends.auto:CythonAutoBackend", {}),
+    "cython": Builtin("convreg.backends.auto:CythonAutoBackend", {
+        "tune": OptionSpec(str, "rules", choices=("rules", "measure"),
+                           doc="rules: the shape rules; measure: time the candidates on the "
+                               "first call of each shape and remember the fastest"),
+    }),
 }
 
 

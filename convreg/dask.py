@@ -1,0 +1,123 @@
+"""convreg on ``dask.array``: the batch axis split into chunks, each chunk one task.
+
+    >>> import dask.array as da, numpy as np, convreg.dask
+    >>> x = da.ones((64, 8, 16, 16), chunks=(8, 8, 16, 16), dtype=np.float32)
+    >>> y = convreg.dask.conv2d(x, np.ones((4, 8, 3, 3), np.float32), padding=1)
+    >>> y.shape, y.chunks[0], y.dtype
+    ((64, 4, 16, 16), (8, 8, 8, 8, 8, 8, 8, 8), dtype('float32'))
+
+Only ``conv2d`` for now: ``conv_transpose2d`` and the gradient operations are not on main
+yet. Needs the optional dependencies: ``pip install 'convreg[dask]'``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._api import conv2d as _conv2d
+from ._errors import ConvSpecError, ConvTypeError
+from ._frontend.spec import prepare
+from ._settings.threads import get_threads, use_threads
+
+
+def _worker_threads():
+    """Threads of the dask worker (or local pool) running the current task."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        worker = None
+    if worker is not None:
+        state = getattr(worker, "state", worker)
+        return max(1, int(getattr(state, "nthreads", None) or worker.nthreads))
+    import dask
+    from dask.system import CPU_COUNT
+
+    scheduler = dask.config.get("scheduler", None)
+    if scheduler in ("sync", "synchronous", "single-threaded"):
+        return 1
+    pool = dask.config.get("pool", None)
+    size = getattr(pool, "_max_workers", None) or dask.config.get("num_workers", None)
+    return max(1, int(size or CPU_COUNT))
+
+
+def kernel_threads() -> int:
+    """Kernel threads for one task: the threads this process may use, divided among the
+    worker's threads (at least 1), so that worker threads x kernel threads never exceed
+    them. "May use" is convreg's thread setting as resolved in the worker (``set_threads``
+    > ``CONVREG_THREADS`` > config > the smallest of CPU affinity, cgroup quota,
+    ``OMP_NUM_THREADS`` and the OpenMP runtime's limit). A dask nanny starts its worker
+    processes with ``OMP_NUM_THREADS=1`` (``distributed.nanny.pre-spawn-environ``): several
+    worker processes then share a machine without oversubscribing it."""
+    return max(1, get_threads() // _worker_threads())
+
+
+def _block(xb, *, weight, bias, hyper, backend):
+    if xb.shape[0] == 0:
+        return _conv2d(xb, weight, bias, backend=backend, **hyper)
+    with use_threads(kernel_threads()):
+        return _conv2d(xb, weight, bias, backend=backend, **hyper)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", *, backend=None):
+    """``convreg.conv2d`` over a ``dask.array`` input (N, C_in, H, W), lazily.
+
+    The arguments are checked at once, by the same front end as ``convreg.conv2d``, on
+    the input's shape and dtype and on the real weight and bias. The result is a lazy
+    ``dask.array`` (N, C_out, H_out, W_out) of the input's dtype, with the input's chunks
+    along the batch axis: one ``map_blocks`` task per batch chunk.
+
+    Chunks along C_in, H or W are merged first (``x.rechunk({1: -1, 2: -1, 3: -1})``):
+    a convolution needs every input channel and a halo of rows and columns around each
+    output, so each task holds whole images; choose the batch chunk size so that
+    (batch chunk) x C_in x H x W fits in a worker's memory. An input whose C/H/W chunk
+    sizes are unknown (NaN) is refused: call ``x.compute_chunk_sizes()`` first.
+    A 3-D (unbatched) input is handled as a batch of one and returns a 3-D result.
+
+    ``weight`` and ``bias`` are NumPy arrays (a dask array is computed once first). Each
+    task runs with ``max(1, threads // worker threads)`` kernel threads (``use_threads``;
+    see :func:`kernel_threads`), so worker threads x kernel threads never exceed the
+    threads the worker may use: with ``dask.distributed`` the worker's ``nthreads``, else
+    the local threaded scheduler's pool size (1 for the synchronous scheduler).
+    """
+    import dask
+    import dask.array as da
+
+    if not isinstance(x, da.Array):
+        raise ConvTypeError(f"convreg.dask.conv2d: input must be a dask.array.Array, but got "
+                            f"{type(x).__name__}; use convreg.conv2d for in-memory arrays")
+    if x.ndim == 3:
+        out = conv2d(x[None], weight, bias, stride, padding, dilation, groups,
+                     padding_mode, backend=backend)
+        return out[0]
+    if x.ndim != 4:
+        raise ConvSpecError(f"input must be 3-D (C_in, H, W) or 4-D (N, C_in, H, W), but got "
+                            f"input of shape {x.shape}")
+    if any(np.isnan(s) for s in x.shape[1:]):
+        raise ConvSpecError(f"input has unknown chunk sizes along C_in/H/W (shape {x.shape}); "
+                            "call x.compute_chunk_sizes() first")
+    if isinstance(weight, da.Array):
+        weight = weight.compute()
+    if isinstance(bias, da.Array):
+        bias = bias.compute()
+    # The front end on a one-image stand-in of the input (nothing allocated): validates
+    # every argument and the dtypes together, and gives C-contiguous weight and bias.
+    stand_in = np.broadcast_to(np.zeros((), dtype=x.dtype), (1,) + tuple(x.shape[1:]))
+    spec, _, w, b = prepare(stand_in, weight, bias, stride, padding, dilation, groups,
+                            padding_mode)
+    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+    if any(len(c) > 1 for c in x.chunks[1:]):
+        x = x.rechunk({1: -1, 2: -1, 3: -1})
+    # Weights reach the tasks as dask.delayed objects passed by keyword: each becomes ONE
+    # key of the graph that every task depends on, so the threaded scheduler shares the
+    # one array and the distributed scheduler ships it to each worker once (it is not
+    # serialised into every task, as a plain ndarray argument may be).
+    w_key = dask.delayed(w, pure=True)
+    b_key = None if b is None else dask.delayed(b, pure=True)
+    return x.map_blocks(
+        _block, weight=w_key, bias=b_key, hyper=hyper, backend=backend,
+        dtype=x.dtype, chunks=(x.chunks[0], (spec.c_out,), (spec.oh,), (spec.ow,)),
+        meta=np.empty((0, 0, 0, 0), dtype=x.dtype), token="convreg-conv2d")
