@@ -23,6 +23,8 @@ from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
 from .hyper import four_sided_padding, normalize_hyper, output_size
 
 
+_ndarray = np.ndarray
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 _new = object.__new__
 _setattr = object.__setattr__
 
@@ -135,11 +137,14 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
     # Plain lists take the dtype of whichever argument is a real array.
     hint = None
-    for obj in (input, weight, bias):
-        dt = getattr(torch_to_numpy(obj), "dtype", None)
-        if dt is not None and getattr(dt, "kind", "") == "f" and dt.itemsize in (4, 8):
-            hint = np.dtype(dt)
-            break
+    if type(input) is _ndarray:          # the common case: no search needed
+        hint = input.dtype if input.dtype in _NATIVE else None
+    else:
+        for obj in (input, weight, bias):
+            dt = getattr(torch_to_numpy(obj), "dtype", None)
+            if dt is not None and getattr(dt, "kind", "") == "f" and dt.itemsize in (4, 8):
+                hint = np.dtype(dt)
+                break
     x = as_array("input", input, hint)
     w = as_array("weight", weight, hint)
     b = None if bias is None else as_array("bias", bias, hint)
@@ -230,9 +235,11 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         "sh": sh, "sw": sw, "pt": pt, "pb": pb, "pl": pl, "pr": pr, "dh": dh, "dw": dw,
         "groups": g, "padding_mode": padding_mode, "dtype": DTYPE_NAMES[x.dtype],
         "has_bias": b is not None, "unbatched": unbatched, "oh": oh, "ow": ow})
-    x = np.ascontiguousarray(x)
-    w = np.ascontiguousarray(w)
-    if b is not None:
+    if not x.flags.c_contiguous:
+        x = np.ascontiguousarray(x)
+    if not w.flags.c_contiguous:
+        w = np.ascontiguousarray(w)
+    if b is not None and not b.flags.c_contiguous:
         b = np.ascontiguousarray(b)
     return spec, x, w, b
 

@@ -134,6 +134,16 @@ def _runtime_limit():
 
 def default_threads(snap):
     """(count, source) when no explicit setting is made."""
+    runtime = _runtime_limit()
+    memo = snap._memo.get("default threads")
+    if memo is not None and memo[0] == runtime:
+        return memo[1]
+    found = _default_threads(snap, runtime)
+    snap._memo["default threads"] = (runtime, found)
+    return found
+
+
+def _default_threads(snap, runtime):
     limits = snap._memo.get("machine limits")
     if limits is None:      # read with the environment: at most once per second
         limits = snap._memo["machine limits"] = machine_limits()
@@ -144,7 +154,6 @@ def default_threads(snap):
     omp = omp_num_threads(snap.environ.get("OMP_NUM_THREADS"))
     if omp is not None:
         found.append((omp, f"OMP_NUM_THREADS={omp}"))
-    runtime = _runtime_limit()
     if runtime is not None and runtime < affinity:
         found.append((runtime, f"OpenMP runtime limit {runtime} (threadpoolctl)"))
     value, why = min(found, key=lambda item: item[0])

@@ -23,6 +23,11 @@ from .base import Backend
 WEIGHT_BAND_BYTES = 16 * 2**20
 
 
+# Calls under this many flops run on the calling thread (OpenMP's start-up, a few
+# microseconds, is more than a second thread saves on them).
+SMALL_FLOPS = 1_000_000
+
+
 class CythonDirectBackend(Backend):
     name = "cython-direct"
     description = ("Cython direct convolution: padded, stride-phase-split row bands and "
@@ -46,8 +51,10 @@ class CythonDirectBackend(Backend):
         # stride-phase buffers (one phase per stride step) from growing with it.
         sh = 1 if spec.oh == 1 else spec.sh
         sw = 1 if spec.ow == 1 else spec.sw
+        # Waking a second thread costs more than it saves below SMALL_FLOPS.
+        threads = 1 if spec.flops < SMALL_FLOPS else ctx.threads
         self._mod.conv2d_direct(x, w, b, out, spec.pt, spec.pl, sh, sw,
-                                spec.dh, spec.dw, spec.groups, ctx.threads)
+                                spec.dh, spec.dw, spec.groups, threads)
         return out
 
     # ------------------------------------------------------------- gradients
