@@ -77,6 +77,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return out[0] if spec.unbatched else out
 
 
+def conv2d_checked(input, weight, bias, hyper, backend=None):
+    """``conv2d`` with stride, padding, dilation, groups and padding mode already
+    normalised (``hyper``, from ``normalize_hyper``): what a layer calls, having checked
+    its own settings once at construction, as torch's layers do."""
+    spec, x, w, b = prepare(input, weight, bias, hyper=hyper)
+    out = run(spec, x, w, b, call_context(backend))
+    return out[0] if spec.unbatched else out
+
+
 class Explanation(NamedTuple):
     """``backend``: what the selection rules give; ``runs``: the concrete backend that
     would compute the call; ``source``: the rule that chose ``backend``; ``reason``;

@@ -17,7 +17,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import grad as _grad
-from ._api import conv2d, conv_transpose2d
+from ._api import conv2d, conv2d_checked, conv_transpose2d
 from ._errors import ConvSpecError, ConvTypeError
 from ._frontend.arrays import DTYPES, torch_to_numpy
 from ._frontend.grad import output_padding_for
@@ -200,8 +200,12 @@ class Conv2d(_ConvLayer):
     def forward(self, input):
         """conv2d(input, self.weight, self.bias, ...) with the layer's settings; keeps a
         reference to ``input`` for :meth:`backward`."""
-        out = conv2d(input, self.weight, self.bias, self.stride, self.padding, self.dilation,
-                     self.groups, self.padding_mode, backend=self.backend)
+        raw = (self.stride, self.padding, self.dilation, self.groups, self.padding_mode)
+        if raw != getattr(self, "_hyper_raw", None):
+            # Checked at construction; re-checked only if an attribute was reassigned.
+            self._hyper, self._hyper_raw = normalize_hyper(*raw), raw
+        out = conv2d_checked(input, self.weight, self.bias, self._hyper,
+                             backend=self.backend)
         self._input = input
         return out
 

@@ -125,14 +125,15 @@ class ConvSpec:
 
 
 def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-            padding_mode="zeros"):
+            padding_mode="zeros", *, hyper=None):
     """Validate a conv2d call; return ``(spec, x, w, b)``.
 
     ``x`` is the 4-D input, ``w`` the weight and ``b`` the bias (or None), all
     C-contiguous with the spec's dtype. They may be the caller's own arrays (never
-    written) or read-only.
+    written) or read-only. ``hyper``: the result of :func:`normalize_hyper` made once
+    (a layer's own checked settings), in place of the five arguments.
     """
-    (sh, sw), padding, (dh, dw), g, padding_mode = normalize_hyper(
+    (sh, sw), padding, (dh, dw), g, padding_mode = hyper or normalize_hyper(
         stride, padding, dilation, groups, padding_mode)
 
     # Plain lists take the dtype of whichever argument is a real array.
