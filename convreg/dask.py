@@ -6,16 +6,20 @@
     >>> y.shape, y.chunks[0], y.dtype
     ((64, 4, 16, 16), (8, 8, 8, 8, 8, 8, 8, 8), dtype('float32'))
 
-Only ``conv2d`` for now: ``conv_transpose2d`` and the gradient operations are not on main
-yet. Needs the optional dependencies: ``pip install 'convreg[dask]'``.
+Also ``conv_transpose2d`` and the gradient operations ``conv2d_input`` (batch-chunked like
+``conv2d``), ``conv2d_weight`` (one partial gradient per batch chunk, summed) and
+``conv2d_bias``. Needs the optional dependencies: ``pip install 'convreg[dask]'``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import grad as _grad
 from ._api import conv2d as _conv2d
+from ._api import conv_transpose2d as _conv_transpose2d
 from ._errors import ConvSpecError, ConvTypeError
+from ._frontend.grad import prepare_input_grad, prepare_transpose
 from ._frontend.spec import prepare
 from ._settings.threads import get_threads, use_threads
 
@@ -121,3 +125,118 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         _block, weight=w_key, bias=b_key, hyper=hyper, backend=backend,
         dtype=x.dtype, chunks=(x.chunks[0], (spec.c_out,), (spec.oh,), (spec.ow,)),
         meta=np.empty((0, 0, 0, 0), dtype=x.dtype), token="convreg-conv2d")
+
+
+def _batch_chunked(x, name):
+    """``x`` as a 4-D dask array whose C/H/W are whole (merged), batch chunks kept."""
+    import dask.array as da
+
+    if not isinstance(x, da.Array):
+        raise ConvTypeError(f"convreg.dask: {name} must be a dask.array.Array, but got "
+                            f"{type(x).__name__}; use convreg's in-memory functions instead")
+    if x.ndim != 4:
+        raise ConvSpecError(f"convreg.dask: {name} must be 4-D (N, C, H, W), but got {name} "
+                            f"of shape {x.shape}")
+    if any(np.isnan(s) for s in x.shape[1:]):
+        raise ConvSpecError(f"{name} has unknown chunk sizes along C/H/W (shape {x.shape}); "
+                            "call compute_chunk_sizes() first")
+    if any(len(c) > 1 for c in x.chunks[1:]):
+        x = x.rechunk({1: -1, 2: -1, 3: -1})
+    return x
+
+
+def _in_memory(a):
+    import dask.array as da
+
+    return a.compute() if isinstance(a, da.Array) else a
+
+
+def _threaded(fn, *args, **kwargs):
+    """Run one task's convreg call with the worker's share of the kernel threads."""
+    with use_threads(kernel_threads()):
+        return fn(*args, **kwargs)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, backend=None):
+    """``convreg.conv_transpose2d`` over a batch-chunked ``dask.array`` (N, C_in, H, W),
+    lazily: checked at once on the shapes, one task per batch chunk (see :func:`conv2d`
+    for chunks, weights and threads)."""
+    import dask
+
+    x = _batch_chunked(x, "input")
+    weight, bias = _in_memory(weight), _in_memory(bias)
+    stand_in = np.broadcast_to(np.zeros((), dtype=x.dtype), (1,) + tuple(x.shape[1:]))
+    spec, _, w, b = prepare_transpose(stand_in, weight, bias, stride, padding, output_padding,
+                                      groups, dilation)
+    hyper = dict(stride=stride, padding=padding, output_padding=output_padding,
+                 groups=groups, dilation=dilation)
+    # The transposed call's output is the input of the forward spec it runs.
+    def block(xb, w, b):
+        return _threaded(_conv_transpose2d, xb, w, b, backend=backend, **hyper)
+
+    return x.map_blocks(
+        block, dask.delayed(w, pure=True), None if b is None else dask.delayed(b, pure=True),
+        dtype=x.dtype, chunks=(x.chunks[0], (spec.c_in,), (spec.h,), (spec.w,)),
+        meta=np.empty((0, 0, 0, 0), dtype=x.dtype), token="convreg-conv-transpose2d")
+
+
+def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1,
+                 padding_mode="zeros", *, backend=None):
+    """``convreg.grad.conv2d_input`` with a batch-chunked ``dask.array`` ``grad_output``:
+    one task per batch chunk, each the input gradient of its images."""
+    import dask
+
+    go = _batch_chunked(grad_output, "grad_output")
+    weight = _in_memory(weight)
+    input_size = tuple(int(s) for s in input_size)
+    if len(input_size) != 4 or input_size[0] != go.shape[0]:
+        raise ConvSpecError(f"input_size must be (N, C_in, H, W) with N = grad_output's batch "
+                            f"{go.shape[0]}, but got input_size={input_size}")
+    # Checked at once on one image (the same rules as the in-memory call).
+    one = np.broadcast_to(np.zeros((), dtype=go.dtype), (1,) + tuple(go.shape[1:]))
+    prepare_input_grad((1,) + input_size[1:], weight, one, stride, padding, dilation, groups,
+                       padding_mode)
+    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+
+    def block(gb, w):
+        return _threaded(_grad.conv2d_input, (gb.shape[0],) + input_size[1:], w, gb,
+                         backend=backend, **hyper)
+
+    return go.map_blocks(block, dask.delayed(np.ascontiguousarray(weight), pure=True),
+                         dtype=go.dtype,
+                         chunks=(go.chunks[0],) + tuple((s,) for s in input_size[1:]),
+                         meta=np.empty((0, 0, 0, 0), dtype=go.dtype),
+                         token="convreg-conv2d-input")
+
+
+def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1,
+                  groups=1, padding_mode="zeros", *, backend=None):
+    """``convreg.grad.conv2d_weight`` over batch-chunked ``dask.array`` ``input`` and
+    ``grad_output``: one partial weight gradient per batch chunk, then their sum (a lazy
+    array of ``weight_size``)."""
+    import dask
+    import dask.array as da
+
+    x = _batch_chunked(input, "input")
+    go = _batch_chunked(grad_output, "grad_output")
+    if go.shape[0] != x.shape[0]:
+        raise ConvSpecError(f"grad_output must have the input's batch {x.shape[0]}, but got "
+                            f"grad_output of shape {go.shape}")
+    go = go.rechunk({0: x.chunks[0]})
+    weight_size = tuple(int(s) for s in weight_size)
+    hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+                 padding_mode=padding_mode)
+    parts = [dask.delayed(_threaded)(_grad.conv2d_weight, xb, weight_size, gb,
+                                     backend=backend, **hyper)
+             for xb, gb in zip(x.to_delayed().ravel(), go.to_delayed().ravel())]
+    total = dask.delayed(sum)(parts[1:], parts[0]) if len(parts) > 1 else parts[0]
+    return da.from_delayed(total, shape=weight_size, dtype=x.dtype)
+
+
+def conv2d_bias(grad_output):
+    """``convreg.grad.conv2d_bias`` of a ``dask.array`` (N, C_out, H, W): its sum over
+    batch and space, lazily."""
+    go = _batch_chunked(grad_output, "grad_output")
+    return go.sum(axis=(0, 2, 3))

@@ -156,3 +156,43 @@ def test_local_cluster_with_two_worker_processes(monkeypatch):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert nthreads == 1 and kernel == max(1, threads // nthreads)
     assert kernel * nthreads <= threads <= cores
+
+
+# ------------------------------------------------ transposed convolution and gradients
+
+def test_conv_transpose2d_matches_in_memory():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 4, 7, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3).astype(np.float32)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    lazy = convreg.dask.conv_transpose2d(da.from_array(x, chunks=(2, 4, 7, 5)), w, b, **kw)
+    expected = convreg.conv_transpose2d(x, w, b, **kw)
+    assert lazy.shape == expected.shape and lazy.chunks[0] == (2, 2, 2)
+    np.testing.assert_allclose(lazy.compute(scheduler="sync"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_match_in_memory():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((6, 3, 9, 8)).astype(np.float64)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float64)
+    kw = dict(stride=2, padding=1)
+    go = rng.standard_normal(convreg.conv2d(x, w, **kw).shape)
+    xd = da.from_array(x, chunks=(2, 3, 9, 8))
+    god = da.from_array(go, chunks=(3, 4, 5, 4))          # other chunks: merged/aligned
+    gi = convreg.dask.conv2d_input(x.shape, w, god, **kw)
+    gw = convreg.dask.conv2d_weight(xd, w.shape, god, **kw)
+    gb = convreg.dask.conv2d_bias(god)
+    np.testing.assert_allclose(gi.compute(scheduler="sync"),
+                               convreg.grad.conv2d_input(x.shape, w, go, **kw), rtol=1e-10)
+    np.testing.assert_allclose(gw.compute(scheduler="sync"),
+                               convreg.grad.conv2d_weight(x, w.shape, go, **kw), rtol=1e-10)
+    np.testing.assert_allclose(gb.compute(), convreg.grad.conv2d_bias(go), rtol=1e-10)
+
+
+def test_gradient_arguments_checked_at_once():
+    go = da.zeros((4, 2, 5, 5), chunks=(2, 2, 5, 5))
+    with pytest.raises(convreg.ConvSpecError, match="input_size"):
+        convreg.dask.conv2d_input((3, 2, 7, 7), np.ones((2, 2, 3, 3)), go)
+    with pytest.raises(convreg.ConvSpecError, match="batch"):
+        convreg.dask.conv2d_weight(da.zeros((3, 2, 7, 7), chunks=3), (2, 2, 3, 3), go)
