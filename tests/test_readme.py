@@ -1,6 +1,7 @@
 """README's code examples run and print what README says they print."""
 
 import contextlib
+import importlib.util
 import io
 import re
 from pathlib import Path
@@ -15,6 +16,8 @@ def test_readme_examples_run():
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         for block in blocks:
+            if "import dask" in block and importlib.util.find_spec("dask") is None:
+                continue            # the optional extra is not installed here
             exec(compile(block, str(README), "exec"), namespace)
     # The seed example: input, weight and output shapes.
     assert "(1, 1, 4, 4) (1, 1, 3, 3) (1, 1, 2, 2)" in out.getvalue()
