@@ -190,7 +190,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.items = groups * pl.nblocks * pl.nparts
     pl.vn = _up16(pl.npos * cig * pl.Tp)
     pl.mn = _up16(pl.npos * pl.ocb * CRW_MR * pl.Tp)
-    pl.pn = _up16(pl.al * m * (pl.T + 2 * vl))
+    pl.pn = _up16((pl.al + 1) * m * (pl.T + 2 * vl))
     pl.qn = _up16(m * m * (pl.T + vl))
     pl.per_thread = pl.vn + pl.mn + pl.pn + pl.qn + 16
     return pl

@@ -18,6 +18,8 @@
 #define CRW_OUTPUT crw_output_f
 #define CRW_KERNEL crw_kernel_f
 #define CRW_GEMM crw_gemm_f
+#define CRW_DEINT crw_deint_f
+#define CRW_INTER crw_inter_f
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
 #undef WT
@@ -29,6 +31,8 @@
 #undef CRW_OUTPUT
 #undef CRW_KERNEL
 #undef CRW_GEMM
+#undef CRW_DEINT
+#undef CRW_INTER
 
 #define WT double
 #define WV crw_vd
@@ -39,6 +43,8 @@
 #define CRW_OUTPUT crw_output_d
 #define CRW_KERNEL crw_kernel_d
 #define CRW_GEMM crw_gemm_d
+#define CRW_DEINT crw_deint_d
+#define CRW_INTER crw_inter_d
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
 #undef WT
@@ -50,6 +56,8 @@
 #undef CRW_OUTPUT
 #undef CRW_KERNEL
 #undef CRW_GEMM
+#undef CRW_DEINT
+#undef CRW_INTER
 
 #pragma GCC pop_options
 

@@ -83,4 +83,165 @@ typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
         y[3] = m12 + (T)8 * m34 + s[5];                                                 \
     } while (0)
 
+/* Phase split and merge of short rows (m = 2 or 4 phases):
+ *   crw_deint:  dst[f*ld + u] = src[u*m + f]        for u < nu, f < m
+ *   crw_inter:  dst[q] = src[(q % m)*ls + q / m]    for q < nq
+ * AVX-512: whole vectors through two rounds of two-source permutes, scalar tails;
+ * other builds: plain loops. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
+                               float *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+    if (m == 4) {
+        const __m512i e64 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i o64 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            const float *s = src + 4 * u;
+            __m512d v0 = _mm512_castps_pd(_mm512_loadu_ps(s));
+            __m512d v1 = _mm512_castps_pd(_mm512_loadu_ps(s + 16));
+            __m512d v2 = _mm512_castps_pd(_mm512_loadu_ps(s + 32));
+            __m512d v3 = _mm512_castps_pd(_mm512_loadu_ps(s + 48));
+            __m512 a = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, e64, v1));
+            __m512 b = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, o64, v1));
+            __m512 c = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, e64, v3));
+            __m512 d = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, o64, v3));
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(a, e32, c));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(a, o32, c));
+            _mm512_storeu_ps(dst + 2 * ld + u, _mm512_permutex2var_ps(b, e32, d));
+            _mm512_storeu_ps(dst + 3 * ld + u, _mm512_permutex2var_ps(b, o32, d));
+        }
+    } else if (m == 2) {
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            __m512 v0 = _mm512_loadu_ps(src + 2 * u), v1 = _mm512_loadu_ps(src + 2 * u + 16);
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(v0, e32, v1));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(v0, o32, v1));
+        }
+    }
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
+}
+
+static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
+                               double *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+    const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i o = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    if (m == 4) {
+        const __m512i e2 = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+        const __m512i o2 = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+        for (; u + 8 <= nu; u += 8) {
+            const double *s = src + 4 * u;
+            __m512d v0 = _mm512_loadu_pd(s), v1 = _mm512_loadu_pd(s + 8);
+            __m512d v2 = _mm512_loadu_pd(s + 16), v3 = _mm512_loadu_pd(s + 24);
+            __m512d a = _mm512_permutex2var_pd(v0, e2, v1);
+            __m512d b = _mm512_permutex2var_pd(v0, o2, v1);
+            __m512d c = _mm512_permutex2var_pd(v2, e2, v3);
+            __m512d d = _mm512_permutex2var_pd(v2, o2, v3);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(a, e, c));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(a, o, c));
+            _mm512_storeu_pd(dst + 2 * ld + u, _mm512_permutex2var_pd(b, e, d));
+            _mm512_storeu_pd(dst + 3 * ld + u, _mm512_permutex2var_pd(b, o, d));
+        }
+    } else if (m == 2) {
+        for (; u + 8 <= nu; u += 8) {
+            __m512d v0 = _mm512_loadu_pd(src + 2 * u), v1 = _mm512_loadu_pd(src + 2 * u + 8);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(v0, e, v1));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(v0, o, v1));
+        }
+    }
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
+}
+
+static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               float *restrict dst) {
+    ptrdiff_t q = 0;
+    const __m512i lo32 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22,
+                                           7, 23);
+    const __m512i hi32 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14,
+                                           30, 15, 31);
+    if (m == 4) {
+        const __m512i lo64 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+        const __m512i hi64 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+        for (; q + 64 <= nq; q += 64) {
+            const float *s = src + q / 4;
+            __m512 a = _mm512_loadu_ps(s), b = _mm512_loadu_ps(s + ls);
+            __m512 c = _mm512_loadu_ps(s + 2 * ls), d = _mm512_loadu_ps(s + 3 * ls);
+            __m512d abl = _mm512_castps_pd(_mm512_permutex2var_ps(a, lo32, b));
+            __m512d abh = _mm512_castps_pd(_mm512_permutex2var_ps(a, hi32, b));
+            __m512d cdl = _mm512_castps_pd(_mm512_permutex2var_ps(c, lo32, d));
+            __m512d cdh = _mm512_castps_pd(_mm512_permutex2var_ps(c, hi32, d));
+            _mm512_storeu_pd((double *)(dst + q), _mm512_permutex2var_pd(abl, lo64, cdl));
+            _mm512_storeu_pd((double *)(dst + q + 16), _mm512_permutex2var_pd(abl, hi64, cdl));
+            _mm512_storeu_pd((double *)(dst + q + 32), _mm512_permutex2var_pd(abh, lo64, cdh));
+            _mm512_storeu_pd((double *)(dst + q + 48), _mm512_permutex2var_pd(abh, hi64, cdh));
+        }
+    } else if (m == 2) {
+        for (; q + 32 <= nq; q += 32) {
+            __m512 a = _mm512_loadu_ps(src + q / 2), b = _mm512_loadu_ps(src + ls + q / 2);
+            _mm512_storeu_ps(dst + q, _mm512_permutex2var_ps(a, lo32, b));
+            _mm512_storeu_ps(dst + q + 16, _mm512_permutex2var_ps(a, hi32, b));
+        }
+    }
+    for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+
+static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               double *restrict dst) {
+    ptrdiff_t q = 0;
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    if (m == 4) {
+        const __m512i lo2 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        const __m512i hi2 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        for (; q + 32 <= nq; q += 32) {
+            const double *s = src + q / 4;
+            __m512d a = _mm512_loadu_pd(s), b = _mm512_loadu_pd(s + ls);
+            __m512d c = _mm512_loadu_pd(s + 2 * ls), d = _mm512_loadu_pd(s + 3 * ls);
+            __m512d abl = _mm512_permutex2var_pd(a, lo, b), abh = _mm512_permutex2var_pd(a, hi, b);
+            __m512d cdl = _mm512_permutex2var_pd(c, lo, d), cdh = _mm512_permutex2var_pd(c, hi, d);
+            _mm512_storeu_pd(dst + q, _mm512_permutex2var_pd(abl, lo2, cdl));
+            _mm512_storeu_pd(dst + q + 8, _mm512_permutex2var_pd(abl, hi2, cdl));
+            _mm512_storeu_pd(dst + q + 16, _mm512_permutex2var_pd(abh, lo2, cdh));
+            _mm512_storeu_pd(dst + q + 24, _mm512_permutex2var_pd(abh, hi2, cdh));
+        }
+    } else if (m == 2) {
+        for (; q + 16 <= nq; q += 16) {
+            __m512d a = _mm512_loadu_pd(src + q / 2), b = _mm512_loadu_pd(src + ls + q / 2);
+            _mm512_storeu_pd(dst + q, _mm512_permutex2var_pd(a, lo, b));
+            _mm512_storeu_pd(dst + q + 8, _mm512_permutex2var_pd(a, hi, b));
+        }
+    }
+    for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+#else
+static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
+                               float *restrict dst, ptrdiff_t ld) {
+    for (int f = 0; f < m; f++)
+        for (ptrdiff_t u = 0; u < nu; u++) dst[f * ld + u] = src[u * m + f];
+}
+static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
+                               double *restrict dst, ptrdiff_t ld) {
+    for (int f = 0; f < m; f++)
+        for (ptrdiff_t u = 0; u < nu; u++) dst[f * ld + u] = src[u * m + f];
+}
+static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               float *restrict dst) {
+    for (ptrdiff_t q = 0; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               double *restrict dst) {
+    for (ptrdiff_t q = 0; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+#endif
+
 #endif

@@ -23,9 +23,10 @@ static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
  * of WVL are written too: the caller gives that much room and overwrites them later),
  * with d_u[r][k] = x[row0 + dh*r][col0 + dw*(u*m + k)], zero outside the h x w plane.
  *
- * P is scratch of alpha*m*(roundup(nt, WVL) + WVL) elements: the alpha input rows of the
- * segment, each split into its m column phases, P[(r*m + f)*lp + u] = d_u[r][f], so
- * d_u[r][k] = P[(r*m + k%m)*lp + u + k/m] and every (r, k) is one contiguous vector load. */
+ * P is scratch of (alpha + 1)*m*(roundup(nt, WVL) + WVL) elements: the alpha input rows
+ * of the segment, each split into its m column phases, P[(r*m + f)*lp + u] = d_u[r][f],
+ * so d_u[r][k] = P[(r*m + k%m)*lp + u + k/m] and every (r, k) is one contiguous vector
+ * load; then one zero-padded input row for segments that touch the padding. */
 static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
                       ptrdiff_t row0, ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw,
                       ptrdiff_t nt, WT *restrict P, WT *restrict V, ptrdiff_t vps)
@@ -33,36 +34,37 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     const int al = m + 2;
     const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL;
     const ptrdiff_t lp = nv + WVL;
-    const ptrdiff_t st = dw * m;
+    const ptrdiff_t nu = nv + 1;            /* tile offsets u the transform reads */
+    const ptrdiff_t ne = nu * m;            /* input columns behind them */
+    WT *R = P + (ptrdiff_t)al * m * lp;     /* one zero-padded input row */
+    /* input columns col0 + dw*e, e in [elo, ehi), lie inside the row */
+    ptrdiff_t elo = col0 >= 0 ? 0 : (-col0 + dw - 1) / dw;
+    ptrdiff_t ehi = col0 < w ? (w - 1 - col0) / dw + 1 : 0;
+    if (elo > ne) elo = ne;
+    if (ehi > ne) ehi = ne;
+    if (ehi < elo) ehi = elo;
+    const int inside = dw == 1 && elo == 0 && ehi == ne;
     for (int r = 0; r < al; r++) {
         const ptrdiff_t row = row0 + dh * r;
         WT *pr = P + (ptrdiff_t)r * m * lp;
         if (row < 0 || row >= h) {
-            for (ptrdiff_t e = 0; e < m * lp; e++) pr[e] = 0;
+            for (int f = 0; f < m; f++)
+                for (ptrdiff_t u = 0; u < nu; u++) pr[f * lp + u] = 0;
             continue;
         }
-        const WT *xr = x + row * w;
-        for (int f = 0; f < m; f++) {
-            WT *pf = pr + (ptrdiff_t)f * lp;
-            const ptrdiff_t c = col0 + dw * f;     /* column of u = 0 */
-            ptrdiff_t ulo = c >= 0 ? 0 : (-c + st - 1) / st;
-            ptrdiff_t uhi = c < w ? (w - 1 - c) / st + 1 : 0;
-            if (ulo > lp) ulo = lp;
-            if (uhi > lp) uhi = lp;
-            if (uhi < ulo) uhi = ulo;
-            ptrdiff_t u = 0;
-            for (; u < ulo; u++) pf[u] = 0;
-            if (dw == 1 && m == 2) {
-                const WT *s = xr + c;
-                for (; u < uhi; u++) pf[u] = s[2 * u];
-            } else if (dw == 1 && m == 4) {
-                const WT *s = xr + c;
-                for (; u < uhi; u++) pf[u] = s[4 * u];
-            } else {
-                for (; u < uhi; u++) pf[u] = xr[c + st * u];
-            }
-            for (; u < lp; u++) pf[u] = 0;
+        const WT *xr = x + row * w + col0;
+        if (inside) {
+            CRW_DEINT(m, xr, nu, pr, lp);
+            continue;
         }
+        ptrdiff_t e = 0;
+        for (; e < elo; e++) R[e] = 0;
+        if (dw == 1)
+            for (; e < ehi; e++) R[e] = xr[e];
+        else
+            for (; e < ehi; e++) R[e] = xr[dw * e];
+        for (; e < ne; e++) R[e] = 0;
+        CRW_DEINT(m, R, nu, pr, lp);
     }
     if (m == 2) {
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
@@ -142,10 +144,8 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
         if (row >= oh) break;
         WT *orow = out + row * ow + col0;
         const WT *qi = Q + (ptrdiff_t)i * m * nv;
-        if (m == 4 && dw == 1) {
-            for (ptrdiff_t q = 0; q < nq; q++) orow[q] = qi[(q & 3) * nv + (q >> 2)];
-        } else if (m == 2 && dw == 1) {
-            for (ptrdiff_t q = 0; q < nq; q++) orow[q] = qi[(q & 1) * nv + (q >> 1)];
+        if (dw == 1) {
+            CRW_INTER(m, qi, nv, nq, orow);
         } else {
             for (ptrdiff_t q = 0; q < nq; q++) orow[dw * q] = qi[(q % m) * nv + q / m];
         }
