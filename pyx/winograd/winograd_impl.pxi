@@ -157,11 +157,35 @@ cdef Py_ssize_t _tiles_1d(Py_ssize_t size, Py_ssize_t dil, int m) noexcept nogil
     return total
 
 
+cdef double _makespan(Py_ssize_t ttot, Py_ssize_t T, Py_ssize_t vl, Py_ssize_t groups,
+                      int threads) noexcept:
+    """Finish time of blocks of T tiles (the last one shorter) taken in order by the
+    first free thread; a block costs its tiles rounded up to vectors plus one vector."""
+    cdef Py_ssize_t nb = _cdiv(ttot, T), i, k, tid, size
+    cdef double load[64]
+    cdef double cost, mx = 0.0
+    cdef int nt = min(threads, 64)
+    for k in range(nt):
+        load[k] = 0.0
+    for i in range(groups * nb):
+        size = min(T, ttot - (i % nb) * T)
+        cost = <double>(_cdiv(size, vl) * vl + vl)
+        tid = 0
+        for k in range(1, nt):
+            if load[k] < load[tid]:
+                tid = k
+        load[tid] += cost
+    for k in range(nt):
+        mx = max(mx, load[k])
+    return mx
+
+
 cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
                 Py_ssize_t itemsize, int threads) noexcept:
     cdef Plan pl
-    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T
+    cdef double best, span
     pl.m = m
     pl.al = m + 2
     pl.npos = pl.al * pl.al
@@ -170,13 +194,18 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.tpi = pl.TR * pl.TC
     pl.ttot = n * pl.tpi
     pl.nob = _cdiv(cog, CRW_MR)
-    # Largest block whose V fits VCAP (at least one microkernel width of tiles).
+    # Largest block whose V fits VCAP (at least one microkernel width of tiles), then the
+    # block size (a multiple of the vector length) that finishes soonest on the threads.
     tmax = max(nr, VCAP // (pl.npos * cig * itemsize) // vl * vl)
-    pl.nblocks = _cdiv(pl.ttot, tmax)
+    tmax = min(tmax, _cdiv(pl.ttot, vl) * vl)
     want = 1 if threads <= 1 else 2 * threads
-    if groups * pl.nblocks < want:
-        pl.nblocks = max(pl.nblocks, min(_cdiv(want, groups), _cdiv(pl.ttot, nr)))
-    pl.T = _cdiv(_cdiv(pl.ttot, pl.nblocks), vl) * vl
+    best = -1.0
+    T = vl
+    while T <= tmax:
+        span = _makespan(pl.ttot, T, vl, groups, threads)
+        if best < 0 or span <= best * 1.0001:
+            best, pl.T = span, T
+        T += vl
     pl.nblocks = _cdiv(pl.ttot, pl.T)
     pl.Tp = pl.T + vl
     # Output-channel parts when the tile blocks alone are too few items.

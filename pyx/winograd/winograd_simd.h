@@ -162,6 +162,14 @@ static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
         for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
 }
 
+static inline __mmask16 crw_mask16(ptrdiff_t rem) {
+    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+}
+static inline __mmask8 crw_mask8(ptrdiff_t rem) {
+    return rem >= 8 ? (__mmask8)0xFF : rem <= 0 ? (__mmask8)0 : (__mmask8)((1u << rem) - 1);
+}
+
+/* (crw_inter reads whole vectors of src: up to one vector past the last value used.) */
 static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
                                float *restrict dst) {
     ptrdiff_t q = 0;
@@ -172,7 +180,7 @@ static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, p
     if (m == 4) {
         const __m512i lo64 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
         const __m512i hi64 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
-        for (; q + 64 <= nq; q += 64) {
+        for (; q < nq; q += 64) {
             const float *s = src + q / 4;
             __m512 a = _mm512_loadu_ps(s), b = _mm512_loadu_ps(s + ls);
             __m512 c = _mm512_loadu_ps(s + 2 * ls), d = _mm512_loadu_ps(s + 3 * ls);
@@ -180,17 +188,29 @@ static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, p
             __m512d abh = _mm512_castps_pd(_mm512_permutex2var_ps(a, hi32, b));
             __m512d cdl = _mm512_castps_pd(_mm512_permutex2var_ps(c, lo32, d));
             __m512d cdh = _mm512_castps_pd(_mm512_permutex2var_ps(c, hi32, d));
-            _mm512_storeu_pd((double *)(dst + q), _mm512_permutex2var_pd(abl, lo64, cdl));
-            _mm512_storeu_pd((double *)(dst + q + 16), _mm512_permutex2var_pd(abl, hi64, cdl));
-            _mm512_storeu_pd((double *)(dst + q + 32), _mm512_permutex2var_pd(abh, lo64, cdh));
-            _mm512_storeu_pd((double *)(dst + q + 48), _mm512_permutex2var_pd(abh, hi64, cdh));
+            __m512 o[4];
+            o[0] = _mm512_castpd_ps(_mm512_permutex2var_pd(abl, lo64, cdl));
+            o[1] = _mm512_castpd_ps(_mm512_permutex2var_pd(abl, hi64, cdl));
+            o[2] = _mm512_castpd_ps(_mm512_permutex2var_pd(abh, lo64, cdh));
+            o[3] = _mm512_castpd_ps(_mm512_permutex2var_pd(abh, hi64, cdh));
+            if (q + 64 <= nq) {
+                for (int k = 0; k < 4; k++) _mm512_storeu_ps(dst + q + 16 * k, o[k]);
+            } else {
+                for (int k = 0; k < 4; k++)
+                    _mm512_mask_storeu_ps(dst + q + 16 * k, crw_mask16(nq - q - 16 * k), o[k]);
+            }
         }
-    } else if (m == 2) {
-        for (; q + 32 <= nq; q += 32) {
+        return;
+    }
+    if (m == 2) {
+        for (; q < nq; q += 32) {
             __m512 a = _mm512_loadu_ps(src + q / 2), b = _mm512_loadu_ps(src + ls + q / 2);
-            _mm512_storeu_ps(dst + q, _mm512_permutex2var_ps(a, lo32, b));
-            _mm512_storeu_ps(dst + q + 16, _mm512_permutex2var_ps(a, hi32, b));
+            _mm512_mask_storeu_ps(dst + q, crw_mask16(nq - q),
+                                  _mm512_permutex2var_ps(a, lo32, b));
+            _mm512_mask_storeu_ps(dst + q + 16, crw_mask16(nq - q - 16),
+                                  _mm512_permutex2var_ps(a, hi32, b));
         }
+        return;
     }
     for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
 }
@@ -203,23 +223,30 @@ static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, 
     if (m == 4) {
         const __m512i lo2 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
         const __m512i hi2 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
-        for (; q + 32 <= nq; q += 32) {
+        for (; q < nq; q += 32) {
             const double *s = src + q / 4;
             __m512d a = _mm512_loadu_pd(s), b = _mm512_loadu_pd(s + ls);
             __m512d c = _mm512_loadu_pd(s + 2 * ls), d = _mm512_loadu_pd(s + 3 * ls);
             __m512d abl = _mm512_permutex2var_pd(a, lo, b), abh = _mm512_permutex2var_pd(a, hi, b);
             __m512d cdl = _mm512_permutex2var_pd(c, lo, d), cdh = _mm512_permutex2var_pd(c, hi, d);
-            _mm512_storeu_pd(dst + q, _mm512_permutex2var_pd(abl, lo2, cdl));
-            _mm512_storeu_pd(dst + q + 8, _mm512_permutex2var_pd(abl, hi2, cdl));
-            _mm512_storeu_pd(dst + q + 16, _mm512_permutex2var_pd(abh, lo2, cdh));
-            _mm512_storeu_pd(dst + q + 24, _mm512_permutex2var_pd(abh, hi2, cdh));
+            _mm512_mask_storeu_pd(dst + q, crw_mask8(nq - q), _mm512_permutex2var_pd(abl, lo2, cdl));
+            _mm512_mask_storeu_pd(dst + q + 8, crw_mask8(nq - q - 8),
+                                  _mm512_permutex2var_pd(abl, hi2, cdl));
+            _mm512_mask_storeu_pd(dst + q + 16, crw_mask8(nq - q - 16),
+                                  _mm512_permutex2var_pd(abh, lo2, cdh));
+            _mm512_mask_storeu_pd(dst + q + 24, crw_mask8(nq - q - 24),
+                                  _mm512_permutex2var_pd(abh, hi2, cdh));
         }
-    } else if (m == 2) {
-        for (; q + 16 <= nq; q += 16) {
+        return;
+    }
+    if (m == 2) {
+        for (; q < nq; q += 16) {
             __m512d a = _mm512_loadu_pd(src + q / 2), b = _mm512_loadu_pd(src + ls + q / 2);
-            _mm512_storeu_pd(dst + q, _mm512_permutex2var_pd(a, lo, b));
-            _mm512_storeu_pd(dst + q + 8, _mm512_permutex2var_pd(a, hi, b));
+            _mm512_mask_storeu_pd(dst + q, crw_mask8(nq - q), _mm512_permutex2var_pd(a, lo, b));
+            _mm512_mask_storeu_pd(dst + q + 8, crw_mask8(nq - q - 8),
+                                  _mm512_permutex2var_pd(a, hi, b));
         }
+        return;
     }
     for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
 }

@@ -101,7 +101,8 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
 
 /* out[row0 + dh*i][col0 + dw*(u*m + j)] := bias + (A^T M_u A)[i][j] for u < nt, cropped
  * to the oh x ow plane, where M_u[p][q] = M[(p*alpha + q)*mps + u] (lanes up to the next
- * multiple of WVL are read). Q is scratch of m*m*roundup(nt, WVL) elements. */
+ * multiple of WVL are read). Q is scratch of m*m*roundup(nt, WVL) + WVL elements (the
+ * phase merge reads whole vectors). */
 static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt, WT bias,
                        WT *restrict out, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t row0,
                        ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw, WT *restrict Q)
