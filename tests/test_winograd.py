@@ -105,11 +105,11 @@ GRID = [
     (1, 4, 6, 9, 9, (1, 1, 1, 1), (1, 1), 2),
     (2, 6, 9, 11, 7, (1, 0, 0, 1), (1, 2), 3),
     (1, 8, 4, 6, 6, (1, 1, 1, 1), (1, 1), 4),
-    (3, 17, 19, 15, 18, (1, 1, 1, 1), (1, 1), 1),     # tails: 17 in, 19 out channels
-    (1, 16, 33, 31, 37, (1, 1, 1, 1), (1, 1), 1),     # odd sizes, vector tails
+    (2, 17, 11, 9, 18, (1, 1, 1, 1), (1, 1), 1),      # tails: 17 in, 11 out channels
+    (1, 16, 5, 19, 37, (1, 1, 1, 1), (1, 1), 1),      # odd sizes, vector tails
     (1, 9, 10, 4, 50, (0, 0, 1, 1), (1, 1), 1),       # wide and flat
     (1, 7, 3, 50, 2, (5, 5, 1, 0), (1, 1), 1),        # tall and narrow, big padding
-    (2, 32, 24, 20, 20, (3, 1, 0, 2), (2, 1), 2),
+    (1, 32, 12, 14, 13, (3, 1, 0, 2), (2, 1), 2),
 ]
 
 
@@ -142,10 +142,11 @@ def test_random_configs():
     for i in range(14):
         groups = int(rng.choice([1, 1, 1, 2, 4]))
         cig = int(rng.choice([1, 2, 3, 8, 16, 31, 64, 256 // groups]))
-        cog = int(rng.integers(1, 24))
+        cog = int(rng.integers(1, 6))
         h, w = int(rng.integers(1, 61)), int(rng.integers(1, 61))
-        if cig * h * w > 40000:
-            h = w = max(1, int((40000 / cig) ** 0.5))
+        # the pure-Python reference costs ~ cig*h*w*cog*groups*9 steps: keep it < ~1e5
+        while cig * h * w * cog * groups > 12000 and max(h, w) > 4:
+            h, w = max(1, h * 2 // 3), max(1, w * 2 // 3)
         dil = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
         pads = tuple(int(p) for p in rng.integers(0, 4, 4))
         if h + pads[0] + pads[1] - 2 * dil[0] < 1 or w + pads[2] + pads[3] - 2 * dil[1] < 1:
