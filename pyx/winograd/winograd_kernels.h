@@ -19,6 +19,7 @@
 #define CRW_KERNEL crw_kernel_f
 #define CRW_GEMM crw_gemm_f
 #define CRW_DEINT crw_deint_f
+#define CRW_DEINTB crw_deintb_f
 #define CRW_INTER crw_inter_f
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
@@ -32,6 +33,7 @@
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_DEINT
+#undef CRW_DEINTB
 #undef CRW_INTER
 
 #define WT double
@@ -44,6 +46,7 @@
 #define CRW_KERNEL crw_kernel_d
 #define CRW_GEMM crw_gemm_d
 #define CRW_DEINT crw_deint_d
+#define CRW_DEINTB crw_deintb_d
 #define CRW_INTER crw_inter_d
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
@@ -57,6 +60,7 @@
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_DEINT
+#undef CRW_DEINTB
 #undef CRW_INTER
 
 #pragma GCC pop_options

@@ -90,6 +90,13 @@ typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
  * other builds: plain loops. */
 #if defined(__AVX512F__)
 #include <immintrin.h>
+static inline __mmask16 crw_mask16(ptrdiff_t rem) {
+    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+}
+static inline __mmask8 crw_mask8(ptrdiff_t rem) {
+    return rem >= 8 ? (__mmask8)0xFF : rem <= 0 ? (__mmask8)0 : (__mmask8)((1u << rem) - 1);
+}
+
 static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
                                float *restrict dst, ptrdiff_t ld) {
     ptrdiff_t u = 0;
@@ -160,13 +167,6 @@ static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
     }
     for (; u < nu; u++)
         for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
-}
-
-static inline __mmask16 crw_mask16(ptrdiff_t rem) {
-    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-}
-static inline __mmask8 crw_mask8(ptrdiff_t rem) {
-    return rem >= 8 ? (__mmask8)0xFF : rem <= 0 ? (__mmask8)0 : (__mmask8)((1u << rem) - 1);
 }
 
 /* (crw_inter reads whole vectors of src: up to one vector past the last value used.) */
@@ -250,7 +250,103 @@ static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, 
     }
     for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
 }
+
+/* crw_deintb: as crw_deint, but src[e] for e outside [elo, ehi) reads as 0 and is never
+ * touched (masked loads): the row is read in place even where the tiles hang over the
+ * padding. */
+static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+#define CRW_LDF(e) _mm512_maskz_loadu_ps(crw_mask16(ehi - (e)) & ~crw_mask16(elo - (e)), \
+                                         src + (e))
+    if (m == 4) {
+        const __m512i e64 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i o64 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            const ptrdiff_t e = 4 * u;
+            __m512d v0 = _mm512_castps_pd(CRW_LDF(e));
+            __m512d v1 = _mm512_castps_pd(CRW_LDF(e + 16));
+            __m512d v2 = _mm512_castps_pd(CRW_LDF(e + 32));
+            __m512d v3 = _mm512_castps_pd(CRW_LDF(e + 48));
+            __m512 a = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, e64, v1));
+            __m512 b = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, o64, v1));
+            __m512 c = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, e64, v3));
+            __m512 d = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, o64, v3));
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(a, e32, c));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(a, o32, c));
+            _mm512_storeu_ps(dst + 2 * ld + u, _mm512_permutex2var_ps(b, e32, d));
+            _mm512_storeu_ps(dst + 3 * ld + u, _mm512_permutex2var_ps(b, o32, d));
+        }
+    } else if (m == 2) {
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            __m512 v0 = CRW_LDF(2 * u), v1 = CRW_LDF(2 * u + 16);
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(v0, e32, v1));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(v0, o32, v1));
+        }
+    }
+#undef CRW_LDF
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) {
+            const ptrdiff_t e = u * m + f;
+            dst[f * ld + u] = e >= elo && e < ehi ? src[e] : 0.0f;
+        }
+}
+
+static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, double *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+#define CRW_LDD(e) _mm512_maskz_loadu_pd(crw_mask8(ehi - (e)) & ~crw_mask8(elo - (e)), src + (e))
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    if (m == 4) {
+        const __m512i e2 = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+        const __m512i o2 = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+        for (; u + 8 <= nu; u += 8) {
+            const ptrdiff_t e = 4 * u;
+            __m512d v0 = CRW_LDD(e), v1 = CRW_LDD(e + 8);
+            __m512d v2 = CRW_LDD(e + 16), v3 = CRW_LDD(e + 24);
+            __m512d a = _mm512_permutex2var_pd(v0, e2, v1);
+            __m512d b = _mm512_permutex2var_pd(v0, o2, v1);
+            __m512d c = _mm512_permutex2var_pd(v2, e2, v3);
+            __m512d d = _mm512_permutex2var_pd(v2, o2, v3);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(a, ev, c));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(a, od, c));
+            _mm512_storeu_pd(dst + 2 * ld + u, _mm512_permutex2var_pd(b, ev, d));
+            _mm512_storeu_pd(dst + 3 * ld + u, _mm512_permutex2var_pd(b, od, d));
+        }
+    } else if (m == 2) {
+        for (; u + 8 <= nu; u += 8) {
+            __m512d v0 = CRW_LDD(2 * u), v1 = CRW_LDD(2 * u + 8);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(v0, ev, v1));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(v0, od, v1));
+        }
+    }
+#undef CRW_LDD
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) {
+            const ptrdiff_t e = u * m + f;
+            dst[f * ld + u] = e >= elo && e < ehi ? src[e] : 0.0;
+        }
+}
+#define CRW_HAVE_DEINTB 1
 #else
+#define CRW_HAVE_DEINTB 0
+static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
+    (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */
+}
+static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, double *restrict dst, ptrdiff_t ld) {
+    (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */
+}
 static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
                                float *restrict dst, ptrdiff_t ld) {
     for (int f = 0; f < m; f++)

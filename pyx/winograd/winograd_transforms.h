@@ -57,6 +57,10 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
             CRW_DEINT(m, xr, nu, pr, lp);
             continue;
         }
+        if (CRW_HAVE_DEINTB && dw == 1) {    /* masked loads: no copy */
+            CRW_DEINTB(m, xr, nu, elo, ehi, pr, lp);
+            continue;
+        }
         ptrdiff_t e = 0;
         for (; e < elo; e++) R[e] = 0;
         if (dw == 1)
