@@ -55,6 +55,8 @@ does not (cannot) look at the data.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .._backend import YES, Backend, no
@@ -114,6 +116,10 @@ class CythonWinogradBackend(Backend):
 
     def __init__(self, variant: str = None):
         self._mod = load_family("_winograd", variant)
+        # One workspace per calling thread and dtype, grown on demand and reused: a fresh
+        # buffer per call costs page faults comparable to a small layer. Its size is set by
+        # the work (channels x tile block x threads), never by the image or the padding.
+        self._tls = threading.local()
 
     @property
     def variant(self) -> str:
@@ -163,9 +169,20 @@ class CythonWinogradBackend(Backend):
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
         threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        need = self._mod.workspace_elems(spec.n, spec.groups, spec.cig, spec.cog, spec.oh,
+                                         spec.ow, spec.dh, spec.dw, tile,
+                                         np.dtype(spec.dtype).itemsize, threads)
+        cache = self._tls.__dict__.setdefault("ws", {})
+        ws = cache.get(spec.dtype)
+        if ws is None or ws.size < need:
+            ws = cache[spec.dtype] = np.empty(need, dtype=spec.dtype)
         self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
-                                  spec.groups, tile, threads)
+                                  spec.groups, tile, threads, ws)
         return out
+
+    def release_workspace(self) -> None:
+        """Drop the calling thread's cached workspace."""
+        self._tls.__dict__.pop("ws", None)
 
     def info(self) -> dict:
         out = super().info()
