@@ -18,39 +18,53 @@ over those sub-grids), groups (per group), float32 / float64. Declined: kernels 
 3x3, strides other than 1, and depthwise layers (cig = cog = 1: there is no GEMM to speed
 up, the transforms alone cost about what cython-direct's depthwise path costs in total).
 
-Tile sizes and accuracy (option ``tile``: 0 = automatic, 2 or 4)
----------------------------------------------------------------
-The error bound every backend must meet is
+Tile sizes and accuracy (option ``tile``: 0 = automatic = 2, or 2, or 4)
+-----------------------------------------------------------------------
+Every backend must meet, elementwise,
 
-    |out - ref| <= 4*K*eps*(|x| conv |w| + |b|),   K = cig*9 + 1.
+    |out - ref| <= 4*K*eps*(|x| conv |w| + |b|),   K = cig*9 + 1   (ref in float64).
 
-Winograd's error is not proportional to (|x| conv |w|): the transforms mix the whole
-input tile through every weight tap (U = G g G^T is dense even where g has zeros) and the
-products then cancel in A^T M A. Its error scales like eps * |x|_tile * |g|_max * c(m),
-with c(2) ~ 2 and c(4) ~ 20-100 (the F(4,3) matrices hold 1/24, 5, 8; the transforms of
-F(2,3) only 0, +-1, +-1/2). Measured (tests/test_winograd.py and
-scripts/bench_winograd.py --accuracy): with random N(0,1) data both tile sizes stay far
-inside the bound (worst |err|/bound ~ 0.02 for F(2), ~ 0.3 for F(4) at cig = 1..4, falling
-with cig as K grows); the adversarial cases below decide.
+Winograd's error is not proportional to each output's own |x| conv |w|: the transforms
+carry an input through transformed positions that several outputs share, and the
+result relies on cancellation in A^T M A. Two structural facts decide:
 
-* F(2x2, 3x3) holds the bound on the harness grid, random configurations and inputs with
-  channels of scales 1e-4..1e4 and large-magnitude (1e4..1e6) cancelling inputs.
-* F(4x4, 3x3) holds it on random data but NOT on adversarial scales: with channels of very
-  different magnitudes and few channels (small K) the worst ratio exceeds 1. It is used
-  automatically only where it held in every test: float32/float64 with cig >= AUTO_F4_MIN_CIG
-  input channels per group; below that the automatic choice is F(2x2, 3x3).
-  ``tile = 4`` forces it anyway.
+* F(2x2, 3x3) *isolates*: B^T and A^T of F(2,3) send input rows/columns 0 and 3 of a tile
+  only to the output whose window contains them, and rows 1, 2 lie in both windows. An
+  input never reaches an output whose window misses it, and all constants are 0, +-1,
+  +-1/2. Its error is ~ eps * (inputs of the window) * (largest tap of the window).
+* F(4x4, 3x3) does not: B^T row 5 = 4*d1 - 5*d3 + d5 reaches output 3 (window rows 3..5)
+  with d1, so a large input leaks eps*|x| into neighbours whose window misses it, and
+  the constants (1/24, 5, 8) add a factor ~10-100. An output whose window lies wholly in
+  the zero padding gets ~1e-7 instead of the exact 0 the bound demands.
 
-Limit that no tile size survives (see ``test_limit_zero_taps_huge_inputs``): a weight
-tap that is zero (or tiny) facing an input far larger than the rest of the tile. The
-direct sum multiplies the huge input by the zero tap exactly; Winograd spreads the huge
-value over all transformed positions and relies on cancellation, leaving an absolute
-error ~ eps * |huge| * |w_other|, which the bound (built from |x| conv |w|, where the
-huge input only meets the zero tap) does not allow. Reproducer: x = 1 everywhere except
-x[.., 4, 4] = 1e8 (float32: 1e4 is enough to fail F(4)), w = 1 except w[.., 1, 1] = 0,
-cig = 1: the output at (3, 3), whose window holds the huge input at the zero centre tap,
-is off by ~1e8*eps*c(m) while the bound is ~40*eps*9. Policy is the caller's: supports()
-does not (cannot) look at the data.
+Measured worst |err|/bound (3 seeds, 13x13 inputs, padding 1, F(2) / F(4)):
+
+    data (float32)                  cig=1        cig=4        cig=16       cig=64
+    N(0,1)                          0.09 / 1.2   0.008 / 0.10 0.002 / 0.03 0.0004 / 0.003
+    channels of scales 1e-4..1e4    0.06 / 0.58  0.035 / 0.31 0.007 / 0.08 0.001 / 0.02
+    ~1e4..1e6 with cancellation     0.03 / 0.03  0.004 / 0.007 <0.001      <0.001
+    every pixel its own 1e-4..1e4   1.7  / 502   0.16 / 14    0.009 / 0.31 0.0009 / 0.02
+    one 1e6 input among N(0,1)      0.65 / 8e4   0.02 / 1e4   0.002 / 1.7e3 0.0007 / 386
+    float64: N(0,1) 0.05 / 1.0 at cig=1; pixel scales 3.2 / 1.2e3 at cig=1, 0.05 / 0.7
+    at cig=4; spike 8.2 / 5e4 at cig=1, 0.017 / 1e4 at cig=4.
+
+So F(4x4) cannot hold the elementwise bound (it fails from cig = 1 on plain N(0,1)
+data and at every cig on a spike, and in padded corners): it is never chosen
+automatically, only with ``tile = 4`` (normwise it is fine: errors stay below ~16x the
+bound's largest value, see tests/test_winograd.py). F(2x2) is the default: it holds the
+bound on the harness-style grid, random configurations and every adversarial kind above
+from cig >= 2; at cig = 1 the pixel-scale and spike inputs break it through the limit
+below.
+
+Limit no tile size survives (``test_limit_zero_taps_huge_inputs``, policy open): a zero
+or tiny weight tap facing a huge input. The direct sum multiplies them exactly (0 * huge
+= 0), so the bound, built from |x| conv |w|, only allows eps * (the other terms); the
+Winograd transforms combine that input with the *other* taps (U = G g G^T is dense) and
+cancel it afterwards, leaving ~eps*|huge|*|w| absolute error. Reproducer: one input
+channel, x ~ N(0,1) with x[0, 0, 4, 4] = 1e6 (float32) or 1e12 (float64), w ~ N(0,1) with
+the centre tap w[:, :, 1, 1] = 0, no padding: the output (3, 3) is off by ~1e-1 (float32)
+against a bound ~4e-5: worst |err|/bound ~9e2 (F(2)) / ~7e3 (F(4)) in float32, ~4e9 /
+~1e10 in float64; still ~40 / ~30 at cig = 64 (float32). supports() cannot see the data.
 """
 
 from __future__ import annotations
