@@ -66,6 +66,21 @@ cdef extern from "winograd_kernels.h" nogil:
                     const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
 
+# One line per C kernel that `grep -rn "def \|cdef " pyx/` finds (LAYOUT.md):
+cdef inline void call_crw_input_f(int m, const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt, float* P, float* V, Py_ssize_t vps) noexcept nogil:
+    crw_input_f(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
+cdef inline void call_crw_input_d(int m, const double* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt, double* P, double* V, Py_ssize_t vps) noexcept nogil:
+    crw_input_d(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
+cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, float* Q) noexcept nogil:
+    crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
+    crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
+    crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
+cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
+    crw_gemm_d(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
+
+
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 ISA = crw_isa().decode()
 VECTOR_BYTES = CRW_VBYTES
@@ -265,11 +280,11 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
         seg = min(cend[tc] - tc, t1 - t)
         for c in range(cig):
             if floating is float:
-                crw_input_f(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
+                call_crw_input_f(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
                             trow[tr] - pt, dh, ccol[tc] - pleft, dw, seg, P,
                             V + c * Tp + (t - t0), cig * Tp)
             else:
-                crw_input_d(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
+                call_crw_input_d(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
                             trow[tr] - pt, dh, ccol[tc] - pleft, dw, seg, P,
                             V + c * Tp + (t - t0), cig * Tp)
         t += seg
@@ -278,10 +293,10 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     while oc0 < ob_hi:
         oc1 = min(ob_hi, oc0 + pl.ocb)
         if floating is float:
-            crw_gemm_f(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+            call_crw_gemm_f(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
                        oc1 - oc0, V, cig * Tp, Tp, M, mps, Tp, nt)
         else:
-            crw_gemm_d(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+            call_crw_gemm_d(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
                        oc1 - oc0, V, cig * Tp, Tp, M, mps, Tp, nt)
         olo = oc0 * CRW_MR
         ohi = min(cog, oc1 * CRW_MR)
@@ -294,12 +309,12 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
             seg = min(cend[tc] - tc, t1 - t)
             for o in range(olo, ohi):
                 if floating is float:
-                    crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                    call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
                                  bias[g * cog + o],
                                  out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
                                  trow[tr], dh, ccol[tc], dw, Q)
                 else:
-                    crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                    call_crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
                                  bias[g * cog + o],
                                  out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
                                  trow[tr], dh, ccol[tc], dw, Q)
