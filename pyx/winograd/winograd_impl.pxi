@@ -59,6 +59,8 @@ cdef extern from "winograd_kernels.h" nogil:
     void crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias,
                       double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
                       Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q)
+    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U)
+    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U)
     void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
                     const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
@@ -75,6 +77,10 @@ cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssi
     crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
 cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
     crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, U)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, U)
 cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
     crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
 cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
@@ -126,15 +132,33 @@ def transform_weights(w, int tile, Py_ssize_t groups=1):
     cog = c_out // groups
     al = tile + 2
     nob = (cog + CRW_MR - 1) // CRW_MR
-    G = _G[tile]
-    # vec(G g G^T) = kron(G, G) vec(g): one (c_out*cig, 9) x (9, al^2) product
-    u = w.astype(np.float64).reshape(c_out * cig, 9) @ np.kron(G, G).T
-    u = u.reshape(groups, cog, cig, al * al)
-    pad = np.zeros((groups, nob * CRW_MR, cig, al * al))
-    pad[:, :cog] = u
-    # (g, ob, r, c, p) -> (g, p, ob, c, r)
-    pad = pad.reshape(groups, nob, CRW_MR, cig, al * al).transpose(0, 4, 1, 3, 2)
-    return np.ascontiguousarray(pad, dtype=w.dtype)
+    U = np.empty((groups, al * al, nob, cig, CRW_MR), dtype=w.dtype)
+    w = np.ascontiguousarray(w)
+    if w.dtype == np.float32:
+        _wtrans_f(w, U, tile, groups)
+    else:
+        _wtrans_d(w, U, tile, groups)
+    return U
+
+
+def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
+              Py_ssize_t groups):
+    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+    if w.shape[0] == 0 or cig == 0:
+        return
+    with nogil:
+        for g in range(groups):
+            call_crw_wtrans_f(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
+
+
+def _wtrans_d(const double[:, :, :, ::1] w, double[:, :, :, :, ::1] U, int tile,
+              Py_ssize_t groups):
+    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+    if w.shape[0] == 0 or cig == 0:
+        return
+    with nogil:
+        for g in range(groups):
+            call_crw_wtrans_d(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
 
 
 cdef struct Plan:

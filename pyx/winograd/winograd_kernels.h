@@ -18,6 +18,7 @@
 #define CRW_OUTPUT crw_output_f
 #define CRW_KERNEL crw_kernel_f
 #define CRW_GEMM crw_gemm_f
+#define CRW_WTRANS crw_wtrans_f
 #define CRW_DEINT crw_deint_f
 #define CRW_DEINTB crw_deintb_f
 #define CRW_INTER crw_inter_f
@@ -32,6 +33,7 @@
 #undef CRW_OUTPUT
 #undef CRW_KERNEL
 #undef CRW_GEMM
+#undef CRW_WTRANS
 #undef CRW_DEINT
 #undef CRW_DEINTB
 #undef CRW_INTER
@@ -45,6 +47,7 @@
 #define CRW_OUTPUT crw_output_d
 #define CRW_KERNEL crw_kernel_d
 #define CRW_GEMM crw_gemm_d
+#define CRW_WTRANS crw_wtrans_d
 #define CRW_DEINT crw_deint_d
 #define CRW_DEINTB crw_deintb_d
 #define CRW_INTER crw_inter_d
@@ -59,6 +62,7 @@
 #undef CRW_OUTPUT
 #undef CRW_KERNEL
 #undef CRW_GEMM
+#undef CRW_WTRANS
 #undef CRW_DEINT
 #undef CRW_DEINTB
 #undef CRW_INTER

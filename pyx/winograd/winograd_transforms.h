@@ -156,3 +156,39 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
         }
     }
 }
+
+/* Weight transform of one group: U[((p*nob + o/8)*cig + c)*8 + o%8] := (G g G^T)[p] with
+ * g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for cog <= o < 8*nob; computed in
+ * double and rounded once. G is F(m,3)'s alpha x 3 interpolation matrix. */
+static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig,
+                       WT *restrict U)
+{
+    static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0, 0, 1}};
+    const int al = m + 2;
+    const double(*G)[3] = m == 2 ? G2 : G4;
+    const ptrdiff_t nob = (cog + 7) / 8;
+    for (ptrdiff_t o = 0; o < nob * 8; o++) {
+        for (ptrdiff_t c = 0; c < cig; c++) {
+            double t[6][3], u[36];
+            if (o < cog) {
+                const WT *g = w + (o * cig + c) * 9;
+                for (int i = 0; i < al; i++)
+                    for (int q = 0; q < 3; q++)
+                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
+                for (int i = 0; i < al; i++)
+                    for (int j = 0; j < al; j++)
+                        u[i * al + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
+            } else {
+                for (int p = 0; p < al * al; p++) u[p] = 0;
+            }
+            for (int p = 0; p < al * al; p++)
+                U[((p * nob + o / 8) * cig + c) * 8 + o % 8] = (WT)u[p];
+        }
+    }
+}
