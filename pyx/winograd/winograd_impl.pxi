@@ -26,6 +26,11 @@ channels), as in NNPACK:
                     4 output channels x 3 vectors of tiles.
 3. output transform out[tile t, channel o] = bias[o] + A^T M[.][o][t] A, cropped.
 
+The weight transform (crw_wtrans, in double, rounded once) is a separate entry point,
+``transform_weights``, so layers can cache U. Accuracy of the tile sizes: see the
+docstring of convreg/backends/winograd.py (F(2x2) holds the elementwise bound, F(4x4)
+does not and is only used when asked for).
+
 Work items (group, tile block, output-channel part) go to the OpenMP threads; the
 buffers of a thread (V, M and two small scratch rows) are sized by the block, never by
 the image or the padding. Every output element is computed by the same sequence of
@@ -206,6 +211,10 @@ cdef double _makespan(Py_ssize_t ttot, Py_ssize_t T, Py_ssize_t vl, Py_ssize_t g
     cdef double load[64]
     cdef double cost, mx = 0.0
     cdef int nt = min(threads, 64)
+    if groups * nb > 2048:      # many blocks: balanced to within a block, no simulation
+        size = ttot - (nb - 1) * T
+        return groups * ((nb - 1) * <double>(_cdiv(T, vl) * vl + vl)
+                         + <double>(_cdiv(size, vl) * vl + vl)) / nt
     for k in range(nt):
         load[k] = 0.0
     for i in range(groups * nb):
