@@ -173,22 +173,27 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
     const int al = m + 2;
     const double(*G)[3] = m == 2 ? G2 : G4;
     const ptrdiff_t nob = (cog + 7) / 8;
-    for (ptrdiff_t o = 0; o < nob * 8; o++) {
+    /* panel by panel, the 8 output channels of a panel innermost */
+    for (ptrdiff_t ob = 0; ob < nob; ob++) {
         for (ptrdiff_t c = 0; c < cig; c++) {
-            double t[6][3], u[36];
-            if (o < cog) {
-                const WT *g = w + (o * cig + c) * 9;
-                for (int i = 0; i < al; i++)
-                    for (int q = 0; q < 3; q++)
-                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
-                for (int i = 0; i < al; i++)
-                    for (int j = 0; j < al; j++)
-                        u[i * al + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2];
-            } else {
-                for (int p = 0; p < al * al; p++) u[p] = 0;
+            for (int r = 0; r < 8; r++) {
+                const ptrdiff_t o = ob * 8 + r;
+                double t[6][3], u[36];
+                if (o < cog) {
+                    const WT *g = w + (o * cig + c) * 9;
+                    for (int i = 0; i < al; i++)
+                        for (int q = 0; q < 3; q++)
+                            t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
+                    for (int i = 0; i < al; i++)
+                        for (int j = 0; j < al; j++)
+                            u[i * al + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] +
+                                            t[i][2] * G[j][2];
+                } else {
+                    for (int p = 0; p < al * al; p++) u[p] = 0;
+                }
+                for (int p = 0; p < al * al; p++)
+                    U[((p * nob + ob) * cig + c) * 8 + r] = (WT)u[p];
             }
-            for (int p = 0; p < al * al; p++)
-                U[((p * nob + o / 8) * cig + c) * 8 + o % 8] = (WT)u[p];
         }
     }
 }
