@@ -29,7 +29,15 @@ BUILTINS = {
         "workspace_mb": OptionSpec(float, 256.0, minimum=0,
                                    doc="bound on the column buffers of all threads, MiB"),
     }),
+    "cython-winograd": Builtin("convreg.backends.winograd:CythonWinogradBackend", {
+        "tile": OptionSpec(int, 0, choices=(0, 2, 4),
+                           doc="output tile: 0 = automatic (F(2x2,3x3)), 2, or 4 (F(4x4,3x3): "
+                               "accurate only normwise, never chosen automatically)"),
+    }),
     "cython": Builtin("convreg.backends.auto:CythonAutoBackend", {
+        "winograd": OptionSpec(bool, True,
+                               doc="false: never choose cython-winograd (reduced-precision "
+                                   "algorithm refused, as deep-learning libraries allow)"),
         "tune": OptionSpec(str, "rules", choices=("rules", "measure"),
                            doc="rules: the shape rules; measure: time the candidates on the "
                                "first call of each shape and remember the fastest"),

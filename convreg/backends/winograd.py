@@ -1,0 +1,201 @@
+"""The ``cython-winograd`` backend: Winograd minimal filtering for 3x3, stride-1 layers.
+
+F(m x m, 3 x 3) (Lavin & Gray 2016) computes each m x m output tile from an
+(m+2) x (m+2) input tile with (m+2)^2 multiplies per (input, output) channel pair
+instead of 9 m^2, in three stages (NNPACK's structure; kernels in
+``pyx/winograd/winograd_impl.pxi``, built per SIMD variant as ``convreg._winograd_<v>``):
+
+1. input transform  V = B^T d B       per tile and input channel (vectors over tiles)
+2. batched GEMM     M[p] = U[p] V[p]  for each of the (m+2)^2 tile positions p, over the
+                    input channels (register-tiled, 8 output channels x 48 tiles, AVX-512)
+3. output transform Y = A^T M A + b   per tile and output channel, cropped into NCHW
+
+with U = G g G^T the transformed weights (:meth:`transform`, cacheable by layers).
+
+Semantics: any zero padding (four-sided), any dilation (a dilated 3x3 is dh*dw
+interleaved undilated 3x3 convolutions on the sub-grids x[.., a::dh, b::dw]; the tiles run
+over those sub-grids), groups (per group), float32 / float64. Declined: kernels other than
+3x3, strides other than 1, and depthwise layers (cig = cog = 1: there is no GEMM to speed
+up, the transforms alone cost about what cython-direct's depthwise path costs in total).
+
+Tile sizes and accuracy (option ``tile``: 0 = automatic = 2, or 2, or 4)
+-----------------------------------------------------------------------
+Every backend must meet, elementwise,
+
+    |out - ref| <= 4*K*eps*(|x| conv |w| + |b|),   K = cig*9 + 1   (ref in float64).
+
+Winograd's error is not proportional to each output's own |x| conv |w|: the transforms
+carry an input through transformed positions that several outputs share, and the
+result relies on cancellation in A^T M A. Two structural facts decide:
+
+* F(2x2, 3x3) *isolates*: B^T and A^T of F(2,3) send input rows/columns 0 and 3 of a tile
+  only to the output whose window contains them, and rows 1, 2 lie in both windows. An
+  input never reaches an output whose window misses it, and all constants are 0, +-1,
+  +-1/2. Its error is ~ eps * (inputs of the window) * (largest tap of the window).
+* F(4x4, 3x3) does not: B^T row 5 = 4*d1 - 5*d3 + d5 reaches output 3 (window rows 3..5)
+  with d1, so a large input leaks eps*|x| into neighbours whose window misses it, and
+  the constants (1/24, 5, 8) add a factor ~10-100. An output whose window lies wholly in
+  the zero padding gets ~1e-7 instead of the exact 0 the bound demands.
+
+Measured worst |err|/bound (3 seeds, 13x13 inputs, padding 1, F(2) / F(4)):
+
+    data (float32)                  cig=1        cig=4        cig=16       cig=64
+    N(0,1)                          0.09 / 1.2   0.008 / 0.10 0.002 / 0.03 0.0004 / 0.003
+    channels of scales 1e-4..1e4    0.06 / 0.58  0.035 / 0.31 0.007 / 0.08 0.001 / 0.02
+    ~1e4..1e6 with cancellation     0.03 / 0.03  0.004 / 0.007 <0.001      <0.001
+    every pixel its own 1e-4..1e4   1.7  / 502   0.16 / 14    0.009 / 0.31 0.0009 / 0.02
+    one 1e6 input among N(0,1)      0.65 / 8e4   0.02 / 1e4   0.002 / 1.7e3 0.0007 / 386
+    float64: N(0,1) 0.05 / 1.0 at cig=1; pixel scales 3.2 / 1.2e3 at cig=1, 0.05 / 0.7
+    at cig=4; spike 8.2 / 5e4 at cig=1, 0.017 / 1e4 at cig=4.
+    150 random float32 layers (cin 1..256, sizes 1..60, padding 0..3, dilation 1..3,
+    groups 1/2/4, N(0,1)): F(2) worst 0.14, no failure; F(4) 22 of 150 fail, worst 65
+    (outputs next to / inside the zero padding).
+
+So F(4x4) cannot hold the elementwise bound (it fails from cig = 1 on plain N(0,1)
+data and at every cig on a spike, and in padded corners): it is never chosen
+automatically, only with ``tile = 4`` (normwise it is fine: errors stay below ~16x the
+bound's largest value, see tests/test_winograd.py). F(2x2) is the default: it holds the
+bound on the harness-style grid, random configurations and every adversarial kind above
+from cig >= 2; at cig = 1 the pixel-scale and spike inputs break it through the limit
+below.
+
+Limit no tile size survives (``test_limit_zero_taps_huge_inputs``, policy open): a zero
+or tiny weight tap facing a huge input. The direct sum multiplies them exactly (0 * huge
+= 0), so the bound, built from |x| conv |w|, only allows eps * (the other terms); the
+Winograd transforms combine that input with the *other* taps (U = G g G^T is dense) and
+cancel it afterwards, leaving ~eps*|huge|*|w| absolute error. Reproducer: one input
+channel, x ~ N(0,1) with x[0, 0, 4, 4] = 1e6 (float32) or 1e12 (float64), w ~ N(0,1) with
+the centre tap w[:, :, 1, 1] = 0, no padding: the output (3, 3) is off by ~1e-1 (float32)
+against a bound ~4e-5: worst |err|/bound ~9e2 (F(2)) / ~7e3 (F(4)) in float32, ~4e9 /
+~1e10 in float64; still ~40 / ~30 at cig = 64 (float32). supports() cannot see the data.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .._errors import ConfigError
+from ._simd import load_family
+from .base import YES, Backend, no
+from .catalog import BUILTINS
+
+NAME = "cython-winograd"
+
+# Automatic tile choice: always F(2x2); F(4x4) breaks the elementwise bound (module
+# docstring) and runs only when asked for with the ``tile`` option.
+AUTO_TILE = 2
+TILES = (2, 4)
+
+
+class TransformedWeights:
+    """Weights transformed for one tile size (``CythonWinogradBackend.transform``).
+
+    ``array`` is (groups, (tile+2)^2, ceil(cog/8), cig, 8) of the weights' dtype; the layout
+    does not depend on the SIMD variant. ``shape`` is the original weight shape.
+    """
+
+    __slots__ = ("array", "tile", "groups", "shape", "dtype")
+
+    def __init__(self, array, tile, groups, shape):
+        self.array = array
+        self.tile = tile
+        self.groups = groups
+        self.shape = tuple(shape)
+        self.dtype = array.dtype
+
+    def __repr__(self):
+        return (f"<TransformedWeights F({self.tile}x{self.tile},3x3) of {self.shape} "
+                f"{self.dtype}>")
+
+
+def _tile_option(ctx, name):
+    tile = ctx.options_for(name).get("tile", 0) if ctx is not None else 0
+    if tile not in (0,) + TILES:
+        raise ConfigError(f"[backends.{name}] tile must be 0 (automatic), 2 or 4, "
+                          f"but got {tile!r}")
+    return tile
+
+
+class CythonWinogradBackend(Backend):
+    name = NAME
+    description = ("Cython Winograd F(2x2,3x3) / F(4x4,3x3) for 3x3 stride-1 layers: "
+                   "transforms vectorised over tiles, batched GEMM over the tile "
+                   "positions; OpenMP, GIL released")
+    padding_modes = frozenset({"zeros"})
+    options = BUILTINS[NAME].options
+
+    def __init__(self, variant: str = None):
+        self._mod = load_family("_winograd", variant)
+        # One workspace per calling thread and dtype, grown on demand and reused: a fresh
+        # buffer per call costs page faults comparable to a small layer. Its size is set by
+        # the work (channels x tile block x threads), never by the image or the padding.
+        self._tls = threading.local()
+
+    @property
+    def variant(self) -> str:
+        """The SIMD variant of the loaded kernels: baseline, avx2 or avx512."""
+        return self._mod.__name__.rsplit("_", 1)[-1]
+
+    def supports(self, spec):
+        if (spec.kh, spec.kw) != (3, 3):
+            return no(f"needs a 3x3 kernel, got {spec.kh}x{spec.kw}")
+        if (spec.sh, spec.sw) != (1, 1):
+            return no(f"needs stride 1, got stride ({spec.sh}, {spec.sw})")
+        if spec.cig == 1 and spec.cog == 1 and spec.groups > 1:
+            return no("depthwise (one input and one output channel per group): no channel "
+                      "GEMM for Winograd to shrink; cython-direct's depthwise path is faster")
+        return YES
+
+    @staticmethod
+    def choose_tile(spec, tile=0) -> int:
+        """The tile size a call uses: ``tile`` if given (2 or 4), else the automatic rule."""
+        return tile or AUTO_TILE
+
+    def transform(self, w, spec, tile=0) -> TransformedWeights:
+        """G w G^T for the tile size ``spec`` would use (or ``tile``), packed for the GEMM:
+        pass the result to :meth:`conv2d_pretransformed` for every call with these weights."""
+        tile = self.choose_tile(spec, tile)
+        arr = self._mod.transform_weights(np.ascontiguousarray(w, dtype=spec.dtype), tile,
+                                          spec.groups)
+        return TransformedWeights(arr, tile, spec.groups, spec.weight_shape)
+
+    def conv2d(self, spec, x, w, b, ctx):
+        tile = self.choose_tile(spec, _tile_option(ctx, self.name))
+        wt = self._mod.transform_weights(w, tile, spec.groups)
+        return self._run(spec, x, wt, b, ctx, tile)
+
+    def conv2d_pretransformed(self, spec, x, wt: TransformedWeights, b, ctx):
+        """conv2d with weights already through :meth:`transform` (same spec shapes)."""
+        if wt.shape != spec.weight_shape or wt.groups != spec.groups \
+                or wt.dtype != np.dtype(spec.dtype):
+            raise ValueError(f"transformed weights {wt!r} do not match the call "
+                             f"{spec.weight_shape} {spec.dtype} groups={spec.groups}")
+        return self._run(spec, x, wt.array, b, ctx, wt.tile)
+
+    def _run(self, spec, x, wt, b, ctx, tile):
+        out = np.empty(spec.output_shape, dtype=spec.dtype)
+        if b is None:
+            b = np.zeros(spec.c_out, dtype=spec.dtype)
+        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        need = self._mod.workspace_elems(spec.n, spec.groups, spec.cig, spec.cog, spec.oh,
+                                         spec.ow, spec.dh, spec.dw, tile,
+                                         np.dtype(spec.dtype).itemsize, threads)
+        cache = self._tls.__dict__.setdefault("ws", {})
+        ws = cache.get(spec.dtype)
+        if ws is None or ws.size < need:
+            ws = cache[spec.dtype] = np.empty(need, dtype=spec.dtype)
+        self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
+                                  spec.groups, tile, threads, ws)
+        return out
+
+    def release_workspace(self) -> None:
+        """Drop the calling thread's cached workspace."""
+        self._tls.__dict__.pop("ws", None)
+
+    def info(self) -> dict:
+        out = super().info()
+        out.update({"simd": self.variant, "vector_bytes": self._mod.VECTOR_BYTES,
+                    "openmp": self._mod.HAVE_OPENMP})
+        return out

@@ -1,0 +1,489 @@
+"""Winograd F(m x m, 3 x 3) convolution, stride 1: the kernels of ``cython-winograd``.
+
+    out[n, o, i, j] = b[o] + sum_{c<cig} sum_{p,q<3}
+                      w[o, c, p, q] * xpad[n, g*cig + c, i + p*dh, j + q*dw]
+
+Tiles and dilation
+------------------
+With dilation (dh, dw) the output splits into dh*dw interleaved sub-grids
+out[a::dh, b::dw] (a < dh, b < dw), each an undilated 3x3 convolution of the input
+sub-grid xpad[a::dh, b::dw]. Every sub-grid is cut into m x m output tiles: a *tile row*
+is a pair (a, ti), covering output rows a + dh*(ti*m + i), i < m; a *tile column* a pair
+(b, tj), covering output columns b + dw*(tj*m + j). Tile (row, column) reads the
+alpha x alpha (alpha = m + 2) input window at rows a - pt + dh*(ti*m + r) and columns
+b - pl + dw*(tj*m + k), zero outside the input (so any four-sided zero padding, and
+outputs beyond the padded input are simply cropped). Tiles are numbered over
+(image, tile row, tile column), and consecutive tiles of one tile row and residue b form
+a *segment*: the transforms run with vectors over the tiles of a segment.
+
+Three stages per work item (group g, block of T consecutive tiles, part of the output
+channels), as in NNPACK:
+
+1. input transform  V[p][c][t] = (B^T d B)[p] of tile t, channel c   (p < alpha^2)
+2. batched GEMM     M[p][o][t] = sum_c U[p][o][c] V[p][c][t]  for each position p,
+                    U = G w G^T the transformed weights (``transform_weights``), packed in
+                    panels of 8 output channels; register-tiled microkernel 8 (AVX-512) or
+                    4 output channels x 3 vectors of tiles.
+3. output transform out[tile t, channel o] = bias[o] + A^T M[.][o][t] A, cropped.
+
+The weight transform (crw_wtrans, in double, rounded once) is a separate entry point,
+``transform_weights``, so layers can cache U. Accuracy of the tile sizes: see the
+docstring of convreg/backends/winograd.py (F(2x2) holds the elementwise bound, F(4x4)
+does not and is only used when asked for).
+
+Work items (group, tile block, output-channel part) go to the OpenMP threads; the
+buffers of a thread (V, M and two small scratch rows) are sized by the block, never by
+the image or the padding. Every output element is computed by the same sequence of
+operations whatever the thread count or block size (the GEMM sums channels in order,
+and the transforms are lane-wise), so results are bit-identical across thread counts.
+"""
+
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.string cimport memset
+
+from openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
+
+cdef extern from "winograd_kernels.h" nogil:
+    int CRW_VBYTES
+    int CRW_MR
+    int CRW_NV
+    int CRW_KROWS
+    const char* crw_isa()
+    void crw_input_f(int m, const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0,
+                     Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt,
+                     float* P, float* V, Py_ssize_t vps)
+    void crw_input_d(int m, const double* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0,
+                     Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt,
+                     double* P, double* V, Py_ssize_t vps)
+    void crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias,
+                      float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
+                      Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, float* Q)
+    void crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias,
+                      double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
+                      Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q)
+    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U)
+    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U)
+    void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
+                    const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
+                    Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
+    void crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob,
+                    const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M,
+                    Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
+
+# One line per C kernel that `grep -rn "def \|cdef " pyx/` finds (LAYOUT.md):
+cdef inline void call_crw_input_f(int m, const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt, float* P, float* V, Py_ssize_t vps) noexcept nogil:
+    crw_input_f(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
+cdef inline void call_crw_input_d(int m, const double* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt, double* P, double* V, Py_ssize_t vps) noexcept nogil:
+    crw_input_d(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
+cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, float* Q) noexcept nogil:
+    crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
+    crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, U)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, U)
+cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
+    crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
+cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
+    crw_gemm_d(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
+
+
+HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
+ISA = crw_isa().decode()
+VECTOR_BYTES = CRW_VBYTES
+MR = CRW_MR
+TILES = (2, 4)
+
+# Per-thread buffer budgets (bytes): the transformed input block V and the GEMM output
+# chunk M. The block of tiles is cut so V stays near VCAP (it is re-read once per chunk of
+# output channels: V + M should stay in the 1 MiB L2), the chunk of output channels so M
+# stays near MCAP. (1 MiB for V measured ~10% slower than 256-512 KiB on 64ch 56².)
+cdef enum:
+    VCAP = 512 * 1024
+    MCAP = 512 * 1024
+
+
+# Interpolation matrices G (alpha x 3) of F(2,3) and F(4,3): U = G g G^T.
+_G = {
+    2: np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]]),
+    # (floats written as quotients of floats: cdivision makes 1 / 6 a C integer division)
+    4: np.array([[6.0, 0.0, 0.0], [-4.0, -4.0, -4.0], [-4.0, 4.0, -4.0],
+                 [1.0, 2.0, 4.0], [1.0, -2.0, 4.0], [0.0, 0.0, 24.0]]) / 24.0,
+}
+
+
+def transform_weights(w, int tile, Py_ssize_t groups=1):
+    """U = G w G^T of every (output, input) channel pair, packed for the GEMM.
+
+    ``w`` (c_out, cig, 3, 3) -> array (groups, alpha^2, ceil(cog/8), cig, 8) of w's dtype
+    (computed in float64, rounded once), U[g, p, ob, c, r] = (G w[g*cog + 8*ob + r, c] G^T)
+    at position p = row*alpha + column; channels past cog in the last panel are zero.
+    The layout is the same for every SIMD variant.
+    """
+    if tile not in _G:
+        raise ValueError(f"tile must be one of {TILES}, got {tile}")
+    w = np.asarray(w)
+    if w.ndim != 4 or w.shape[2:] != (3, 3):
+        raise ValueError(f"weights must be (c_out, cig, 3, 3), got {w.shape}")
+    if w.dtype not in (np.float32, np.float64):
+        raise TypeError(f"weights must be float32 or float64, got {w.dtype}")
+    c_out, cig = w.shape[0], w.shape[1]
+    if groups < 1 or c_out % groups:
+        raise ValueError(f"c_out={c_out} is not a multiple of groups={groups}")
+    cog = c_out // groups
+    al = tile + 2
+    nob = (cog + CRW_MR - 1) // CRW_MR
+    U = np.empty((groups, al * al, nob, cig, CRW_MR), dtype=w.dtype)
+    w = np.ascontiguousarray(w)
+    if w.dtype == np.float32:
+        _wtrans_f(w, U, tile, groups)
+    else:
+        _wtrans_d(w, U, tile, groups)
+    return U
+
+
+def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
+              Py_ssize_t groups):
+    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+    if w.shape[0] == 0 or cig == 0:
+        return
+    with nogil:
+        for g in range(groups):
+            call_crw_wtrans_f(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
+
+
+def _wtrans_d(const double[:, :, :, ::1] w, double[:, :, :, :, ::1] U, int tile,
+              Py_ssize_t groups):
+    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+    if w.shape[0] == 0 or cig == 0:
+        return
+    with nogil:
+        for g in range(groups):
+            call_crw_wtrans_d(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
+
+
+cdef struct Plan:
+    int m                # output tile size
+    int al               # input tile size m + 2
+    int npos             # al * al
+    Py_ssize_t TR        # tile rows per image (over the dh row residues)
+    Py_ssize_t TC        # tile columns per image (over the dw column residues)
+    Py_ssize_t tpi       # tiles per image TR * TC
+    Py_ssize_t ttot      # tiles of the batch
+    Py_ssize_t T         # tiles per block (a multiple of the vector length)
+    Py_ssize_t Tp        # row length of V and M (T plus one vector of slack)
+    Py_ssize_t nblocks
+    Py_ssize_t nob       # panels of 8 output channels per group
+    Py_ssize_t pob       # panels per part
+    Py_ssize_t nparts
+    Py_ssize_t ocb       # panels per GEMM chunk (M holds one chunk)
+    Py_ssize_t items     # groups * nblocks * nparts
+    Py_ssize_t vn, mn, pn, qn   # buffer elements (each a multiple of 16)
+    Py_ssize_t per_thread
+
+
+cdef Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef Py_ssize_t _up16(Py_ssize_t a) noexcept nogil:
+    return (a + 15) // 16 * 16
+
+
+cdef Py_ssize_t _tiles_1d(Py_ssize_t size, Py_ssize_t dil, int m) noexcept nogil:
+    """Tiles along one axis of ``size`` outputs: over the residues a < dil."""
+    cdef Py_ssize_t a, na, total = 0
+    for a in range(min(dil, size)):
+        na = _cdiv(size - a, dil)
+        total += _cdiv(na, m)
+    return total
+
+
+cdef double _makespan(Py_ssize_t ttot, Py_ssize_t T, Py_ssize_t vl, Py_ssize_t groups,
+                      int threads) noexcept:
+    """Finish time of blocks of T tiles (the last one shorter) taken in order by the
+    first free thread; a block costs its tiles rounded up to vectors plus one vector."""
+    cdef Py_ssize_t nb = _cdiv(ttot, T), i, k, tid, size
+    cdef double load[64]
+    cdef double cost, mx = 0.0
+    cdef int nt = min(threads, 64)
+    if groups * nb > 2048:      # many blocks: balanced to within a block, no simulation
+        size = ttot - (nb - 1) * T
+        return groups * ((nb - 1) * <double>(_cdiv(T, vl) * vl + vl)
+                         + <double>(_cdiv(size, vl) * vl + vl)) / nt
+    for k in range(nt):
+        load[k] = 0.0
+    for i in range(groups * nb):
+        size = min(T, ttot - (i % nb) * T)
+        cost = <double>(_cdiv(size, vl) * vl + vl)
+        tid = 0
+        for k in range(1, nt):
+            if load[k] < load[tid]:
+                tid = k
+        load[tid] += cost
+    for k in range(nt):
+        mx = max(mx, load[k])
+    return mx
+
+
+cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+                Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
+                Py_ssize_t itemsize, int threads) noexcept:
+    cdef Plan pl
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T
+    cdef double best, span
+    pl.m = m
+    pl.al = m + 2
+    pl.npos = pl.al * pl.al
+    pl.TR = _tiles_1d(oh, dh, m)
+    pl.TC = _tiles_1d(ow, dw, m)
+    pl.tpi = pl.TR * pl.TC
+    pl.ttot = n * pl.tpi
+    pl.nob = _cdiv(cog, CRW_MR)
+    # Largest block whose V fits VCAP (at least one microkernel width of tiles), then the
+    # block size (a multiple of the vector length) that finishes soonest on the threads.
+    # Blocks up to twice that are allowed at a cost (a V that spills from L2), so a
+    # call of a few tiles more than the budget is not cut into a full and a tiny block.
+    tmax = max(nr, VCAP // (pl.npos * cig * itemsize) // vl * vl)
+    want = 1 if threads <= 1 else 2 * threads
+    best = -1.0
+    T = vl
+    while T <= min(2 * tmax, _cdiv(pl.ttot, vl) * vl):
+        span = _makespan(pl.ttot, T, vl, groups, threads)
+        if T > tmax:
+            span *= 1.0 + 0.5 * (T - tmax) / tmax
+        if best < 0 or span <= best * 1.0001:
+            best, pl.T = span, T
+        T += vl
+    pl.nblocks = _cdiv(pl.ttot, pl.T)
+    pl.Tp = pl.T + vl
+    # Output-channel parts when the tile blocks alone are too few items.
+    pl.nparts = 1
+    if groups * pl.nblocks < want:
+        pl.nparts = min(pl.nob, _cdiv(want, groups * pl.nblocks))
+    pl.pob = _cdiv(pl.nob, pl.nparts)
+    pl.nparts = _cdiv(pl.nob, pl.pob)
+    pl.ocb = max(1, min(pl.pob, MCAP // (pl.npos * CRW_MR * pl.Tp * itemsize)))
+    pl.ocb = _cdiv(pl.pob, _cdiv(pl.pob, pl.ocb))      # equal chunks
+    pl.items = groups * pl.nblocks * pl.nparts
+    pl.vn = _up16(pl.npos * cig * pl.Tp)
+    pl.mn = _up16(pl.npos * pl.ocb * CRW_MR * pl.Tp)
+    pl.pn = _up16((pl.al + 1) * m * (pl.T + 2 * vl))
+    pl.qn = _up16(m * m * (pl.T + vl))
+    pl.per_thread = pl.vn + pl.mn + pl.pn + pl.qn + 16
+    return pl
+
+
+cdef void _item(Py_ssize_t item, const Plan* pl,
+                const floating* x,            # IN  (n, c_in, h, w)
+                const floating* U,            # IN  (groups, npos, nob, cig, 8)
+                const floating* bias,         # IN  (c_out,)
+                floating* out,                # OUT (n, c_out, oh, ow)
+                floating* buf,                # thread scratch, pl.per_thread elements
+                const Py_ssize_t* trow,       # output row of tile row (TR,)
+                const Py_ssize_t* ccol,       # output column of tile column (TC,)
+                const Py_ssize_t* cend,       # end of the residue run of tile column (TC,)
+                Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h,
+                Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t pt,
+                Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """One work item: tiles [t0, t1) of group g, output-channel panels of one part."""
+    cdef Py_ssize_t part = item % pl.nparts
+    cdef Py_ssize_t rest = item // pl.nparts
+    cdef Py_ssize_t blk = rest % pl.nblocks
+    cdef Py_ssize_t g = rest // pl.nblocks
+    cdef Py_ssize_t c_in = groups * cig, c_out = groups * cog
+    cdef Py_ssize_t t0 = blk * pl.T, t1 = min(t0 + pl.T, pl.ttot), nt = t1 - t0
+    cdef Py_ssize_t Tp = pl.Tp, npos = pl.npos
+    cdef floating* V = buf
+    cdef floating* M = V + pl.vn
+    cdef floating* P = M + pl.mn
+    cdef floating* Q = P + pl.pn
+    cdef Py_ssize_t t, img, rem, tr, tc, seg, c, o, oc0, oc1, olo, ohi
+    cdef Py_ssize_t ob_lo = part * pl.pob, ob_hi = min(pl.nob, ob_lo + pl.pob)
+    cdef Py_ssize_t mps = pl.ocb * CRW_MR * Tp
+    cdef const floating* Ug = U + g * npos * pl.nob * cig * CRW_MR
+    # 1. input transform of the block, segment by segment (for each channel the segments
+    #    run in order: the vector tail of one is overwritten by the next)
+    t = t0
+    while t < t1:
+        img = t // pl.tpi
+        rem = t - img * pl.tpi
+        tr = rem // pl.TC
+        tc = rem - tr * pl.TC
+        seg = min(cend[tc] - tc, t1 - t)
+        for c in range(cig):
+            if floating is float:
+                call_crw_input_f(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
+                            trow[tr] - pt, dh, ccol[tc] - pleft, dw, seg, P,
+                            V + c * Tp + (t - t0), cig * Tp)
+            else:
+                call_crw_input_d(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
+                            trow[tr] - pt, dh, ccol[tc] - pleft, dw, seg, P,
+                            V + c * Tp + (t - t0), cig * Tp)
+        t += seg
+    # 2. + 3. per chunk of output-channel panels: GEMM into M, then output transform
+    oc0 = ob_lo
+    while oc0 < ob_hi:
+        oc1 = min(ob_hi, oc0 + pl.ocb)
+        if floating is float:
+            call_crw_gemm_f(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+                       oc1 - oc0, V, cig * Tp, Tp, M, mps, Tp, nt)
+        else:
+            call_crw_gemm_d(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+                       oc1 - oc0, V, cig * Tp, Tp, M, mps, Tp, nt)
+        olo = oc0 * CRW_MR
+        ohi = min(cog, oc1 * CRW_MR)
+        t = t0
+        while t < t1:
+            img = t // pl.tpi
+            rem = t - img * pl.tpi
+            tr = rem // pl.TC
+            tc = rem - tr * pl.TC
+            seg = min(cend[tc] - tc, t1 - t)
+            for o in range(olo, ohi):
+                if floating is float:
+                    call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                                 bias[g * cog + o],
+                                 out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
+                                 trow[tr], dh, ccol[tc], dw, Q)
+                else:
+                    call_crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                                 bias[g * cog + o],
+                                 out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
+                                 trow[tr], dh, ccol[tc], dw, Q)
+            t += seg
+        oc0 = oc1
+
+
+def _tile_tables(Py_ssize_t size, Py_ssize_t dil, int m):
+    """(start, run_end) per tile along one axis: the output index of the tile's first
+    element, and the index one past the last tile of the same residue."""
+    starts, ends = [], []
+    for a in range(min(dil, size)):
+        na = (size - a + dil - 1) // dil
+        k = (na + m - 1) // m
+        first = len(starts)
+        for t in range(k):
+            starts.append(a + dil * m * t)
+        ends.extend([first + k] * k)
+    return (np.array(starts, dtype=np.intp), np.array(ends, dtype=np.intp))
+
+
+def workspace_elems(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+                    Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
+                    Py_ssize_t itemsize, int threads):
+    """Elements (of the dtype) of the workspace a call with these sizes needs: one
+    bounded buffer per thread that has work (independent of the input size and padding)."""
+    cdef Plan pl = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1))
+    return pl.per_thread * min(<Py_ssize_t>max(threads, 1), pl.items)
+
+
+def plan_info(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+              Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
+              Py_ssize_t itemsize, int threads):
+    """The blocking a call with these sizes would use (for tests and tuning)."""
+    return _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1))
+
+
+def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
+         const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
+         Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int tile,
+         int threads, floating[::1] workspace):
+    cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t c_out = out.shape[1], oh = out.shape[2], ow = out.shape[3]
+    cdef Py_ssize_t cig = c_in // groups, cog = c_out // groups
+    cdef Plan plan = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, sizeof(floating),
+                           threads)
+    if plan.ttot == 0 or c_out == 0:
+        return
+    trow_a, _ = _tile_tables(oh, dh, tile)
+    ccol_a, cend_a = _tile_tables(ow, dw, tile)
+    cdef const Py_ssize_t[::1] trow = trow_a
+    cdef const Py_ssize_t[::1] ccol = ccol_a
+    cdef const Py_ssize_t[::1] cend = cend_a
+    assert trow.shape[0] == plan.TR and ccol.shape[0] == plan.TC
+    cdef int nt = <int>min(<Py_ssize_t>threads, plan.items)
+    if workspace.shape[0] < plan.per_thread * nt:
+        raise ValueError(f"workspace has {workspace.shape[0]} elements, this call "
+                         f"needs {plan.per_thread * nt}")
+    cdef floating* ws = &workspace[0]
+    cdef const floating* xp = &x[0, 0, 0, 0]
+    cdef const floating* up = &U[0, 0, 0, 0, 0]
+    cdef const floating* bp = &bias[0]
+    cdef floating* op = &out[0, 0, 0, 0]
+    cdef const Py_ssize_t* trp = &trow[0]
+    cdef const Py_ssize_t* ccp = &ccol[0]
+    cdef const Py_ssize_t* cep = &cend[0]
+    cdef floating* buf
+    cdef Py_ssize_t item, off
+    cdef int tid
+    with nogil, parallel(num_threads=nt):
+        tid = omp_get_thread_num()
+        buf = ws + tid * plan.per_thread
+        off = (<size_t>buf // sizeof(floating)) % 16        # 64-byte alignment
+        buf = buf + ((16 - off) % 16)
+        # V's slack lanes are read by the GEMM before any tile writes them: start finite.
+        memset(buf, 0, plan.vn * sizeof(floating))
+        for item in prange(plan.items, schedule='dynamic'):
+            _item(item, &plan, xp, up, bp, op, buf, trp, ccp, cep, groups, cig, cog, h, w,
+                  oh, ow, pt, pleft, dh, dw)
+
+
+def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
+                    Py_ssize_t dw, Py_ssize_t groups, int tile, int threads,
+                    workspace=None):
+    """out := b + x (*) w, 3x3 kernel, stride 1, dilation (dh, dw), zero padding pt / pl
+    above / left (below / right implied by out's size), by Winograd F(tile x tile, 3x3).
+
+    x (n, c_in, h, w); wt either the weights (c_out, c_in/groups, 3, 3) or their
+    ``transform_weights(w, tile, groups)``; b (c_out,); out (n, c_out, oh, ow), written.
+    All C-contiguous, one dtype (float32 / float64). ``workspace``: None (allocated per
+    call) or a 1-D array of the dtype with at least ``workspace_elems(...)`` elements.
+    ``threads``: OpenMP threads (at most one per work item is started).
+    """
+    if tile not in _G:
+        raise ValueError(f"tile must be one of {TILES}, got {tile}")
+    for name, a in (("x", x), ("weights", wt), ("bias", b), ("out", out)):
+        if not isinstance(a, np.ndarray) or not a.flags.c_contiguous:
+            raise TypeError(f"{name} must be a C-contiguous ndarray")
+    if x.dtype not in (np.float32, np.float64) or any(
+            a.dtype != x.dtype for a in (wt, b, out)):
+        raise TypeError("x, weights, bias and out must share one float dtype")
+    if x.ndim != 4 or out.ndim != 4 or b.ndim != 1:
+        raise ValueError("x and out must be 4-D, bias 1-D")
+    n, c_in = x.shape[0], x.shape[1]
+    c_out = out.shape[1]
+    if groups < 1 or c_in % groups or c_out % groups or out.shape[0] != n \
+            or b.shape[0] != c_out:
+        raise ValueError("inconsistent channels / groups / batch")
+    if dh < 1 or dw < 1:
+        raise ValueError("dilation must be >= 1")
+    cig, cog = c_in // groups, c_out // groups
+    al = tile + 2
+    if wt.ndim == 4:
+        if wt.shape != (c_out, cig, 3, 3):
+            raise ValueError(f"weights must be {(c_out, cig, 3, 3)}, got {wt.shape}")
+        wt = transform_weights(wt, tile, groups)
+    expect = (groups, al * al, (cog + CRW_MR - 1) // CRW_MR, cig, CRW_MR)
+    if wt.shape != expect:
+        raise ValueError(f"transformed weights for tile {tile} must be {expect}, "
+                         f"got {wt.shape}")
+    if n == 0 or c_out == 0 or out.shape[2] == 0 or out.shape[3] == 0:
+        return out
+    if c_in == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        out[...] = b[None, :, None, None]
+        return out
+    if workspace is None:
+        workspace = np.empty(workspace_elems(n, groups, cig, cog, out.shape[2], out.shape[3],
+                                             dh, dw, tile, x.itemsize, threads), x.dtype)
+    else:
+        if not isinstance(workspace, np.ndarray) or workspace.dtype != x.dtype \
+                or workspace.ndim != 1 or not workspace.flags.c_contiguous \
+                or not workspace.flags.writeable:
+            raise TypeError("workspace must be a writable 1-D C-contiguous array of the dtype")
+    _run(x, wt, b, out, pt, pl, dh, dw, groups, tile, max(int(threads), 1), workspace)
+    return out

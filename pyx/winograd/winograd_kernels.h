@@ -1,0 +1,78 @@
+/* The C kernels of the cython-winograd backend, float and double from one template each
+ * (winograd_transforms.h, winograd_gemm.h), included twice with the names #defined. */
+#ifndef CONVREG_WINOGRAD_KERNELS_H
+#define CONVREG_WINOGRAD_KERNELS_H
+
+#include "winograd_simd.h"
+
+/* Scalar loops here are short: keep them inline rather than libc memset/memcpy calls. */
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+
+#define WT float
+#define WV crw_vf
+#define WVL CRW_VLF
+#define CRW_LOADU crw_loadu_f
+#define CRW_STOREU crw_storeu_f
+#define CRW_INPUT crw_input_f
+#define CRW_OUTPUT crw_output_f
+#define CRW_KERNEL crw_kernel_f
+#define CRW_GEMM crw_gemm_f
+#define CRW_WTRANS crw_wtrans_f
+#define CRW_WTRANS_AL crw_wtrans_al_f
+#define CRW_DEINT crw_deint_f
+#define CRW_DEINTB crw_deintb_f
+#define CRW_INTER crw_inter_f
+#include "winograd_transforms.h"
+#include "winograd_gemm.h"
+#undef WT
+#undef WV
+#undef WVL
+#undef CRW_LOADU
+#undef CRW_STOREU
+#undef CRW_INPUT
+#undef CRW_OUTPUT
+#undef CRW_KERNEL
+#undef CRW_GEMM
+#undef CRW_WTRANS
+#undef CRW_WTRANS_AL
+#undef CRW_DEINT
+#undef CRW_DEINTB
+#undef CRW_INTER
+
+#define WT double
+#define WV crw_vd
+#define WVL CRW_VLD
+#define CRW_LOADU crw_loadu_d
+#define CRW_STOREU crw_storeu_d
+#define CRW_INPUT crw_input_d
+#define CRW_OUTPUT crw_output_d
+#define CRW_KERNEL crw_kernel_d
+#define CRW_GEMM crw_gemm_d
+#define CRW_WTRANS crw_wtrans_d
+#define CRW_WTRANS_AL crw_wtrans_al_d
+#define CRW_DEINT crw_deint_d
+#define CRW_DEINTB crw_deintb_d
+#define CRW_INTER crw_inter_d
+#include "winograd_transforms.h"
+#include "winograd_gemm.h"
+#undef WT
+#undef WV
+#undef WVL
+#undef CRW_LOADU
+#undef CRW_STOREU
+#undef CRW_INPUT
+#undef CRW_OUTPUT
+#undef CRW_KERNEL
+#undef CRW_GEMM
+#undef CRW_WTRANS
+#undef CRW_WTRANS_AL
+#undef CRW_DEINT
+#undef CRW_DEINTB
+#undef CRW_INTER
+
+#pragma GCC pop_options
+
+static inline const char *crw_isa(void) { return CRW_ISA; }
+
+#endif

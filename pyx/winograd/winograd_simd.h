@@ -1,0 +1,370 @@
+/* Shared definitions of the cython-winograd kernels: vector width per instruction set,
+ * the register blocking of the GEMM microkernel, and the 1-D Winograd transforms.
+ *
+ * The vector width follows the instruction set the including module is compiled for
+ * (setup.py builds the family for baseline, AVX2+FMA and AVX-512). GCC vector
+ * extensions throughout; a*b + c contracts to FMA where the target has it
+ * (-ffp-contract=fast is GCC's default for GNU C), never -ffast-math.
+ */
+#ifndef CONVREG_WINOGRAD_SIMD_H
+#define CONVREG_WINOGRAD_SIMD_H
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__AVX512F__)
+#define CRW_VBYTES 64
+#define CRW_KROWS 8         /* output channels per microkernel call */
+#define CRW_ISA "avx512"
+#elif defined(__AVX2__)
+#define CRW_VBYTES 32
+#define CRW_KROWS 4
+#define CRW_ISA "avx2"
+#else
+#define CRW_VBYTES 16
+#define CRW_KROWS 4
+#define CRW_ISA "baseline"
+#endif
+
+/* Transformed weights are packed in panels of CRW_MR output channels (every variant, so
+ * the packing does not depend on the instruction set); the microkernel takes CRW_KROWS
+ * of them at a time, times CRW_NV vectors of tiles. */
+#define CRW_MR 8
+#define CRW_NV 3
+
+typedef float crw_vf __attribute__((vector_size(CRW_VBYTES)));
+typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
+#define CRW_VLF ((ptrdiff_t)(CRW_VBYTES / sizeof(float)))
+#define CRW_VLD ((ptrdiff_t)(CRW_VBYTES / sizeof(double)))
+
+/* 1-D transforms on vectors (T is the scalar type of the constants).
+ *
+ * F(2,3), alpha = 4:   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *                      A^T = [1 1 1 0; 0 1 -1 -1]
+ * F(4,3), alpha = 6 (interpolation points 0, 1, -1, 2, -2, inf):
+ *   B^T = [4  0 -5  0 1 0;   A^T = [1 1  1 1  1 0;
+ *          0 -4 -4  1 1 0;          0 1 -1 2 -2 0;
+ *          0  4 -4 -1 1 0;          0 1  1 4  4 0;
+ *          0 -2 -1  2 1 0;          0 1 -1 8 -8 1]
+ *          0  2 -1 -2 1 0;
+ *          0  4  0 -5 0 1]
+ */
+#define CRW_BT4(T, o, d)                                                                \
+    do {                                                                                \
+        o[0] = d[0] - d[2];                                                             \
+        o[1] = d[1] + d[2];                                                             \
+        o[2] = d[2] - d[1];                                                             \
+        o[3] = d[1] - d[3];                                                             \
+    } while (0)
+
+#define CRW_BT6(T, o, d)                                                                \
+    do {                                                                                \
+        o[0] = (T)4 * d[0] - (T)5 * d[2] + d[4];                                        \
+        o[1] = (d[3] + d[4]) - (T)4 * (d[1] + d[2]);                                    \
+        o[2] = (T)4 * (d[1] - d[2]) + (d[4] - d[3]);                                    \
+        o[3] = (T)2 * (d[3] - d[1]) + (d[4] - d[2]);                                    \
+        o[4] = (T)2 * (d[1] - d[3]) + (d[4] - d[2]);                                    \
+        o[5] = (T)4 * d[1] - (T)5 * d[3] + d[5];                                        \
+    } while (0)
+
+#define CRW_AT4(T, y, s)                                                                \
+    do {                                                                                \
+        y[0] = s[0] + s[1] + s[2];                                                      \
+        y[1] = s[1] - s[2] - s[3];                                                      \
+    } while (0)
+
+#define CRW_AT6(T, y, s)                                                                \
+    do {                                                                                \
+        __typeof__(s[0]) p12 = s[1] + s[2], m12 = s[1] - s[2];                          \
+        __typeof__(s[0]) p34 = s[3] + s[4], m34 = s[3] - s[4];                          \
+        y[0] = s[0] + p12 + p34;                                                        \
+        y[1] = m12 + (T)2 * m34;                                                        \
+        y[2] = p12 + (T)4 * p34;                                                        \
+        y[3] = m12 + (T)8 * m34 + s[5];                                                 \
+    } while (0)
+
+/* Phase split and merge of short rows (m = 2 or 4 phases):
+ *   crw_deint:  dst[f*ld + u] = src[u*m + f]        for u < nu, f < m
+ *   crw_inter:  dst[q] = src[(q % m)*ls + q / m]    for q < nq
+ * AVX-512: whole vectors through two rounds of two-source permutes, scalar tails;
+ * other builds: plain loops. */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline __mmask16 crw_mask16(ptrdiff_t rem) {
+    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+}
+static inline __mmask8 crw_mask8(ptrdiff_t rem) {
+    return rem >= 8 ? (__mmask8)0xFF : rem <= 0 ? (__mmask8)0 : (__mmask8)((1u << rem) - 1);
+}
+
+static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
+                               float *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+    if (m == 4) {
+        const __m512i e64 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i o64 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            const float *s = src + 4 * u;
+            __m512d v0 = _mm512_castps_pd(_mm512_loadu_ps(s));
+            __m512d v1 = _mm512_castps_pd(_mm512_loadu_ps(s + 16));
+            __m512d v2 = _mm512_castps_pd(_mm512_loadu_ps(s + 32));
+            __m512d v3 = _mm512_castps_pd(_mm512_loadu_ps(s + 48));
+            __m512 a = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, e64, v1));
+            __m512 b = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, o64, v1));
+            __m512 c = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, e64, v3));
+            __m512 d = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, o64, v3));
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(a, e32, c));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(a, o32, c));
+            _mm512_storeu_ps(dst + 2 * ld + u, _mm512_permutex2var_ps(b, e32, d));
+            _mm512_storeu_ps(dst + 3 * ld + u, _mm512_permutex2var_ps(b, o32, d));
+        }
+    } else if (m == 2) {
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            __m512 v0 = _mm512_loadu_ps(src + 2 * u), v1 = _mm512_loadu_ps(src + 2 * u + 16);
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(v0, e32, v1));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(v0, o32, v1));
+        }
+    }
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
+}
+
+static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
+                               double *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+    const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i o = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    if (m == 4) {
+        const __m512i e2 = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+        const __m512i o2 = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+        for (; u + 8 <= nu; u += 8) {
+            const double *s = src + 4 * u;
+            __m512d v0 = _mm512_loadu_pd(s), v1 = _mm512_loadu_pd(s + 8);
+            __m512d v2 = _mm512_loadu_pd(s + 16), v3 = _mm512_loadu_pd(s + 24);
+            __m512d a = _mm512_permutex2var_pd(v0, e2, v1);
+            __m512d b = _mm512_permutex2var_pd(v0, o2, v1);
+            __m512d c = _mm512_permutex2var_pd(v2, e2, v3);
+            __m512d d = _mm512_permutex2var_pd(v2, o2, v3);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(a, e, c));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(a, o, c));
+            _mm512_storeu_pd(dst + 2 * ld + u, _mm512_permutex2var_pd(b, e, d));
+            _mm512_storeu_pd(dst + 3 * ld + u, _mm512_permutex2var_pd(b, o, d));
+        }
+    } else if (m == 2) {
+        for (; u + 8 <= nu; u += 8) {
+            __m512d v0 = _mm512_loadu_pd(src + 2 * u), v1 = _mm512_loadu_pd(src + 2 * u + 8);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(v0, e, v1));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(v0, o, v1));
+        }
+    }
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
+}
+
+/* (crw_inter reads whole vectors of src: up to one vector past the last value used.) */
+static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               float *restrict dst) {
+    ptrdiff_t q = 0;
+    const __m512i lo32 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22,
+                                           7, 23);
+    const __m512i hi32 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14,
+                                           30, 15, 31);
+    if (m == 4) {
+        const __m512i lo64 = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+        const __m512i hi64 = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+        for (; q < nq; q += 64) {
+            const float *s = src + q / 4;
+            __m512 a = _mm512_loadu_ps(s), b = _mm512_loadu_ps(s + ls);
+            __m512 c = _mm512_loadu_ps(s + 2 * ls), d = _mm512_loadu_ps(s + 3 * ls);
+            __m512d abl = _mm512_castps_pd(_mm512_permutex2var_ps(a, lo32, b));
+            __m512d abh = _mm512_castps_pd(_mm512_permutex2var_ps(a, hi32, b));
+            __m512d cdl = _mm512_castps_pd(_mm512_permutex2var_ps(c, lo32, d));
+            __m512d cdh = _mm512_castps_pd(_mm512_permutex2var_ps(c, hi32, d));
+            __m512 o[4];
+            o[0] = _mm512_castpd_ps(_mm512_permutex2var_pd(abl, lo64, cdl));
+            o[1] = _mm512_castpd_ps(_mm512_permutex2var_pd(abl, hi64, cdl));
+            o[2] = _mm512_castpd_ps(_mm512_permutex2var_pd(abh, lo64, cdh));
+            o[3] = _mm512_castpd_ps(_mm512_permutex2var_pd(abh, hi64, cdh));
+            if (q + 64 <= nq) {
+                for (int k = 0; k < 4; k++) _mm512_storeu_ps(dst + q + 16 * k, o[k]);
+            } else {
+                for (int k = 0; k < 4; k++)
+                    _mm512_mask_storeu_ps(dst + q + 16 * k, crw_mask16(nq - q - 16 * k), o[k]);
+            }
+        }
+        return;
+    }
+    if (m == 2) {
+        for (; q < nq; q += 32) {
+            __m512 a = _mm512_loadu_ps(src + q / 2), b = _mm512_loadu_ps(src + ls + q / 2);
+            _mm512_mask_storeu_ps(dst + q, crw_mask16(nq - q),
+                                  _mm512_permutex2var_ps(a, lo32, b));
+            _mm512_mask_storeu_ps(dst + q + 16, crw_mask16(nq - q - 16),
+                                  _mm512_permutex2var_ps(a, hi32, b));
+        }
+        return;
+    }
+    for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+
+static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               double *restrict dst) {
+    ptrdiff_t q = 0;
+    const __m512i lo = _mm512_setr_epi64(0, 8, 1, 9, 2, 10, 3, 11);
+    const __m512i hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
+    if (m == 4) {
+        const __m512i lo2 = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+        const __m512i hi2 = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+        for (; q < nq; q += 32) {
+            const double *s = src + q / 4;
+            __m512d a = _mm512_loadu_pd(s), b = _mm512_loadu_pd(s + ls);
+            __m512d c = _mm512_loadu_pd(s + 2 * ls), d = _mm512_loadu_pd(s + 3 * ls);
+            __m512d abl = _mm512_permutex2var_pd(a, lo, b), abh = _mm512_permutex2var_pd(a, hi, b);
+            __m512d cdl = _mm512_permutex2var_pd(c, lo, d), cdh = _mm512_permutex2var_pd(c, hi, d);
+            _mm512_mask_storeu_pd(dst + q, crw_mask8(nq - q), _mm512_permutex2var_pd(abl, lo2, cdl));
+            _mm512_mask_storeu_pd(dst + q + 8, crw_mask8(nq - q - 8),
+                                  _mm512_permutex2var_pd(abl, hi2, cdl));
+            _mm512_mask_storeu_pd(dst + q + 16, crw_mask8(nq - q - 16),
+                                  _mm512_permutex2var_pd(abh, lo2, cdh));
+            _mm512_mask_storeu_pd(dst + q + 24, crw_mask8(nq - q - 24),
+                                  _mm512_permutex2var_pd(abh, hi2, cdh));
+        }
+        return;
+    }
+    if (m == 2) {
+        for (; q < nq; q += 16) {
+            __m512d a = _mm512_loadu_pd(src + q / 2), b = _mm512_loadu_pd(src + ls + q / 2);
+            _mm512_mask_storeu_pd(dst + q, crw_mask8(nq - q), _mm512_permutex2var_pd(a, lo, b));
+            _mm512_mask_storeu_pd(dst + q + 8, crw_mask8(nq - q - 8),
+                                  _mm512_permutex2var_pd(a, hi, b));
+        }
+        return;
+    }
+    for (; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+
+/* crw_deintb: as crw_deint, but src[e] for e outside [elo, ehi) reads as 0 and is never
+ * touched (masked loads): the row is read in place even where the tiles hang over the
+ * padding. */
+static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+#define CRW_LDF(e) _mm512_maskz_loadu_ps(crw_mask16(ehi - (e)) & ~crw_mask16(elo - (e)), \
+                                         src + (e))
+    if (m == 4) {
+        const __m512i e64 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+        const __m512i o64 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            const ptrdiff_t e = 4 * u;
+            __m512d v0 = _mm512_castps_pd(CRW_LDF(e));
+            __m512d v1 = _mm512_castps_pd(CRW_LDF(e + 16));
+            __m512d v2 = _mm512_castps_pd(CRW_LDF(e + 32));
+            __m512d v3 = _mm512_castps_pd(CRW_LDF(e + 48));
+            __m512 a = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, e64, v1));
+            __m512 b = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, o64, v1));
+            __m512 c = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, e64, v3));
+            __m512 d = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, o64, v3));
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(a, e32, c));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(a, o32, c));
+            _mm512_storeu_ps(dst + 2 * ld + u, _mm512_permutex2var_ps(b, e32, d));
+            _mm512_storeu_ps(dst + 3 * ld + u, _mm512_permutex2var_ps(b, o32, d));
+        }
+    } else if (m == 2) {
+        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                              26, 28, 30);
+        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
+                                              27, 29, 31);
+        for (; u + 16 <= nu; u += 16) {
+            __m512 v0 = CRW_LDF(2 * u), v1 = CRW_LDF(2 * u + 16);
+            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(v0, e32, v1));
+            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(v0, o32, v1));
+        }
+    }
+#undef CRW_LDF
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) {
+            const ptrdiff_t e = u * m + f;
+            dst[f * ld + u] = e >= elo && e < ehi ? src[e] : 0.0f;
+        }
+}
+
+static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, double *restrict dst, ptrdiff_t ld) {
+    ptrdiff_t u = 0;
+#define CRW_LDD(e) _mm512_maskz_loadu_pd(crw_mask8(ehi - (e)) & ~crw_mask8(elo - (e)), src + (e))
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+    if (m == 4) {
+        const __m512i e2 = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
+        const __m512i o2 = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
+        for (; u + 8 <= nu; u += 8) {
+            const ptrdiff_t e = 4 * u;
+            __m512d v0 = CRW_LDD(e), v1 = CRW_LDD(e + 8);
+            __m512d v2 = CRW_LDD(e + 16), v3 = CRW_LDD(e + 24);
+            __m512d a = _mm512_permutex2var_pd(v0, e2, v1);
+            __m512d b = _mm512_permutex2var_pd(v0, o2, v1);
+            __m512d c = _mm512_permutex2var_pd(v2, e2, v3);
+            __m512d d = _mm512_permutex2var_pd(v2, o2, v3);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(a, ev, c));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(a, od, c));
+            _mm512_storeu_pd(dst + 2 * ld + u, _mm512_permutex2var_pd(b, ev, d));
+            _mm512_storeu_pd(dst + 3 * ld + u, _mm512_permutex2var_pd(b, od, d));
+        }
+    } else if (m == 2) {
+        for (; u + 8 <= nu; u += 8) {
+            __m512d v0 = CRW_LDD(2 * u), v1 = CRW_LDD(2 * u + 8);
+            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(v0, ev, v1));
+            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(v0, od, v1));
+        }
+    }
+#undef CRW_LDD
+    for (; u < nu; u++)
+        for (int f = 0; f < m; f++) {
+            const ptrdiff_t e = u * m + f;
+            dst[f * ld + u] = e >= elo && e < ehi ? src[e] : 0.0;
+        }
+}
+#define CRW_HAVE_DEINTB 1
+#else
+#define CRW_HAVE_DEINTB 0
+static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
+    (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */
+}
+static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_t elo,
+                                ptrdiff_t ehi, double *restrict dst, ptrdiff_t ld) {
+    (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */
+}
+static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
+                               float *restrict dst, ptrdiff_t ld) {
+    for (int f = 0; f < m; f++)
+        for (ptrdiff_t u = 0; u < nu; u++) dst[f * ld + u] = src[u * m + f];
+}
+static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
+                               double *restrict dst, ptrdiff_t ld) {
+    for (int f = 0; f < m; f++)
+        for (ptrdiff_t u = 0; u < nu; u++) dst[f * ld + u] = src[u * m + f];
+}
+static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               float *restrict dst) {
+    for (ptrdiff_t q = 0; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+static inline void crw_inter_d(int m, const double *restrict src, ptrdiff_t ls, ptrdiff_t nq,
+                               double *restrict dst) {
+    for (ptrdiff_t q = 0; q < nq; q++) dst[q] = src[(q % m) * ls + q / m];
+}
+#endif
+
+#endif

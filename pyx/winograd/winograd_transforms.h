@@ -1,0 +1,213 @@
+/* Input and output transforms of the cython-winograd kernels: a template included once
+ * per dtype by winograd_kernels.h, which #defines before each inclusion
+ *
+ *   WT  scalar type       WV  vector type       WVL  lanes per vector
+ *   CRW_INPUT / CRW_OUTPUT / CRW_LOADU / CRW_STOREU   the function names (literal)
+ *
+ * (no include guard on purpose). Both transforms run on a *segment*: nt consecutive
+ * tiles of one tile row that share a column residue (dilation sub-grid), so tile u of
+ * the segment covers the output columns col0 + dw*(u*m + j), j < m, and reads the
+ * (padded) input columns col0 - pl + dw*(u*m + k), k < alpha = m + 2. Vectors run over
+ * the tiles u: lane l of a vector is tile u0 + l.
+ */
+
+static inline WV CRW_LOADU(const WT *p) {
+    WV v;
+    memcpy(&v, p, sizeof(WV));
+    return v;
+}
+
+static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
+
+/* V[(i*alpha + s)*vps + u] := (B^T d_u B)[i][s] for u < nt (lanes up to the next multiple
+ * of WVL are written too: the caller gives that much room and overwrites them later),
+ * with d_u[r][k] = x[row0 + dh*r][col0 + dw*(u*m + k)], zero outside the h x w plane.
+ *
+ * P is scratch of (alpha + 1)*m*(roundup(nt, WVL) + WVL) elements: the alpha input rows
+ * of the segment, each split into its m column phases, P[(r*m + f)*lp + u] = d_u[r][f],
+ * so d_u[r][k] = P[(r*m + k%m)*lp + u + k/m] and every (r, k) is one contiguous vector
+ * load; then one zero-padded input row for segments that touch the padding. */
+static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
+                      ptrdiff_t row0, ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw,
+                      ptrdiff_t nt, WT *restrict P, WT *restrict V, ptrdiff_t vps)
+{
+    const int al = m + 2;
+    const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL;
+    const ptrdiff_t lp = nv + WVL;
+    const ptrdiff_t nu = nv + 1;            /* tile offsets u the transform reads */
+    const ptrdiff_t ne = nu * m;            /* input columns behind them */
+    WT *R = P + (ptrdiff_t)al * m * lp;     /* one zero-padded input row */
+    /* input columns col0 + dw*e, e in [elo, ehi), lie inside the row */
+    ptrdiff_t elo = col0 >= 0 ? 0 : (-col0 + dw - 1) / dw;
+    ptrdiff_t ehi = col0 < w ? (w - 1 - col0) / dw + 1 : 0;
+    if (elo > ne) elo = ne;
+    if (ehi > ne) ehi = ne;
+    if (ehi < elo) ehi = elo;
+    const int inside = dw == 1 && elo == 0 && ehi == ne;
+    for (int r = 0; r < al; r++) {
+        const ptrdiff_t row = row0 + dh * r;
+        WT *pr = P + (ptrdiff_t)r * m * lp;
+        if (row < 0 || row >= h) {
+            for (int f = 0; f < m; f++)
+                for (ptrdiff_t u = 0; u < nu; u++) pr[f * lp + u] = 0;
+            continue;
+        }
+        const WT *xr = x + row * w + col0;
+        if (inside) {
+            CRW_DEINT(m, xr, nu, pr, lp);
+            continue;
+        }
+        if (CRW_HAVE_DEINTB && dw == 1) {    /* masked loads: no copy */
+            CRW_DEINTB(m, xr, nu, elo, ehi, pr, lp);
+            continue;
+        }
+        ptrdiff_t e = 0;
+        for (; e < elo; e++) R[e] = 0;
+        if (dw == 1)
+            for (; e < ehi; e++) R[e] = xr[e];
+        else
+            for (; e < ehi; e++) R[e] = xr[dw * e];
+        for (; e < ne; e++) R[e] = 0;
+        CRW_DEINT(m, R, nu, pr, lp);
+    }
+    if (m == 2) {
+        for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
+            WV d[4][4], t[4][4], e[4], o[4];
+            for (int r = 0; r < 4; r++)
+                for (int k = 0; k < 4; k++)
+                    d[r][k] = CRW_LOADU(P + (r * 2 + (k & 1)) * lp + u0 + (k >> 1));
+            for (int k = 0; k < 4; k++) {
+                for (int r = 0; r < 4; r++) e[r] = d[r][k];
+                CRW_BT4(WT, o, e);
+                for (int i = 0; i < 4; i++) t[i][k] = o[i];
+            }
+            for (int i = 0; i < 4; i++) {
+                CRW_BT4(WT, o, t[i]);
+                for (int s = 0; s < 4; s++) CRW_STOREU(V + (i * 4 + s) * vps + u0, o[s]);
+            }
+        }
+    } else {
+        for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
+            WV t[6][6], e[6], o[6];
+            for (int k = 0; k < 6; k++) {
+                for (int r = 0; r < 6; r++)
+                    e[r] = CRW_LOADU(P + (r * 4 + (k & 3)) * lp + u0 + (k >> 2));
+                CRW_BT6(WT, o, e);
+                for (int i = 0; i < 6; i++) t[i][k] = o[i];
+            }
+            for (int i = 0; i < 6; i++) {
+                CRW_BT6(WT, o, t[i]);
+                for (int s = 0; s < 6; s++) CRW_STOREU(V + (i * 6 + s) * vps + u0, o[s]);
+            }
+        }
+    }
+}
+
+/* out[row0 + dh*i][col0 + dw*(u*m + j)] := bias + (A^T M_u A)[i][j] for u < nt, cropped
+ * to the oh x ow plane, where M_u[p][q] = M[(p*alpha + q)*mps + u] (lanes up to the next
+ * multiple of WVL are read). Q is scratch of m*m*roundup(nt, WVL) + WVL elements (the
+ * phase merge reads whole vectors). */
+static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt, WT bias,
+                       WT *restrict out, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t row0,
+                       ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw, WT *restrict Q)
+{
+    const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL;
+    const WV bv = bias - (WV){0};
+    if (m == 2) {
+        for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
+            WV t[2][4], e[4], y[2];
+            for (int q = 0; q < 4; q++) {
+                for (int p = 0; p < 4; p++) e[p] = CRW_LOADU(M + (p * 4 + q) * mps + u0);
+                CRW_AT4(WT, y, e);
+                t[0][q] = y[0];
+                t[1][q] = y[1];
+            }
+            for (int i = 0; i < 2; i++) {
+                CRW_AT4(WT, y, t[i]);
+                for (int j = 0; j < 2; j++) CRW_STOREU(Q + (i * 2 + j) * nv + u0, y[j] + bv);
+            }
+        }
+    } else {
+        for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
+            WV t[4][6], e[6], y[4];
+            for (int q = 0; q < 6; q++) {
+                for (int p = 0; p < 6; p++) e[p] = CRW_LOADU(M + (p * 6 + q) * mps + u0);
+                CRW_AT6(WT, y, e);
+                for (int i = 0; i < 4; i++) t[i][q] = y[i];
+            }
+            for (int i = 0; i < 4; i++) {
+                CRW_AT6(WT, y, t[i]);
+                for (int j = 0; j < 4; j++) CRW_STOREU(Q + (i * 4 + j) * nv + u0, y[j] + bv);
+            }
+        }
+    }
+    /* valid columns q = u*m + j of the segment: col0 + dw*q < ow */
+    ptrdiff_t nq = col0 < ow ? (ow - col0 + dw - 1) / dw : 0;
+    if (nq > nt * m) nq = nt * m;
+    for (int i = 0; i < m; i++) {
+        const ptrdiff_t row = row0 + dh * i;
+        if (row >= oh) break;
+        WT *orow = out + row * ow + col0;
+        const WT *qi = Q + (ptrdiff_t)i * m * nv;
+        if (dw == 1) {
+            CRW_INTER(m, qi, nv, nq, orow);
+        } else {
+            for (ptrdiff_t q = 0; q < nq; q++) orow[dw * q] = qi[(q % m) * nv + q / m];
+        }
+    }
+}
+
+/* Weight transform of one group: U[((p*nob + o/8)*cig + c)*8 + o%8] := (G g G^T)[p] with
+ * g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for cog <= o < 8*nob; computed in
+ * double and rounded once. G is F(m,3)'s alpha x 3 interpolation matrix. */
+/* The weight transform for one tile size (AL = m + 2 fixed at compile time, so every loop
+ * unrolls and G stays in registers): panel by panel, the 8 output channels of a panel
+ * innermost, each 3x3 kernel transformed in double and rounded once. */
+static inline __attribute__((always_inline)) void
+CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
+              ptrdiff_t cig, WT *restrict U)
+{
+    const ptrdiff_t nob = (cog + 7) / 8;
+    for (ptrdiff_t ob = 0; ob < nob; ob++) {
+        for (ptrdiff_t c = 0; c < cig; c++) {
+            double u[8][36];
+            for (int r = 0; r < 8; r++) {
+                const ptrdiff_t o = ob * 8 + r;
+                if (o >= cog) {
+                    for (int p = 0; p < AL * AL; p++) u[r][p] = 0;
+                    continue;
+                }
+                const WT *g = w + (o * cig + c) * 9;
+                double t[6][3];
+                for (int i = 0; i < AL; i++)
+                    for (int q = 0; q < 3; q++)
+                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
+                for (int i = 0; i < AL; i++)
+                    for (int j = 0; j < AL; j++)
+                        u[r][i * AL + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] +
+                                           t[i][2] * G[j][2];
+            }
+            /* 8 contiguous values per position: one short run per plane */
+            for (int p = 0; p < AL * AL; p++) {
+                WT *dst = U + ((p * nob + ob) * cig + c) * 8;
+                for (int r = 0; r < 8; r++) dst[r] = (WT)u[r][p];
+            }
+        }
+    }
+}
+
+static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig,
+                       WT *restrict U)
+{
+    static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
+    static const double G4[6][3] = {{1.0 / 4, 0, 0},
+                                    {-1.0 / 6, -1.0 / 6, -1.0 / 6},
+                                    {-1.0 / 6, 1.0 / 6, -1.0 / 6},
+                                    {1.0 / 24, 1.0 / 12, 1.0 / 6},
+                                    {1.0 / 24, -1.0 / 12, 1.0 / 6},
+                                    {0, 0, 1}};
+    if (m == 2)
+        CRW_WTRANS_AL(4, G2, w, cog, cig, U);
+    else
+        CRW_WTRANS_AL(6, G4, w, cog, cig, U);
+}
