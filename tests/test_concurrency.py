@@ -36,7 +36,8 @@ def recorders():
 
 
 def test_threads_get_their_own_backend_and_correct_results(recorders):
-    compiled = [n for n in convreg.available_backends() if n.startswith("cython")]
+    compiled = [n for n in convreg.available_backends()
+                if n.startswith("cython") and n != "cython-winograd"]   # (3x3 stride 1 only)
     case = Case("conc", (2, 4, 9, 8), (6, 2, 3, 3), groups=2, padding=1, stride=(1, 2))
     x, w, b = case.arrays()
     ref, bound = reference(case)
@@ -97,3 +98,32 @@ def test_use_backend_does_not_leak_into_other_threads():
     t1.join(10), t2.join(10)
     assert results["holder"] == ("python", "use_backend")
     assert results["other"].source != "use_backend"
+
+
+def test_winograd_from_many_threads_at_once():
+    """cython-winograd keeps a workspace per calling thread: concurrent calls stay right."""
+    if "cython-winograd" not in convreg.available_backends():
+        pytest.skip("cython-winograd is not built")
+    case = Case("conc-wino", (2, 16, 12, 10), (8, 16, 3, 3), padding=1)
+    x, w, b = case.arrays()
+    ref, bound = reference(case)
+    errors = []
+    barrier = threading.Barrier(6)
+
+    def worker():
+        try:
+            barrier.wait()
+            for _ in range(5):
+                ok, _, msg = compare(convreg.conv2d(x, w, b, padding=1,
+                                                    backend="cython-winograd"),
+                                     ref, bound, case.dtype)
+                assert ok, msg
+        except Exception as exc:   # reported below, with the thread's error
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import convreg
+import convreg.harness
 from convreg._settings import chain
 
 X = np.random.default_rng(0).standard_normal((1, 64, 8, 8)).astype(np.float32)
@@ -140,3 +141,26 @@ def test_huge_padding_and_stride_use_memory_sized_by_the_work(backend):
         assert np.allclose(y, ref), (y, ref)
     """
     assert _peak_rss_mb(code) < 16
+
+
+def test_winograd_option_turns_it_off(isolated):
+    _needs("cython-winograd")
+    shape = ((8, 64, 28, 28), (64, 64, 3, 3))
+    assert convreg.explain(*shape, padding=1, backend="cython").runs == "cython-winograd"
+    with convreg.use_options("cython", winograd=False):
+        e = convreg.explain(*shape, padding=1, backend="cython")
+        assert e.runs != "cython-winograd" and "winograd" not in e.reason.split(":")[0]
+    (isolated / "convreg.toml").write_text("[backends.cython]\nwinograd = false\n")
+    convreg.reload_config()
+    assert convreg.explain(*shape, padding=1, backend="cython").runs != "cython-winograd"
+    x = np.random.default_rng(0).standard_normal(shape[0]).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal(shape[1]).astype(np.float32)
+    ref, bound = convreg.harness.reference_and_bound(x[:1], w, None, padding=1)
+    out = convreg.conv2d(x[:1], w, padding=1, backend="cython")
+    assert np.all(np.abs(out - ref) <= bound)
+
+
+def test_winograd_option_is_validated(isolated):
+    (isolated / "convreg.toml").write_text('[backends.cython]\nwinograd = "no"\n')
+    with pytest.raises(convreg.ConfigError, match=r"winograd: expected bool"):
+        convreg.current_backend()

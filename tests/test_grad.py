@@ -198,9 +198,11 @@ def test_backend_without_gradient_is_declined(register_mock):
 def test_cython_chooser_names_backends_per_op():
     be = convreg.get_backend("cython") if "cython" in BUILTIN else pytest.skip("not built")
     spec = convreg.spec_for_shapes((1, 8, 10, 10), (8, 8, 3, 3), padding=1)
-    for op in ("conv2d", "conv2d_input", "conv2d_weight"):
+    for op in ("conv2d_input", "conv2d_weight"):     # winograd has no gradient ops
         names = [n for n, _ in be.choose(spec, None, op)]
         assert sorted(names) == ["cython-direct", "cython-im2col"]
+    names = [n for n, _ in be.choose(spec, None, "conv2d")]
+    assert sorted(names) == ["cython-direct", "cython-im2col", "cython-winograd"]
 
 
 # ------------------------------------------------------------------ errors
