@@ -32,6 +32,9 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import convreg  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
 from convreg import grad  # noqa: E402
 
 SUITE = [
@@ -115,9 +118,10 @@ def time_pair(ours, theirs, reps, sleep, clock=time.perf_counter):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2)
+    common.add_version(ap, "bench_grad.py")
+    ap.add_argument("--threads", type=common.positive_int, default=2)
     ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--reps", type=common.positive_int, default=7)
     ap.add_argument("--backend", default="cython")
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of input,weight,transp")
     ap.add_argument("--layers", default="", help="only layers whose name contains this")

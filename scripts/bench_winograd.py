@@ -27,7 +27,10 @@ import types
 
 import numpy as np
 
-import convreg
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _bench_common as common  # noqa: E402
+
+import convreg  # noqa: E402
 from convreg._frontend.spec import prepare
 
 # name, n, c_in, h, w, c_out, padding, dilation, groups
@@ -64,10 +67,11 @@ def _timeit(fns, reps):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
+    common.add_version(ap, "bench_winograd.py")
+    ap.add_argument("--threads", type=common.positive_int, default=2)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--tile", type=int, default=0, choices=[0, 2, 4])
-    ap.add_argument("--reps", type=int, default=21)
+    ap.add_argument("--reps", type=common.positive_int, default=21)
     ap.add_argument("--only", default="", help="run only layers whose name contains this")
     ap.add_argument("--no-torch", action="store_true")
     args = ap.parse_args(argv)

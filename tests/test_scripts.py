@@ -20,7 +20,8 @@ from convreg.backends.base import Backend, no
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 ALL = ["compare_backends.py", "bench_direct.py", "bench_im2col.py", "sweep_chooser.py",
-       "bench_overhead.py"]
+       "bench_overhead.py", "bench_network.py", "bench_grad.py", "bench_winograd.py",
+       "bench_dask.py"]
 # A tiny timing run: one small layer, little budget, grid-only harness.
 TINY = ["--suite", "tiny", "--random", "0", "--budget", "0.005", "--quiet",
         "--ceiling-size", "128"]
