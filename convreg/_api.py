@@ -77,12 +77,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     return out[0] if spec.unbatched else out
 
 
-def conv2d_checked(input, weight, bias, hyper, backend=None):
+def conv2d_checked(input, weight, bias, hyper, backend=None, weight_cache=None):
     """``conv2d`` with stride, padding, dilation, groups and padding mode already
     normalised (``hyper``, from ``normalize_hyper``): what a layer calls, having checked
-    its own settings once at construction, as torch's layers do."""
+    its own settings once at construction, as torch's layers do. ``weight_cache``: the
+    layer's dict for work derived from its weights (see ``CallContext.weight_cache``)."""
     spec, x, w, b = prepare(input, weight, bias, hyper=hyper)
-    out = run(spec, x, w, b, call_context(backend))
+    ctx = call_context(backend)
+    ctx.weight_cache = weight_cache
+    out = run(spec, x, w, b, ctx)
     return out[0] if spec.unbatched else out
 
 

@@ -204,8 +204,9 @@ class Conv2d(_ConvLayer):
         if raw != getattr(self, "_hyper_raw", None):
             # Checked at construction; re-checked only if an attribute was reassigned.
             self._hyper, self._hyper_raw = normalize_hyper(*raw), raw
+        cache = self.__dict__.setdefault("_weight_cache", {})
         out = conv2d_checked(input, self.weight, self.bias, self._hyper,
-                             backend=self.backend)
+                             backend=self.backend, weight_cache=cache)
         self._input = input
         return out
 

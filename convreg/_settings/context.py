@@ -15,7 +15,7 @@ class CallContext:
     and ``options_for(name)``, a backend's options."""
 
     __slots__ = ("snap", "backend", "backend_source", "_threads", "_threads_source",
-                 "_options")
+                 "_options", "weight_cache")
 
     def __init__(self, snap, backend, backend_source, threads=None, threads_source=None):
         self.snap = snap
@@ -24,6 +24,10 @@ class CallContext:
         self._threads = threads
         self._threads_source = threads_source
         self._options = None
+        # A layer's own dict where backends may keep work derived from its weights (e.g.
+        # Winograd's transformed weights), checked against the weights on every use;
+        # None for functional calls, which derive it per call.
+        self.weight_cache = None
 
     @property
     def threads(self) -> int:

@@ -43,20 +43,23 @@ FUSED_MIN_CIN = 64
 # faster with Winograd). Dilated and small-group layers measured no faster.
 WINOGRAD_MIN_C = 16
 WINOGRAD_MIN_PIXELS = 2048
+# A layer keeps its transformed weights (checked against its weights on every call), so
+# only tiny images stay with the direct kernel (512ch 7^2 measured faster direct).
+WINOGRAD_MIN_PIXELS_CACHED = 128
 
 
-def winograd_fits(spec) -> bool:
+def winograd_fits(spec, cached=False) -> bool:
+    pixels = WINOGRAD_MIN_PIXELS_CACHED if cached else WINOGRAD_MIN_PIXELS
     return (spec.kh == spec.kw == 3 and spec.sh == spec.sw == 1 and spec.dh == spec.dw == 1
             and spec.groups == 1 and spec.cig >= WINOGRAD_MIN_C
-            and spec.cog >= WINOGRAD_MIN_C
-            and spec.n * spec.oh * spec.ow >= WINOGRAD_MIN_PIXELS)
+            and spec.cog >= WINOGRAD_MIN_C and spec.n * spec.oh * spec.ow >= pixels)
 
 
-def choose(spec, fuses=None, winograd=False) -> tuple:
+def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
     """(concrete backend name, reason) for a validated spec; ``fuses(spec)`` says whether
     cython-im2col would run the call in its fused mode; ``winograd``: whether
     cython-winograd may be chosen."""
-    if winograd and winograd_fits(spec):
+    if winograd and winograd_fits(spec, cached):
         return "cython-winograd", (
             f"dense 3x3 stride-1 layer, {spec.cig} -> {spec.cog} channels over "
             f"{spec.n}x{spec.oh}x{spec.ow} outputs: Winograd F(2x2,3x3) (2.25x fewer "
@@ -130,7 +133,8 @@ class CythonAutoBackend(Backend):
         """[(concrete backend name, reason), ...], preferred first. The rules depend on
         the call's shape only, so a layer called again reuses its answer."""
         winograd = op == "conv2d" and (ctx is None or ctx.options_for(self.name)["winograd"])
-        key = (spec, op, winograd)
+        cached = getattr(ctx, "weight_cache", None) is not None
+        key = (spec, op, winograd, cached)
         got = self._memo.get(key)
         if got is None:
             if op == "conv2d_input":
@@ -138,7 +142,7 @@ class CythonAutoBackend(Backend):
             elif op == "conv2d_weight":
                 first, why = choose_weight_grad(spec)
             else:
-                first, why = choose(spec, _im2col_backend.fuses, winograd)
+                first, why = choose(spec, _im2col_backend.fuses, winograd, cached)
             allowed = CANDIDATES if winograd else GRAD_CANDIDATES
             rest = [n for n in allowed if n != first]
             got = [(first, why)] + [(n, f"{first} declined the call") for n in rest]

@@ -118,6 +118,25 @@ def _tile_option(ctx, name):
     return tile
 
 
+def cached_transform(cache, key, w, make):
+    """The transformed weights kept in a layer's ``cache`` under ``key``, remade when ``w``
+    differs in any way from the weights they were made from: a copy of those is kept and
+    compared element by element (bit patterns, so NaNs compare too) on every call. That
+    read costs a few times less than the transform, and no write to the weights, in place
+    or through any view, can leave a stale transform in use."""
+    entry = cache.get(key)
+    if (entry is not None and entry[0].shape == w.shape and entry[0].dtype == w.dtype
+            and np.array_equal(entry[0].view(_bits(w.dtype)), w.view(_bits(w.dtype)))):
+        return entry[1]
+    wt = make()
+    cache[key] = (w.copy(), wt)
+    return wt
+
+
+def _bits(dtype):
+    return np.uint32 if np.dtype(dtype).itemsize == 4 else np.uint64
+
+
 class CythonWinogradBackend(Backend):
     name = NAME
     description = ("Cython Winograd F(2x2,3x3) / F(4x4,3x3) for 3x3 stride-1 layers: "
@@ -163,7 +182,12 @@ class CythonWinogradBackend(Backend):
 
     def conv2d(self, spec, x, w, b, ctx):
         tile = self.choose_tile(spec, _tile_option(ctx, self.name))
-        wt = self._mod.transform_weights(w, tile, spec.groups)
+        cache = getattr(ctx, "weight_cache", None)
+        if cache is None:       # a functional call: transform per call
+            wt = self._mod.transform_weights(w, tile, spec.groups)
+        else:
+            wt = cached_transform(cache, (self.name, tile, spec.groups), w,
+                                  lambda: self._mod.transform_weights(w, tile, spec.groups))
         return self._run(spec, x, wt, b, ctx, tile)
 
     def conv2d_pretransformed(self, spec, x, wt: TransformedWeights, b, ctx):

@@ -1,0 +1,85 @@
+"""A layer keeps Winograd's transformed weights, and never serves a stale transform: every
+way of changing the weights (in-place writes, views, assignment, load_state_dict) is
+seen, because the cache checks the weights themselves on every call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convreg
+from convreg.harness import reference_and_bound
+
+pytestmark = pytest.mark.skipif("cython-winograd" not in convreg.available_backends(),
+                                reason="cython-winograd is not built")
+
+
+class Counting:
+    """Wraps the compiled module to count weight transforms."""
+
+    def __init__(self, mod):
+        self._mod, self.transforms = mod, 0
+
+    def transform_weights(self, *a, **k):
+        self.transforms += 1
+        return self._mod.transform_weights(*a, **k)
+
+    def __getattr__(self, name):
+        return getattr(self._mod, name)
+
+
+@pytest.fixture
+def counting(monkeypatch):
+    be = convreg.get_backend("cython-winograd")
+    wrapped = Counting(be._mod)
+    monkeypatch.setattr(be, "_mod", wrapped)
+    return wrapped
+
+
+def _check(layer, x):
+    ref, bound = reference_and_bound(x, layer.weight, layer.bias, padding=1)
+    out = layer(x)
+    assert np.all(np.abs(out - ref) <= bound)
+    return out
+
+
+def test_layer_reuses_its_transform_and_sees_every_change(counting):
+    rng = np.random.default_rng(0)
+    layer = convreg.Conv2d(32, 32, 3, padding=1, seed=0, backend="cython")
+    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    _check(layer, x)
+    _check(layer, x)
+    assert counting.transforms == 1                 # chosen, transformed once, reused
+
+    layer.weight[3, 4, 1, 1] += 0.5                 # in place
+    _check(layer, x)
+    assert counting.transforms == 2
+    np.asarray(layer.weight)[0] *= -1.0             # through a view
+    _check(layer, x)
+    layer.weight = rng.standard_normal(layer.weight.shape).astype(np.float32)   # assignment
+    _check(layer, x)
+    other = convreg.Conv2d(32, 32, 3, padding=1, seed=9)
+    layer.load_state_dict(other.state_dict())       # load_state_dict
+    _check(layer, x)
+    assert counting.transforms == 5
+    _check(layer, x)
+    assert counting.transforms == 5
+
+
+def test_functional_calls_transform_every_time(counting):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 32, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+    for _ in range(2):
+        convreg.conv2d(x, w, padding=1, backend="cython-winograd")
+    assert counting.transforms == 2
+
+
+def test_nan_weights_compare_by_bits(counting):
+    layer = convreg.Conv2d(16, 16, 3, padding=1, seed=1, backend="cython-winograd")
+    x = np.ones((1, 16, 8, 8), np.float32)
+    layer.weight[0, 0, 0, 0] = np.nan
+    a = layer(x)
+    b = layer(x)
+    assert counting.transforms == 1 and np.array_equal(a, b, equal_nan=True)
+    assert np.isnan(a[0, 0]).any()
