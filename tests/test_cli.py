@@ -129,7 +129,14 @@ def test_check_from_an_unbuilt_source_tree_warns_and_fails(tmp_path):
     (tmp_path / "pyx").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVREG_")}
     env["PYTHONPATH"] = str(tmp_path)
-    out = subprocess.run([sys.executable, "-m", "convreg", "check", "--random", "0"],
+    # An editable install's import hook would find the built modules elsewhere: drop it,
+    # as a clone run after a non-editable install would not have it.
+    code = ("import sys, runpy\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path\n"
+            "                    if 'editable' not in repr(f).lower()]\n"
+            "sys.argv = ['convreg', 'check', '--random', '0']\n"
+            "runpy.run_module('convreg', run_name='__main__', alter_sys=True)\n")
+    out = subprocess.run([sys.executable, "-c", code],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
     assert "compiled extensions are not built" in out.stderr and "pip install -e ." in out.stderr
