@@ -43,7 +43,29 @@ def _setting(name, key, spec):
     return setting
 
 
+# Options change only through set_options / use_options (or the environment and file,
+# which a new snapshot brings): while no use_options block is open anywhere and
+# set_options has not been called since, a snapshot's answer per backend is reused.
+_active_uses = 0
+_version = 0
+
+
+def _memo_key(name):
+    return None if _active_uses else ("options", name, _version)
+
+
 def resolve_options(name, snap) -> dict:
+    """{key: value} of backend ``name`` for a call made now (memoised per snapshot)."""
+    key = _memo_key(name)
+    if key is not None:
+        got = snap._memo.get(key)
+        if got is None:
+            got = snap._memo[key] = _resolve_options(name, snap)
+        return got
+    return _resolve_options(name, snap)
+
+
+def _resolve_options(name, snap) -> dict:
     """{key: value} of backend ``name`` for a call made now."""
     specs = option_specs(name)
     if specs is None:
@@ -58,6 +80,11 @@ def resolve_options(name, snap) -> dict:
 def resolve_option(name, key, snap, default=None):
     """One option of backend ``name`` for a call made now (``default`` when the backend
     has no such option): what selection asks on every call, so no dict is built."""
+    memo = _memo_key(name)
+    if memo is not None:
+        got = snap._memo.get(memo)
+        if got is not None:
+            return got.get(key, default)
     specs = option_specs(name)
     if specs is None:
         try:
@@ -96,19 +123,29 @@ def set_options(backend, **values) -> None:
         if key not in specs_for(backend):
             raise ConfigError(f"set_options({backend!r}): unknown key {key!r}; allowed keys "
                               f"are {sorted(specs_for(backend))}")
+    global _version
     specs = specs_for(backend)
-    for key in clear:
-        _setting(backend, key, specs[key]).set_process(None)
-    for key, value in checked.items():
-        _setting(backend, key, specs[key]).set_process(value)
+    with LOCK:
+        for key in clear:
+            _setting(backend, key, specs[key]).set_process(None)
+        for key, value in checked.items():
+            _setting(backend, key, specs[key]).set_process(value)
+        _version += 1
 
 
 @contextlib.contextmanager
 def use_options(backend, **values):
     """Within the block (this thread / async task only), ``backend`` uses these options."""
+    global _active_uses
     checked = _checked(backend, values, "use_options")
     specs = specs_for(backend)
-    with contextlib.ExitStack() as stack:
-        for key, value in checked.items():
-            stack.enter_context(_setting(backend, key, specs[key]).use(value))
-        yield
+    with LOCK:
+        _active_uses += 1
+    try:
+        with contextlib.ExitStack() as stack:
+            for key, value in checked.items():
+                stack.enter_context(_setting(backend, key, specs[key]).use(value))
+            yield
+    finally:
+        with LOCK:
+            _active_uses -= 1
