@@ -46,18 +46,7 @@ import convreg  # noqa: E402
 from convreg import harness  # noqa: E402
 
 # name, input shape, weight shape, conv kwargs
-SECTION7 = [  # DESIGN.md §7: the quick (default) suite
-    ("stem 7x7/2 3->64 224", (1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
-    ("3x3 64 56", (1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)),
-    ("3x3 128 28", (1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)),
-    ("3x3 256 14", (1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)),
-    ("3x3 512 7", (1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)),
-    ("1x1 256->64 56", (1, 256, 56, 56), (64, 256, 1, 1), {}),
-    ("dw 3x3 128 56", (1, 128, 56, 56), (128, 1, 3, 3), dict(padding=1, groups=128)),
-    ("b8 3x3 128 28", (8, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)),
-    ("mnist 5x5 1->32 b64", (64, 1, 28, 28), (32, 1, 5, 5), {}),
-    ("tiny 3x3 8->8 16", (1, 8, 16, 16), (8, 8, 3, 3), dict(padding=1)),
-]
+SECTION7 = common.SECTION7
 
 RESNET18 = [
     ("conv1 7x7/2", (1, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3)),
