@@ -29,7 +29,6 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import convreg  # noqa: E402
 
