@@ -97,78 +97,6 @@ static inline __mmask8 crw_mask8(ptrdiff_t rem) {
     return rem >= 8 ? (__mmask8)0xFF : rem <= 0 ? (__mmask8)0 : (__mmask8)((1u << rem) - 1);
 }
 
-static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
-                               float *restrict dst, ptrdiff_t ld) {
-    ptrdiff_t u = 0;
-    if (m == 4) {
-        const __m512i e64 = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-        const __m512i o64 = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
-                                              26, 28, 30);
-        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
-                                              27, 29, 31);
-        for (; u + 16 <= nu; u += 16) {
-            const float *s = src + 4 * u;
-            __m512d v0 = _mm512_castps_pd(_mm512_loadu_ps(s));
-            __m512d v1 = _mm512_castps_pd(_mm512_loadu_ps(s + 16));
-            __m512d v2 = _mm512_castps_pd(_mm512_loadu_ps(s + 32));
-            __m512d v3 = _mm512_castps_pd(_mm512_loadu_ps(s + 48));
-            __m512 a = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, e64, v1));
-            __m512 b = _mm512_castpd_ps(_mm512_permutex2var_pd(v0, o64, v1));
-            __m512 c = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, e64, v3));
-            __m512 d = _mm512_castpd_ps(_mm512_permutex2var_pd(v2, o64, v3));
-            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(a, e32, c));
-            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(a, o32, c));
-            _mm512_storeu_ps(dst + 2 * ld + u, _mm512_permutex2var_ps(b, e32, d));
-            _mm512_storeu_ps(dst + 3 * ld + u, _mm512_permutex2var_ps(b, o32, d));
-        }
-    } else if (m == 2) {
-        const __m512i e32 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
-                                              26, 28, 30);
-        const __m512i o32 = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25,
-                                              27, 29, 31);
-        for (; u + 16 <= nu; u += 16) {
-            __m512 v0 = _mm512_loadu_ps(src + 2 * u), v1 = _mm512_loadu_ps(src + 2 * u + 16);
-            _mm512_storeu_ps(dst + u, _mm512_permutex2var_ps(v0, e32, v1));
-            _mm512_storeu_ps(dst + ld + u, _mm512_permutex2var_ps(v0, o32, v1));
-        }
-    }
-    for (; u < nu; u++)
-        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
-}
-
-static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
-                               double *restrict dst, ptrdiff_t ld) {
-    ptrdiff_t u = 0;
-    const __m512i e = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i o = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-    if (m == 4) {
-        const __m512i e2 = _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13);
-        const __m512i o2 = _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15);
-        for (; u + 8 <= nu; u += 8) {
-            const double *s = src + 4 * u;
-            __m512d v0 = _mm512_loadu_pd(s), v1 = _mm512_loadu_pd(s + 8);
-            __m512d v2 = _mm512_loadu_pd(s + 16), v3 = _mm512_loadu_pd(s + 24);
-            __m512d a = _mm512_permutex2var_pd(v0, e2, v1);
-            __m512d b = _mm512_permutex2var_pd(v0, o2, v1);
-            __m512d c = _mm512_permutex2var_pd(v2, e2, v3);
-            __m512d d = _mm512_permutex2var_pd(v2, o2, v3);
-            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(a, e, c));
-            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(a, o, c));
-            _mm512_storeu_pd(dst + 2 * ld + u, _mm512_permutex2var_pd(b, e, d));
-            _mm512_storeu_pd(dst + 3 * ld + u, _mm512_permutex2var_pd(b, o, d));
-        }
-    } else if (m == 2) {
-        for (; u + 8 <= nu; u += 8) {
-            __m512d v0 = _mm512_loadu_pd(src + 2 * u), v1 = _mm512_loadu_pd(src + 2 * u + 8);
-            _mm512_storeu_pd(dst + u, _mm512_permutex2var_pd(v0, e, v1));
-            _mm512_storeu_pd(dst + ld + u, _mm512_permutex2var_pd(v0, o, v1));
-        }
-    }
-    for (; u < nu; u++)
-        for (int f = 0; f < m; f++) dst[f * ld + u] = src[u * m + f];
-}
-
 /* (crw_inter reads whole vectors of src: up to one vector past the last value used.) */
 static inline void crw_inter_f(int m, const float *restrict src, ptrdiff_t ls, ptrdiff_t nq,
                                float *restrict dst) {
@@ -337,6 +265,15 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
         }
 }
 #define CRW_HAVE_DEINTB 1
+/* crw_deint is crw_deintb over the whole row: every lane mask is full. */
+static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
+                               float *restrict dst, ptrdiff_t ld) {
+    crw_deintb_f(m, src, nu, 0, nu * m, dst, ld);
+}
+static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
+                               double *restrict dst, ptrdiff_t ld) {
+    crw_deintb_d(m, src, nu, 0, nu * m, dst, ld);
+}
 #else
 #define CRW_HAVE_DEINTB 0
 static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
