@@ -11,16 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def source_index(k: int, size: int, mode: str) -> int:
-    """Input index read by padded coordinate ``k`` (shifted by the pad) under ``mode``."""
-    if 0 <= k < size:
-        return k
-    if mode == "reflect":
-        return -k if k < 0 else 2 * size - 2 - k
-    if mode == "replicate":
-        return 0 if k < 0 else size - 1
-    return k % size  # circular
+from .._frontend.hyper import source_index
 
 
 def _fold_axis(g, axis: int, before: int, after: int, size: int, mode: str):

@@ -105,3 +105,18 @@ def output_size(size: int, pad_before: int, pad_after: int, kernel: int, stride:
                 dilation: int) -> int:
     """``floor((size + pad_before + pad_after - dilation*(kernel-1) - 1) / stride) + 1``."""
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def source_index(k: int, size: int, mode: str):
+    """The input index padded coordinate ``k`` (shifted by the pad, so 0 is the first
+    input element) reads under ``mode``, or None where zero padding reads nothing. The
+    front end guarantees one fold suffices (reflect pads < size, circular pads <= size)."""
+    if 0 <= k < size:
+        return k
+    if mode == "zeros":
+        return None
+    if mode == "reflect":
+        return -k if k < 0 else 2 * size - 2 - k
+    if mode == "replicate":
+        return 0 if k < 0 else size - 1
+    return k % size  # circular

@@ -12,20 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._frontend.hyper import source_index
 from .base import Backend
-
-
-def source_index(k: int, size: int, mode: str):
-    """Index into the unpadded axis for padded coordinate ``k`` (shifted by the pad), or None."""
-    if 0 <= k < size:
-        return k
-    if mode == "zeros":
-        return None
-    if mode == "reflect":
-        return -k if k < 0 else 2 * size - 2 - k
-    if mode == "replicate":
-        return 0 if k < 0 else size - 1
-    return k % size  # circular
 
 
 class PythonBackend(Backend):
