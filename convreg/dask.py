@@ -60,8 +60,7 @@ def kernel_threads() -> int:
 def _block(xb, *, weight, bias, hyper, backend):
     if xb.shape[0] == 0:
         return _conv2d(xb, weight, bias, backend=backend, **hyper)
-    with use_threads(kernel_threads()):
-        return _conv2d(xb, weight, bias, backend=backend, **hyper)
+    return _threaded(_conv2d, xb, weight, bias, backend=backend, **hyper)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -89,23 +88,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     import dask
     import dask.array as da
 
-    if not isinstance(x, da.Array):
-        raise ConvTypeError(f"convreg.dask.conv2d: input must be a dask.array.Array, but got "
-                            f"{type(x).__name__}; use convreg.conv2d for in-memory arrays")
-    if x.ndim == 3:
+    if isinstance(x, da.Array) and x.ndim == 3:
         out = conv2d(x[None], weight, bias, stride, padding, dilation, groups,
                      padding_mode, backend=backend)
         return out[0]
-    if x.ndim != 4:
-        raise ConvSpecError(f"input must be 3-D (C_in, H, W) or 4-D (N, C_in, H, W), but got "
-                            f"input of shape {x.shape}")
-    if any(np.isnan(s) for s in x.shape[1:]):
-        raise ConvSpecError(f"input has unknown chunk sizes along C_in/H/W (shape {x.shape}); "
-                            "call x.compute_chunk_sizes() first")
-    if isinstance(weight, da.Array):
-        weight = weight.compute()
-    if isinstance(bias, da.Array):
-        bias = bias.compute()
+    x = _batch_chunked(x, "input", "conv2d", "3-D (C_in, H, W) or 4-D (N, C_in, H, W)")
+    weight, bias = _in_memory(weight), _in_memory(bias)
     # The front end on a one-image stand-in of the input (nothing allocated): validates
     # every argument and the dtypes together, and gives C-contiguous weight and bias.
     stand_in = np.broadcast_to(np.zeros((), dtype=x.dtype), (1,) + tuple(x.shape[1:]))
@@ -113,8 +101,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                             padding_mode)
     hyper = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
                  padding_mode=padding_mode)
-    if any(len(c) > 1 for c in x.chunks[1:]):
-        x = x.rechunk({1: -1, 2: -1, 3: -1})
     # Weights reach the tasks as dask.delayed objects passed by keyword: each becomes ONE
     # key of the graph that every task depends on, so the threaded scheduler shares the
     # one array and the distributed scheduler ships it to each worker once (it is not
@@ -127,15 +113,15 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
         meta=np.empty((0, 0, 0, 0), dtype=x.dtype), token="convreg-conv2d")
 
 
-def _batch_chunked(x, name):
+def _batch_chunked(x, name, func, shapes="4-D (N, C, H, W)"):
     """``x`` as a 4-D dask array whose C/H/W are whole (merged), batch chunks kept."""
     import dask.array as da
 
     if not isinstance(x, da.Array):
-        raise ConvTypeError(f"convreg.dask: {name} must be a dask.array.Array, but got "
-                            f"{type(x).__name__}; use convreg's in-memory functions instead")
+        raise ConvTypeError(f"convreg.dask.{func}: {name} must be a dask.array.Array, but got "
+                            f"{type(x).__name__}; use convreg's in-memory {func} instead")
     if x.ndim != 4:
-        raise ConvSpecError(f"convreg.dask: {name} must be 4-D (N, C, H, W), but got {name} "
+        raise ConvSpecError(f"convreg.dask.{func}: {name} must be {shapes}, but got {name} "
                             f"of shape {x.shape}")
     if any(np.isnan(s) for s in x.shape[1:]):
         raise ConvSpecError(f"{name} has unknown chunk sizes along C/H/W (shape {x.shape}); "
@@ -164,7 +150,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     for chunks, weights and threads)."""
     import dask
 
-    x = _batch_chunked(x, "input")
+    x = _batch_chunked(x, "input", "conv_transpose2d")
     weight, bias = _in_memory(weight), _in_memory(bias)
     stand_in = np.broadcast_to(np.zeros((), dtype=x.dtype), (1,) + tuple(x.shape[1:]))
     spec, _, w, b = prepare_transpose(stand_in, weight, bias, stride, padding, output_padding,
@@ -187,7 +173,7 @@ def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=
     one task per batch chunk, each the input gradient of its images."""
     import dask
 
-    go = _batch_chunked(grad_output, "grad_output")
+    go = _batch_chunked(grad_output, "grad_output", "conv2d_input")
     weight = _in_memory(weight)
     input_size = tuple(int(s) for s in input_size)
     if len(input_size) != 4 or input_size[0] != go.shape[0]:
@@ -219,8 +205,8 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
     import dask
     import dask.array as da
 
-    x = _batch_chunked(input, "input")
-    go = _batch_chunked(grad_output, "grad_output")
+    x = _batch_chunked(input, "input", "conv2d_weight")
+    go = _batch_chunked(grad_output, "grad_output", "conv2d_weight")
     if go.shape[0] != x.shape[0]:
         raise ConvSpecError(f"grad_output must have the input's batch {x.shape[0]}, but got "
                             f"grad_output of shape {go.shape}")
@@ -238,5 +224,5 @@ def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation
 def conv2d_bias(grad_output):
     """``convreg.grad.conv2d_bias`` of a ``dask.array`` (N, C_out, H, W): its sum over
     batch and space, lazily."""
-    go = _batch_chunked(grad_output, "grad_output")
+    go = _batch_chunked(grad_output, "grad_output", "conv2d_bias")
     return go.sum(axis=(0, 2, 3))
