@@ -186,12 +186,14 @@ def test_supports_grouped_and_dilated():
     assert BE.supports(prepare(x, np.zeros((8, 1, 3, 3), np.float32), groups=4)[0])
 
 
-def test_bad_tile_option():
-    x, w, b = arrays(np.random.default_rng(0), 1, 2, 2, 5, 5)
-    spec, x, w = make_spec(x, w)
-    with pytest.raises(convreg.ConvregError if hasattr(convreg, "ConvregError")
-                       else Exception, match="tile"):
-        BE.conv2d(spec, x, w, b, ctx(tile=3))
+def test_bad_tile_option(isolated):
+    # The settings check the option (backends trust what they are handed).
+    with pytest.raises(convreg.ConfigError, match=r"tile: expected one of \[0, 2, 4\]"):
+        convreg.set_options("cython-winograd", tile=3)
+    (isolated / "convreg.toml").write_text("[backends.cython-winograd]\ntile = 3\n")
+    with pytest.raises(convreg.ConfigError, match=r"tile: expected one of \[0, 2, 4\]"):
+        convreg.conv2d(np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32),
+                       backend="cython-winograd")
 
 
 # ----------------------------------------------------------------------------- accuracy
