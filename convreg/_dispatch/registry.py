@@ -64,7 +64,7 @@ def known_names() -> set:
 
 def is_unavailable(name) -> bool:
     """True for a known backend that cannot load here (e.g. extension not compiled)."""
-    if not isinstance(name, str):
+    if not isinstance(name, str) or name in _loaded:   # the hot path: no lock
         return False
     with _lock:
         if name in _loaded:
