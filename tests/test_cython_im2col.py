@@ -218,7 +218,7 @@ def test_nan_and_inf_propagate():
     assert np.isfinite(out[4, 0])
 
 
-def test_gil_released():
+def test_concurrent_calls_agree():
     """Two Python threads convolve at once; both finish and agree with the reference."""
     x, w, _ = Case("gil", (2, 16, 20, 20), (16, 16, 3, 3), bias=False).arrays()
     results = [None, None]

@@ -11,7 +11,6 @@ import pytest
 
 import convreg
 from convreg import BackendError
-from convreg._dispatch import registry as _registry
 from convreg.backends.python import PythonBackend
 
 from conftest import MockBackend

@@ -8,7 +8,6 @@ reports as "unavailable").
 
 from __future__ import annotations
 
-from dataclasses import replace
 
 import numpy as np
 
