@@ -11,7 +11,9 @@ For every layer of the DESIGN.md section 7 suite, three operations:
 
 Tensors are made once; torch runs under no_grad with torch.set_num_threads(threads).
 Repetitions alternate between convreg and torch, each timed call preceded by a ~5 ms
-sleep so that thread pools go idle as between layers of a real network; the median is
+sleep (the other engine's pool goes idle) and one untimed call of the same engine (its own
+pool warm; ``--cold`` drops it, so every sample also pays for waking its threads); the
+median is
 reported with the ratio convreg/torch and the geometric mean of the ratios per operation.
 
     python scripts/bench_grad.py                       # float32, 2 threads, all ops
@@ -85,7 +87,11 @@ def make_calls(x_shape, w_shape, kw, dtype, backend, torch):
             "transp": (calls["transp"], t_transp)}
 
 
-def time_pair(ours, theirs, reps, sleep, clock=time.perf_counter):
+def time_pair(ours, theirs, reps, sleep, clock=time.perf_counter, prime=True):
+    """Medians of ``ours`` and ``theirs``, alternating; before each timed call a sleep
+    (the other engine's pool goes idle) and, with ``prime``, one untimed call of the
+    same engine (its own pool warm, as in a network calling it back to back: the rule of
+    every script here, ``_bench_common.fair_medians``)."""
     ours()
     if theirs is not None:
         theirs()
@@ -98,6 +104,8 @@ def time_pair(ours, theirs, reps, sleep, clock=time.perf_counter):
             if fn is None:
                 continue
             time.sleep(sleep)
+            if prime:
+                fn()
             t0 = clock()
             fn()
             bucket.append(clock() - t0)
@@ -114,6 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", default=",".join(OPS), help="comma list of input,weight,transp")
     ap.add_argument("--layers", default="", help="only layers whose name contains this")
     ap.add_argument("--sleep-ms", type=float, default=5.0)
+    ap.add_argument("--cold", action="store_true",
+                    help="no untimed call of the same engine before each timed call")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: process CPU time (all threads) instead of wall time; on a "
                          "loaded machine, with --threads 1, the steadier measure of work")
@@ -127,7 +137,7 @@ def main(argv=None) -> int:
     convreg.set_threads(args.threads)
     load = os.getloadavg()[0]
     print(f"# bench_grad: backend={args.backend} {args.dtype} threads={args.threads} "
-          f"reps={args.reps} clock={args.clock} load(1min)={load:.2f}"
+          f"reps={args.reps} clock={args.clock}{' cold' if args.cold else ''} load(1min)={load:.2f}"
           + ("  (load >= 0.5: numbers unreliable)" if load >= 0.5 else ""))
     print(f"{'layer':24s} {'op':7s} {'convreg ms':>11s} {'torch ms':>9s} {'ratio':>6s}")
     ratios = {op: [] for op in ops}
@@ -138,7 +148,8 @@ def main(argv=None) -> int:
         for op in ops:
             ours, theirs = calls[op]
             a, b = time_pair(ours, theirs, args.reps, args.sleep_ms / 1000,
-                             time.process_time if args.clock == "cpu" else time.perf_counter)
+                             time.process_time if args.clock == "cpu" else time.perf_counter,
+                             prime=not args.cold)
             r = a / b if b else float("nan")
             if b:
                 ratios[op].append(r)

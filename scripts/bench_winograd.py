@@ -1,8 +1,8 @@
 """Benchmark cython-winograd against cython-direct, cython-im2col and torch on 3x3 stride-1
 layers.
 
-Per layer: ms (median of alternating repetitions, each timed call preceded by a 5 ms sleep
-so thread pools go idle), GFLOP/s counted as the direct convolution's 2*MACs (so a faster
+Per layer: ms (median of shuffled rounds, ``_bench_common.fair_medians``: the other
+engines' pools idle before each timed call, its own warmed by one untimed call), GFLOP/s counted as the direct convolution's 2*MACs (so a faster
 algorithm shows more than the machine's peak), and the ratio to torch's median.
 Winograd is timed three ways: through the backend object on a prepared call with the
 weights already transformed (what a Conv2d layer caching them pays), the same with the
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 import types
 
 import numpy as np
@@ -31,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import _bench_common as common  # noqa: E402
 
 import convreg  # noqa: E402
-from convreg._frontend.spec import prepare
+from convreg._frontend.spec import prepare  # noqa: E402
+from convreg._settings.context import threads_context  # noqa: E402
 
 # name, n, c_in, h, w, c_out, padding, dilation, groups
 LAYERS = [
@@ -47,22 +46,21 @@ LAYERS = [
 
 
 def _ctx(threads, tile):
-    opts = {"tile": tile} if tile else {}
-    return types.SimpleNamespace(threads=threads, options_for=lambda name: dict(opts))
+    """The per-call context the dispatcher would hand the backends (settings as resolved
+    now, ``threads`` threads), with cython-winograd's tile forced when ``tile`` is set."""
+    ctx = threads_context(threads)
+    if not tile:
+        return ctx
+    own = ctx.options_for
 
-
-def _timeit(fns, reps):
-    """Median seconds of each callable, repetitions alternating between them."""
-    times = {k: [] for k in fns}
-    for f in fns.values():       # warm up
-        f()
-    for _ in range(reps):
-        for k, f in fns.items():
-            time.sleep(0.005)
-            t0 = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    def options_for(name):
+        opts = dict(own(name))
+        if name == "cython-winograd":
+            opts["tile"] = tile
+        return opts
+    return types.SimpleNamespace(threads=threads, options_for=options_for,
+                                 option=lambda name, key, default=None:
+                                 options_for(name).get(key, default))
 
 
 def main(argv=None):
@@ -109,8 +107,8 @@ def main(argv=None):
             "wino": lambda: wino.conv2d(spec, xs, ws, bs, ctx),
             "wino(api)": lambda: convreg.conv2d(x, wt, b, padding=pad, dilation=dil,
                                                 groups=groups, backend="cython-winograd"),
-            "direct": lambda: direct.conv2d(spec, xs, ws, bs),
-            "im2col": lambda: im2col.conv2d(spec, xs, ws, bs),
+            "direct": lambda: direct.conv2d(spec, xs, ws, bs, ctx),
+            "im2col": lambda: im2col.conv2d(spec, xs, ws, bs, ctx),
         }
         if torch is not None:
             tx, tw_, tb = torch.from_numpy(x), torch.from_numpy(wt), torch.from_numpy(b)
@@ -120,7 +118,7 @@ def main(argv=None):
                     F.conv2d(tx, tw_, tb, padding=pad, dilation=dil, groups=groups)
             fns["torch"] = run_torch
         with convreg.use_threads(args.threads):
-            med = _timeit(fns, args.reps)
+            med, _ = common.fair_medians(fns, args.reps)
         gf = spec.flops / med["wino(pre)"] / 1e9
         ratio = f"{med['wino(pre)'] / med['torch']:9.2f}" if torch is not None else "      n/a"
         print(f"{name:16s} {tw.tile:4d} " + " ".join(f"{med[c] * 1e3:10.3f}" for c in cols)
