@@ -163,3 +163,30 @@ def test_winograd_option_is_validated(isolated):
     (isolated / "convreg.toml").write_text('[backends.cython]\nwinograd = "no"\n')
     with pytest.raises(convreg.ConfigError, match=r"winograd: expected bool"):
         convreg.current_backend()
+
+
+@pytest.mark.parametrize("shape,winograd", [
+    (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 768 pixels
+    (((1, 128, 14, 14), (128, 128, 3, 3)), False),    # 196 pixels: transforms dominate
+    (((1, 64, 56, 56), (64, 64, 3, 3)), True),        # >= 64 channels, >= 2048 pixels
+    (((1, 64, 28, 28), (64, 64, 3, 3)), False),
+    (((1, 64, 28, 28), (128, 64, 3, 3)), False),      # the smaller channel count decides
+    (((4, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 8192 pixels
+    (((1, 32, 56, 56), (32, 32, 3, 3)), False),
+    (((8, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never for a function
+])
+def test_functional_winograd_rule(isolated, shape, winograd):
+    _needs("cython-winograd")
+    e = convreg.explain(*shape, padding=1, backend="cython")
+    assert (e.runs == "cython-winograd") == winograd, e
+
+
+def test_layers_take_winograd_on_smaller_calls(isolated):
+    """A layer's transformed weights are cached, so it takes Winograd where a functional
+    call of the same shape does not."""
+    _needs("cython-winograd")
+    from convreg.backends.auto import winograd_fits
+    spec = convreg.spec_for_shapes((1, 64, 28, 28), (64, 64, 3, 3), padding=1)
+    assert winograd_fits(spec, cached=True) and not winograd_fits(spec, cached=False)
+    spec = convreg.spec_for_shapes((1, 64, 28, 28), (64, 64, 3, 3), padding=1, dilation=2)
+    assert not winograd_fits(spec, cached=True)

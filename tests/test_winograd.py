@@ -317,6 +317,48 @@ def test_weight_transform_round_trip(tile):
     np.testing.assert_array_equal(Ug[1], mod.transform_weights(w[5:10], tile, 1)[0])
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_weight_transform_threads_and_out(tile, dtype):
+    """The threaded transform (panels shared among threads, large enough to run in
+    parallel) and the reused ``out`` buffer give exactly the one-thread result."""
+    rng = np.random.default_rng(5)
+    mod = BE._mod
+    w = rng.standard_normal((300, 40, 3, 3)).astype(dtype)    # 108000 elements: threaded
+    one = mod.transform_weights(w, tile, 3, 1)
+    np.testing.assert_array_equal(mod.transform_weights(w, tile, 3, 2), one)
+    out = np.full(one.shape, np.nan, dtype=dtype)
+    assert mod.transform_weights(w, tile, 3, 2, out) is out
+    np.testing.assert_array_equal(out, one)
+    for bad in (np.empty(one.shape, dtype=np.float16), np.empty(one.shape[:-1] + (9,), dtype),
+                np.empty(one.shape, dtype)[..., ::-1], "buffer"):
+        with pytest.raises(ValueError, match="out must be"):
+            mod.transform_weights(w, tile, 3, 1, bad)
+    frozen = np.empty(one.shape, dtype)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="out must be"):
+        mod.transform_weights(w, tile, 3, 1, frozen)
+
+
+@pytest.mark.parametrize("n,c,hw", [(1, 128, 28), (1, 64, 56), (8, 24, 13), (3, 16, 9)])
+def test_balanced_blocks_cover_every_tile(n, c, hw):
+    """Blocks of whole vectors with sizes within one vector of each other: every tile is
+    computed exactly once whatever the thread count (results equal across counts)."""
+    rng = np.random.default_rng(6)
+    x, w, b = arrays(rng, n, c, c, hw, hw, dtype=np.float32)
+    spec, x, w = make_spec(x, w, (1, 1, 1, 1))
+    outs = [BE.conv2d(spec, x, w, b, ctx(threads=t)) for t in (1, 2, 3, 5)]
+    for t, o in zip((2, 3, 5), outs[1:]):
+        np.testing.assert_array_equal(o, outs[0], err_msg=f"threads={t}")
+    for t in (1, 2, 3, 5):
+        p = BE._mod.plan_info(n, 1, c, c, hw, hw, 1, 1, 2, 4, t)
+        sizes = [min(p["ttot"], (b * p["nvec"] // p["nblocks"]) * p["vl"])
+                 for b in range(p["nblocks"] + 1)]
+        assert sizes[0] == 0 and sizes[-1] == p["ttot"]
+        steps = [hi - lo for lo, hi in zip(sizes, sizes[1:])]
+        assert min(steps) > 0 and max(steps) <= p["T"]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pretransformed_matches(dtype):
     rng = np.random.default_rng(4)

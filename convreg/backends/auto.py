@@ -1,4 +1,5 @@
-"""``cython``: the name users type. Chooses ``cython-direct`` or ``cython-im2col`` per call.
+"""``cython``: the name users type. Chooses ``cython-direct``, ``cython-im2col`` or
+``cython-winograd`` per call.
 
 The rules come from ``scripts/sweep_chooser.py`` (table and discussion in
 ``docs/chooser.md``). On this project's reference machine (2-core AVX-512) the direct
@@ -34,25 +35,33 @@ SMALL_IMAGE_MIN_CIN = 128
 FUSED_MIN_CIN = 64
 
 
-# Winograd F(2x2,3x3) for dense 3x3 stride-1 undilated layers with at least this many
-# input and output channels (it holds the harness bound from 2 input channels on random,
-# scaled and cancelling data: docs/chooser.md), and at least WINOGRAD_MIN_PIXELS output
-# pixels over the batch: a functional call transforms its weights every time (~17 ns per
-# channel pair), which F(2x2)'s ~20% saving over the direct kernel repays from about
-# 2000 pixels (measured: 128ch 28^2 batch 1 is faster direct, 64ch 56^2 and batch 8
-# faster with Winograd). Dilated and small-group layers measured no faster.
-WINOGRAD_MIN_C = 16
-WINOGRAD_MIN_PIXELS = 2048
+# Winograd F(2x2,3x3) for dense 3x3 stride-1 undilated layers (it holds the harness bound
+# from 2 input channels on random, scaled and cancelling data: docs/chooser.md).
+# A functional call transforms its weights every time (~6-12 ns per channel pair on 2
+# threads) and pays the input and output transforms per channel and pixel, so Winograd
+# needs both channels and pixels: at least WINOGRAD_FUNCTIONAL[k][1] output pixels over
+# the batch when both channel counts are at least WINOGRAD_FUNCTIONAL[k][0]. Measured
+# (scripts/bench_winograd.py and a 3x3 sweep, docs/chooser.md, 2026-12-02), Winograd /
+# best of direct and im2col: 128ch 28^2 0.82-0.87, 256ch 28^2 0.72, batch-8 128ch 14^2
+# 0.88-1.09, 64ch 56^2 0.86-0.89, 96ch 28^2 0.97, 64ch 28^2 1.47, 128ch 14^2 1.81, 32ch
+# 56^2 1.07-1.29, 32ch 112^2 0.96, 16ch 112^2 1.19-1.29. Dilated and small-group layers
+# measured no faster.
+WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
 # A layer keeps its transformed weights (checked against its weights on every call), so
 # only tiny images stay with the direct kernel (512ch 7^2 measured faster direct).
+WINOGRAD_MIN_C = 16
 WINOGRAD_MIN_PIXELS_CACHED = 128
 
 
 def winograd_fits(spec, cached=False) -> bool:
-    pixels = WINOGRAD_MIN_PIXELS_CACHED if cached else WINOGRAD_MIN_PIXELS
-    return (spec.kh == spec.kw == 3 and spec.sh == spec.sw == 1 and spec.dh == spec.dw == 1
-            and spec.groups == 1 and spec.cig >= WINOGRAD_MIN_C
-            and spec.cog >= WINOGRAD_MIN_C and spec.n * spec.oh * spec.ow >= pixels)
+    if not (spec.kh == spec.kw == 3 and spec.sh == spec.sw == 1 and spec.dh == spec.dw == 1
+            and spec.groups == 1):
+        return False
+    channels = min(spec.cig, spec.cog)
+    pixels = spec.n * spec.oh * spec.ow
+    if cached:
+        return channels >= WINOGRAD_MIN_C and pixels >= WINOGRAD_MIN_PIXELS_CACHED
+    return any(channels >= c and pixels >= p for c, p in WINOGRAD_FUNCTIONAL)
 
 
 def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
@@ -160,5 +169,8 @@ class CythonAutoBackend(Backend):
                           "gemm_1x1_min_pixels": GEMM_1X1_MIN_PIXELS,
                           "small_image": SMALL_IMAGE,
                           "small_image_min_cin": SMALL_IMAGE_MIN_CIN,
-                          "fused_min_cin": FUSED_MIN_CIN, "winograd_min_c": WINOGRAD_MIN_C,
-                          "winograd_min_pixels": WINOGRAD_MIN_PIXELS}}
+                          "fused_min_cin": FUSED_MIN_CIN,
+                          "winograd_functional_min_channels_pixels":
+                              [list(t) for t in WINOGRAD_FUNCTIONAL],
+                          "winograd_cached_min_c": WINOGRAD_MIN_C,
+                          "winograd_cached_min_pixels": WINOGRAD_MIN_PIXELS_CACHED}}

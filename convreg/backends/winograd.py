@@ -86,6 +86,7 @@ NAME = "cython-winograd"
 # docstring) and runs only when asked for with the ``tile`` option.
 AUTO_TILE = 2
 TILES = (2, 4)
+SCRATCH_U_KEEP = 64 * 2**20     # largest per-thread transformed-weight buffer kept
 
 
 class TransformedWeights:
@@ -168,23 +169,40 @@ class CythonWinogradBackend(Backend):
         """The tile size a call uses: ``tile`` if given (2 or 4), else the automatic rule."""
         return tile or AUTO_TILE
 
-    def transform(self, w, spec, tile=0) -> TransformedWeights:
+    def transform(self, w, spec, tile=0, threads=1) -> TransformedWeights:
         """G w G^T for the tile size ``spec`` would use (or ``tile``), packed for the GEMM:
         pass the result to :meth:`conv2d_pretransformed` for every call with these weights."""
         tile = self.choose_tile(spec, tile)
         arr = self._mod.transform_weights(np.ascontiguousarray(w, dtype=spec.dtype), tile,
-                                          spec.groups)
+                                          spec.groups, max(1, int(threads)))
         return TransformedWeights(arr, tile, spec.groups, spec.weight_shape)
 
     def conv2d(self, spec, x, w, b, ctx):
         tile = self.choose_tile(spec, _tile_option(ctx, self.name))
         cache = getattr(ctx, "weight_cache", None)
-        if cache is None:       # a functional call: transform per call
-            wt = self._mod.transform_weights(w, tile, spec.groups)
+        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        if cache is None:       # a functional call: transform per call, into a reused buffer
+            wt = self._mod.transform_weights(w, tile, spec.groups, threads,
+                                             self._scratch_u(spec, tile))
         else:
-            wt = cached_transform(cache, (self.name, tile, spec.groups), w,
-                                  lambda: self._mod.transform_weights(w, tile, spec.groups))
+            wt = cached_transform(
+                cache, (self.name, tile, spec.groups), w,
+                lambda: self._mod.transform_weights(w, tile, spec.groups, threads))
         return self._run(spec, x, wt, b, ctx, tile)
+
+    def _scratch_u(self, spec, tile):
+        """The calling thread's buffer for a functional call's transformed weights, reused
+        while it fits (bounded: a buffer above ``SCRATCH_U_KEEP`` bytes is not kept)."""
+        al = tile + 2
+        shape = (spec.groups, al * al, -(-spec.cog // 8), spec.cig, 8)
+        count = int(np.prod(shape))
+        cache = self._tls.__dict__.setdefault("u", {})
+        buf = cache.get(spec.dtype)
+        if buf is None or buf.size < count:
+            buf = np.empty(count, dtype=spec.dtype)
+            if buf.nbytes <= SCRATCH_U_KEEP:
+                cache[spec.dtype] = buf
+        return buf[:count].reshape(shape)
 
     def conv2d_pretransformed(self, spec, x, wt: TransformedWeights, b, ctx):
         """conv2d with weights already through :meth:`transform` (same spec shapes)."""
@@ -211,8 +229,9 @@ class CythonWinogradBackend(Backend):
         return out
 
     def release_workspace(self) -> None:
-        """Drop the calling thread's cached workspace."""
+        """Drop the calling thread's cached workspace and transformed-weight buffer."""
         self._tls.__dict__.pop("ws", None)
+        self._tls.__dict__.pop("u", None)
 
     def info(self) -> dict:
         out = super().info()

@@ -64,8 +64,10 @@ cdef extern from "winograd_kernels.h" nogil:
     void crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias,
                       double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
                       Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q)
-    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U)
-    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U)
+    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0,
+                      Py_ssize_t ob1, float* U)
+    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0,
+                      Py_ssize_t ob1, double* U)
     void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
                     const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
@@ -82,10 +84,10 @@ cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssi
     crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
 cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
     crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
-cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, float* U) noexcept nogil:
-    crw_wtrans_f(m, w, cog, cig, U)
-cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, double* U) noexcept nogil:
-    crw_wtrans_d(m, w, cog, cig, U)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0, Py_ssize_t ob1, float* U) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, ob0, ob1, U)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0, Py_ssize_t ob1, double* U) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, ob0, ob1, U)
 cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
     crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
 cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
@@ -116,13 +118,17 @@ _G = {
 }
 
 
-def transform_weights(w, int tile, Py_ssize_t groups=1):
+def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None):
     """U = G w G^T of every (output, input) channel pair, packed for the GEMM.
 
     ``w`` (c_out, cig, 3, 3) -> array (groups, alpha^2, ceil(cog/8), cig, 8) of w's dtype
     (computed in float64, rounded once), U[g, p, ob, c, r] = (G w[g*cog + 8*ob + r, c] G^T)
     at position p = row*alpha + column; channels past cog in the last panel are zero.
-    The layout is the same for every SIMD variant.
+    The layout is the same for every SIMD variant. Panels of 8 output channels are
+    shared among up to ``threads`` OpenMP threads (one thread for small weights).
+    ``out``: a C-contiguous array of exactly that shape and dtype to write U into (a
+    reused buffer: a fresh multi-MiB array page-faults on first touch, which cost as
+    much as the transform itself for 512-channel weights).
     """
     if tile not in _G:
         raise ValueError(f"tile must be one of {TILES}, got {tile}")
@@ -137,33 +143,54 @@ def transform_weights(w, int tile, Py_ssize_t groups=1):
     cog = c_out // groups
     al = tile + 2
     nob = (cog + CRW_MR - 1) // CRW_MR
-    U = np.empty((groups, al * al, nob, cig, CRW_MR), dtype=w.dtype)
+    shape = (groups, al * al, nob, cig, CRW_MR)
+    if out is None:
+        U = np.empty(shape, dtype=w.dtype)
+    elif (not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != w.dtype
+            or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ValueError(f"out must be a writeable C-contiguous {w.dtype} array of shape "
+                         f"{shape}, got {getattr(out, 'shape', type(out).__name__)}")
+    else:
+        U = out
     w = np.ascontiguousarray(w)
     if w.dtype == np.float32:
-        _wtrans_f(w, U, tile, groups)
+        _wtrans_f(w, U, tile, groups, _weight_threads(w.size, threads))
     else:
-        _wtrans_d(w, U, tile, groups)
+        _wtrans_d(w, U, tile, groups, _weight_threads(w.size, threads))
     return U
 
 
+# Below this many weight elements the transform runs on the calling thread: waking the
+# pool costs more than the work (a 64x64x3x3 layer transforms in a few microseconds).
+WTRANS_PARALLEL_MIN = 1 << 16
+
+
+def _weight_threads(Py_ssize_t size, int threads):
+    return max(1, threads) if size >= WTRANS_PARALLEL_MIN else 1
+
+
 def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups):
-    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+              Py_ssize_t groups, int threads):
+    cdef Py_ssize_t item, g, ob, cog = w.shape[0] // groups, cig = w.shape[1]
+    cdef Py_ssize_t nob = (cog + CRW_MR - 1) // CRW_MR
     if w.shape[0] == 0 or cig == 0:
         return
-    with nogil:
-        for g in range(groups):
-            call_crw_wtrans_f(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
+    for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
+        g = item // nob
+        ob = item % nob
+        call_crw_wtrans_f(tile, &w[g * cog, 0, 0, 0], cog, cig, ob, ob + 1, &U[g, 0, 0, 0, 0])
 
 
 def _wtrans_d(const double[:, :, :, ::1] w, double[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups):
-    cdef Py_ssize_t g, cog = w.shape[0] // groups, cig = w.shape[1]
+              Py_ssize_t groups, int threads):
+    cdef Py_ssize_t item, g, ob, cog = w.shape[0] // groups, cig = w.shape[1]
+    cdef Py_ssize_t nob = (cog + CRW_MR - 1) // CRW_MR
     if w.shape[0] == 0 or cig == 0:
         return
-    with nogil:
-        for g in range(groups):
-            call_crw_wtrans_d(tile, &w[g * cog, 0, 0, 0], cog, cig, &U[g, 0, 0, 0, 0])
+    for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
+        g = item // nob
+        ob = item % nob
+        call_crw_wtrans_d(tile, &w[g * cog, 0, 0, 0], cog, cig, ob, ob + 1, &U[g, 0, 0, 0, 0])
 
 
 cdef struct Plan:
@@ -174,7 +201,9 @@ cdef struct Plan:
     Py_ssize_t TC        # tile columns per image (over the dw column residues)
     Py_ssize_t tpi       # tiles per image TR * TC
     Py_ssize_t ttot      # tiles of the batch
-    Py_ssize_t T         # tiles per block (a multiple of the vector length)
+    Py_ssize_t T         # tiles of the largest block (a multiple of the vector length)
+    Py_ssize_t nvec      # vectors of tiles in the batch, ceil(ttot / vector length)
+    Py_ssize_t vl        # vector length in elements
     Py_ssize_t Tp        # row length of V and M (T plus one vector of slack)
     Py_ssize_t nblocks
     Py_ssize_t nob       # panels of 8 output channels per group
@@ -203,22 +232,28 @@ cdef Py_ssize_t _tiles_1d(Py_ssize_t size, Py_ssize_t dil, int m) noexcept nogil
     return total
 
 
-cdef double _makespan(Py_ssize_t ttot, Py_ssize_t T, Py_ssize_t vl, Py_ssize_t groups,
+cdef Py_ssize_t _block_start(Py_ssize_t b, Py_ssize_t nb, Py_ssize_t nvec,
+                             Py_ssize_t vl, Py_ssize_t ttot) noexcept nogil:
+    """First tile of block b when ttot tiles (nvec vectors of vl) are cut into nb blocks
+    of whole vectors whose sizes differ by at most one vector."""
+    return min(ttot, (b * nvec // nb) * vl)
+
+
+cdef double _makespan(Py_ssize_t ttot, Py_ssize_t nb, Py_ssize_t vl, Py_ssize_t groups,
                       int threads) noexcept:
-    """Finish time of blocks of T tiles (the last one shorter) taken in order by the
+    """Finish time of nb balanced blocks per group (``_block_start``) taken in order by the
     first free thread; a block costs its tiles rounded up to vectors plus one vector."""
-    cdef Py_ssize_t nb = _cdiv(ttot, T), i, k, tid, size
+    cdef Py_ssize_t nvec = _cdiv(ttot, vl), i, k, tid, size
     cdef double load[64]
     cdef double cost, mx = 0.0
     cdef int nt = min(threads, 64)
     if groups * nb > 2048:      # many blocks: balanced to within a block, no simulation
-        size = ttot - (nb - 1) * T
-        return groups * ((nb - 1) * <double>(_cdiv(T, vl) * vl + vl)
-                         + <double>(_cdiv(size, vl) * vl + vl)) / nt
+        return groups * (<double>nvec * vl + nb * vl) / nt + (_cdiv(nvec, nb) + 1) * vl
     for k in range(nt):
         load[k] = 0.0
     for i in range(groups * nb):
-        size = min(T, ttot - (i % nb) * T)
+        size = (_block_start(i % nb + 1, nb, nvec, vl, ttot)
+                - _block_start(i % nb, nb, nvec, vl, ttot))
         cost = <double>(_cdiv(size, vl) * vl + vl)
         tid = 0
         for k in range(1, nt):
@@ -234,7 +269,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
                 Py_ssize_t itemsize, int threads) noexcept:
     cdef Plan pl
-    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec
     cdef double best, span
     pl.m = m
     pl.al = m + 2
@@ -244,22 +279,29 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.tpi = pl.TR * pl.TC
     pl.ttot = n * pl.tpi
     pl.nob = _cdiv(cog, CRW_MR)
-    # Largest block whose V fits VCAP (at least one microkernel width of tiles), then the
-    # block size (a multiple of the vector length) that finishes soonest on the threads.
-    # Blocks up to twice that are allowed at a cost (a V that spills from L2), so a
-    # call of a few tiles more than the budget is not cut into a full and a tiny block.
+    # Largest block whose V fits VCAP (at least one microkernel width of tiles). Blocks up
+    # to twice that are allowed at a cost (a V that spills from L2), so a call of a few
+    # tiles more than the budget is not cut into a full and a tiny block.
     tmax = max(nr, VCAP // (pl.npos * cig * itemsize) // vl * vl)
     want = 1 if threads <= 1 else 2 * threads
+    # The number of blocks: balanced blocks of whole vectors (sizes within one vector of
+    # each other, ``_block_start``), as few as finish soonest on the threads.
+    nvec = _cdiv(pl.ttot, vl)
     best = -1.0
-    T = vl
-    while T <= min(2 * tmax, _cdiv(pl.ttot, vl) * vl):
-        span = _makespan(pl.ttot, T, vl, groups, threads)
+    nb = max(1, _cdiv(nvec * vl, 2 * tmax))
+    while nb <= nvec:
+        T = _cdiv(nvec, nb) * vl
+        span = _makespan(pl.ttot, nb, vl, groups, threads)
         if T > tmax:
             span *= 1.0 + 0.5 * (T - tmax) / tmax
-        if best < 0 or span <= best * 1.0001:
-            best, pl.T = span, T
-        T += vl
-    pl.nblocks = _cdiv(pl.ttot, pl.T)
+        if best < 0 or span < best * 0.9999:
+            best, pl.nblocks, pl.T = span, nb, T
+        if T <= tmax and (nb * groups >= 8 * threads
+                          or (T <= nr and nb * groups >= 2 * threads)):
+            break           # balanced enough: smaller blocks only add per-block overhead
+        nb += 1
+    pl.nvec = nvec
+    pl.vl = vl
     pl.Tp = pl.T + vl
     # Output-channel parts when the tile blocks alone are too few items.
     pl.nparts = 1
@@ -296,7 +338,9 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     cdef Py_ssize_t blk = rest % pl.nblocks
     cdef Py_ssize_t g = rest // pl.nblocks
     cdef Py_ssize_t c_in = groups * cig, c_out = groups * cog
-    cdef Py_ssize_t t0 = blk * pl.T, t1 = min(t0 + pl.T, pl.ttot), nt = t1 - t0
+    cdef Py_ssize_t t0 = _block_start(blk, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    cdef Py_ssize_t t1 = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    cdef Py_ssize_t nt = t1 - t0
     cdef Py_ssize_t Tp = pl.Tp, npos = pl.npos
     cdef floating* V = buf
     cdef floating* M = V + pl.vn

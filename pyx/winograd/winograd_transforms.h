@@ -157,47 +157,48 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
     }
 }
 
-/* Weight transform of one group: U[((p*nob + o/8)*cig + c)*8 + o%8] := (G g G^T)[p] with
- * g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for cog <= o < 8*nob; computed in
- * double and rounded once. G is F(m,3)'s alpha x 3 interpolation matrix. */
-/* The weight transform for one tile size (AL = m + 2 fixed at compile time, so every loop
- * unrolls and G stays in registers): panel by panel, the 8 output channels of a panel
- * innermost, each 3x3 kernel transformed in double and rounded once. */
+/* Weight transform of one group, panels [ob0, ob1): U[((p*nob + o/8)*cig + c)*8 + o%8]
+ * := (G g G^T)[p] with g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for
+ * cog <= o < 8*nob; computed in double and rounded once. G is F(m,3)'s alpha x 3
+ * interpolation matrix. AL = m + 2 is fixed at compile time (every loop unrolls, G folds
+ * into constants); the 8 output channels of a panel are the lanes of every operation
+ * (one AVX-512 double vector), so the 8 kernels of a panel are transformed together and
+ * each position's 8 results are stored as one run. */
 static inline __attribute__((always_inline)) void
 CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
-              ptrdiff_t cig, WT *restrict U)
+              ptrdiff_t cig, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
 {
     const ptrdiff_t nob = (cog + 7) / 8;
-    for (ptrdiff_t ob = 0; ob < nob; ob++) {
+    for (ptrdiff_t ob = ob0; ob < ob1; ob++) {
+        const int nr = cog - ob * 8 < 8 ? (int)(cog - ob * 8) : 8;
         for (ptrdiff_t c = 0; c < cig; c++) {
-            double u[8][36];
+            double g[9][8], t[6][3][8];
             for (int r = 0; r < 8; r++) {
-                const ptrdiff_t o = ob * 8 + r;
-                if (o >= cog) {
-                    for (int p = 0; p < AL * AL; p++) u[r][p] = 0;
-                    continue;
+                if (r < nr) {
+                    const WT *src = w + ((ob * 8 + r) * cig + c) * 9;
+                    for (int k = 0; k < 9; k++) g[k][r] = src[k];
+                } else {
+                    for (int k = 0; k < 9; k++) g[k][r] = 0;
                 }
-                const WT *g = w + (o * cig + c) * 9;
-                double t[6][3];
-                for (int i = 0; i < AL; i++)
-                    for (int q = 0; q < 3; q++)
-                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
-                for (int i = 0; i < AL; i++)
-                    for (int j = 0; j < AL; j++)
-                        u[r][i * AL + j] = t[i][0] * G[j][0] + t[i][1] * G[j][1] +
-                                           t[i][2] * G[j][2];
             }
-            /* 8 contiguous values per position: one short run per plane */
-            for (int p = 0; p < AL * AL; p++) {
-                WT *dst = U + ((p * nob + ob) * cig + c) * 8;
-                for (int r = 0; r < 8; r++) dst[r] = (WT)u[r][p];
-            }
+            for (int i = 0; i < AL; i++)
+                for (int q = 0; q < 3; q++)
+                    for (int r = 0; r < 8; r++)
+                        t[i][q][r] = G[i][0] * g[q][r] + G[i][1] * g[3 + q][r] +
+                                     G[i][2] * g[6 + q][r];
+            for (int i = 0; i < AL; i++)
+                for (int j = 0; j < AL; j++) {
+                    WT *dst = U + (((i * AL + j) * nob + ob) * cig + c) * 8;
+                    for (int r = 0; r < 8; r++)
+                        dst[r] = (WT)(t[i][0][r] * G[j][0] + t[i][1][r] * G[j][1] +
+                                      t[i][2][r] * G[j][2]);
+                }
         }
     }
 }
 
 static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig,
-                       WT *restrict U)
+                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
 {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
@@ -207,7 +208,7 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
     if (m == 2)
-        CRW_WTRANS_AL(4, G2, w, cog, cig, U);
+        CRW_WTRANS_AL(4, G2, w, cog, cig, ob0, ob1, U);
     else
-        CRW_WTRANS_AL(6, G4, w, cog, cig, U);
+        CRW_WTRANS_AL(6, G4, w, cog, cig, ob0, ob1, U);
 }
