@@ -136,9 +136,25 @@ def matmul_ceiling(dtype, threads, n=2048, reps=5):
     return 2 * n**3 / statistics.median(ts) / 1e9
 
 
-FMA_NOTE = ("FMA peak: not estimated (Python cannot time an FMA loop, and lscpu reports "
-            "neither a reliable clock under load nor the FMA units per core); numpy's "
-            "matmul above is the practical ceiling")
+def fma_peak(dtype, threads, seconds=0.3):
+    """GFLOP/s of the machine's FMA peak in ``dtype`` on ``threads`` threads, measured now
+    by ``convreg._cpu.fma_peak_gflops`` (independent vector FMA chains; float64 runs half
+    the lanes), or None when the compiled module is missing. Median of three probes."""
+    try:
+        from convreg._cpu import fma_peak_gflops
+    except ImportError:
+        return None
+    runs = sorted(fma_peak_gflops(threads, seconds / 3) for _ in range(3))
+    return runs[1] / (2 if np.dtype(dtype).itemsize == 8 else 1)
+
+
+def fma_line(peak, dtype, threads):
+    if peak is None:
+        return ("FMA peak: not measured (convreg._cpu is not built); numpy's matmul above "
+                "is the practical ceiling")
+    return (f"FMA peak: {peak:.1f} GFLOP/s {np.dtype(dtype).name} on {threads} threads, "
+            "measured in this run (convreg._cpu.fma_peak_gflops: independent vector FMA "
+            "chains)")
 
 
 # ---------------------------------------------------------------- versions

@@ -340,11 +340,17 @@ def cell(r, e, value, bad_engines):
     return value + ("!" if e in bad_engines or not st.startswith("ok") else "")
 
 
-def timing_tables(results, engines, bad_engines):
+def timing_tables(results, engines, bad_engines, peak=None):
     anchor = ANCHOR_LABEL["torch"]
     blocks = []
+    if peak:
+        for r in results:
+            r["peak_pct"] = {e: (100 * v / peak if v else None) for e, v in r["gflops"].items()}
     for title, key, fmt in (("ms per call (median)", "ms", "{:.3f}"),
                             ("GFLOP/s", "gflops", "{:.1f}"),
+                            *([(f"% of the FMA peak ({peak:.0f} GFLOP/s, measured in this "
+                                "run; over 100: fewer multiplies than the direct sum, "
+                                "e.g. Winograd)", "peak_pct", "{:.0f}")] if peak else []),
                             (f"time / {anchor} time (< 1: faster than torch called directly)",
                              "ratio_vs_torch_direct", "{:.2f}")):
         if key == "ratio_vs_torch_direct" and not any(r["torch_direct_ms"] for r in results):
@@ -549,6 +555,7 @@ def main(argv=None) -> int:
                        "declined": [{**r.to_dict(), "reason": why} for r, why in declines]}
 
     ceiling = common.matmul_ceiling(args.dtype, threads, n=args.ceiling_size)
+    peak = common.fma_peak(args.dtype, threads)
     layers = SUITES[args.suite]
     rng = np.random.default_rng(0)
     results = []
@@ -571,11 +578,11 @@ def main(argv=None) -> int:
     say(f"legend: {ANCHOR_LABEL['torch']} = torch.nn.functional.conv2d called directly (the "
         f"anchor); {TORCH_BACKEND_LABEL} = convreg.conv2d(..., backend='torch'); "
         "! = disagreed with the reference")
-    say(timing_tables(results, engines, bad_engines))
+    say(timing_tables(results, engines, bad_engines, peak))
     n = args.ceiling_size
     say(f"ceiling: numpy {args.dtype} {n}x{n} matmul {ceiling:.1f} GFLOP/s with BLAS at "
         f"{threads} threads, in this run")
-    say(common.FMA_NOTE)
+    say(common.fma_line(peak, args.dtype, threads))
     load_end_text, load_end = common.load_line("end")
     say(load_end_text)
 
@@ -592,6 +599,7 @@ def main(argv=None) -> int:
                "load_start": load_start, "load_end": load_end,
                "own_pool": "cold" if args.cold else "warmed by one untimed call",
                "matmul_gflops": ceiling, "matmul_size": args.ceiling_size,
+               "fma_peak_gflops": peak,
                "idle_after_s": {**common.IDLE_AFTER, "other": common.IDLE_DEFAULT},
                "harness": harness_doc, "disagreeing": sorted(bad_engines),
                "layers": results}

@@ -18,8 +18,9 @@ import _bench_common as common  # noqa: E402
 
 def table(data, backend="cython") -> str:
     anchors = [a for a in ("ort", "openvino") if any(a in r["ms"] for r in data["layers"])]
-    head = (["layer", f"`{backend}` ms", "GFLOP/s", "torch ms", f"`{backend}` / torch"]
-            + [f"{a} / torch" for a in anchors])
+    peak = data.get("fma_peak_gflops")
+    head = (["layer", f"`{backend}` ms", "GFLOP/s"] + (["% FMA peak"] if peak else [])
+            + ["torch ms", f"`{backend}` / torch"] + [f"{a} / torch" for a in anchors])
     lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
     ratios = []
     for r in data["layers"]:
@@ -27,8 +28,10 @@ def table(data, backend="cython") -> str:
         if ours is None or torch is None:
             continue
         ratios.append(ours / torch)
-        cells = [r["layer"], f"{ours:.3g}", f"{r['gflop'] / ours * 1e3:.0f}", f"{torch:.3g}",
-                 f"{ours / torch:.2f}"]
+        gflops = r["gflop"] / ours * 1e3
+        cells = ([r["layer"], f"{ours:.3g}", f"{gflops:.0f}"]
+                 + ([f"{100 * gflops / peak:.0f}"] if peak else [])
+                 + [f"{torch:.3g}", f"{ours / torch:.2f}"])
         cells += [f"{r['ms'][a] / torch:.2f}" if r["ms"].get(a) else "n/a" for a in anchors]
         lines.append("| " + " | ".join(cells) + " |")
     geo = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else float("nan")
@@ -37,7 +40,10 @@ def table(data, backend="cython") -> str:
                  f"{max(ratios):.2f}x, best {min(ratios):.2f}x ({len(ratios)} layers). "
                  f"Command: `{data['command']}`; {data['threads']} threads, {data['dtype']}; "
                  f"load {data['load_start']} at start, {data['load_end']} at end; numpy "
-                 f"matmul ceiling {data['matmul_gflops']:.0f} GFLOP/s in the same run.")
+                 f"matmul ceiling {data['matmul_gflops']:.0f} GFLOP/s"
+                 + (f", FMA peak {data['fma_peak_gflops']:.0f} GFLOP/s"
+                    if data.get("fma_peak_gflops") else "")
+                 + " in the same run.")
     return "\n".join(lines)
 
 
