@@ -198,11 +198,40 @@ def test_backend_without_gradient_is_declined(register_mock):
 def test_cython_chooser_names_backends_per_op():
     be = convreg.get_backend("cython") if "cython" in BUILTIN else pytest.skip("not built")
     spec = convreg.spec_for_shapes((1, 8, 10, 10), (8, 8, 3, 3), padding=1)
-    for op in ("conv2d_input", "conv2d_weight"):     # winograd has no gradient ops
+    # winograd runs the input gradient (one 3x3 stride-1 convolution), not the weight's
+    names = [n for n, _ in be.choose(spec, None, "conv2d_weight")]
+    assert sorted(names) == ["cython-direct", "cython-im2col"]
+    for op in ("conv2d", "conv2d_input"):
         names = [n for n, _ in be.choose(spec, None, op)]
-        assert sorted(names) == ["cython-direct", "cython-im2col"]
-    names = [n for n, _ in be.choose(spec, None, "conv2d")]
-    assert sorted(names) == ["cython-direct", "cython-im2col", "cython-winograd"]
+        assert sorted(names) == ["cython-direct", "cython-im2col", "cython-winograd"]
+
+
+def test_input_gradient_takes_winograd_where_the_forward_would():
+    """A 3x3 stride-1 input gradient is a 3x3 stride-1 convolution: the chooser sends it
+    to cython-winograd on the forward rule's shapes, never at stride 2 (its phases are
+    1x1 / 2x2 kernels), and [backends.cython] winograd = false turns it off."""
+    if "cython-winograd" not in convreg.available_backends():
+        pytest.skip("cython-winograd not built")
+    shape = ((1, 128, 28, 28), (128, 128, 3, 3))
+    e = convreg.explain(*shape, padding=1, backend="cython", op="conv2d_input")
+    assert e.runs == "cython-winograd", e
+    e = convreg.explain(*shape, padding=1, stride=2, backend="cython", op="conv2d_input")
+    assert e.runs != "cython-winograd", e
+    with convreg.use_options("cython", winograd=False):
+        e = convreg.explain(*shape, padding=1, backend="cython", op="conv2d_input")
+        assert e.runs != "cython-winograd", e
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal(shape[1]).astype(np.float32)
+    go = rng.standard_normal((1, 128, 28, 28)).astype(np.float32)
+    # float64 through a non-Winograd kernel: its error is far below the float32 bound
+    ref = grad.conv2d_input(shape[0], w.astype(np.float64), go.astype(np.float64), 1, 1,
+                            backend="cython-im2col")
+    bound = 4 * (128 * 9 + 1) * np.finfo(np.float32).eps * grad.conv2d_input(
+        shape[0], np.abs(w).astype(np.float64), np.abs(go).astype(np.float64), 1, 1,
+        backend="cython-im2col")
+    for fn in (lambda: grad.conv2d_input(shape[0], w, go, 1, 1, backend="cython"),
+               lambda: convreg.conv_transpose2d(go, w, None, 1, 1, backend="cython")):
+        assert np.all(np.abs(fn() - ref) <= bound)
 
 
 # ------------------------------------------------------------------ errors

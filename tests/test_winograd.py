@@ -340,6 +340,25 @@ def test_weight_transform_threads_and_out(tile, dtype):
         mod.transform_weights(w, tile, 3, 1, frozen)
 
 
+@pytest.mark.parametrize("groups,cout,cig", [(1, 20, 13), (2, 10, 7), (3, 9, 4), (1, 1, 17)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_swapped_transform_is_the_flipped_kernels(groups, cout, cig, dtype):
+    """transform_weights(swapped=True) reads w rotated and channel-swapped in place: the
+    same bits as transforming the flipped copy the other backends make."""
+    from convreg.backends import _gradops
+    rng = np.random.default_rng(8)
+    mod = BE._mod
+    w = rng.standard_normal((cout, cig, 3, 3)).astype(dtype)
+    spec = convreg.spec_for_shapes((1, cig * groups, 8, 8), w.shape, groups=groups, dtype=dtype)
+    flipped = _gradops.phase_weight(spec, w, (0, 1, 2), (0, 1, 2)).copy()
+    for tile in (2, 4):
+        want = mod.transform_weights(flipped, tile, groups, 1)
+        got = mod.transform_weights(w, tile, groups, 2, None, True)
+        assert got.shape == want.shape == (groups, (tile + 2) ** 2, -(-cig // 8),
+                                           cout // groups, 8)
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("n,c,hw", [(1, 128, 28), (1, 64, 56), (8, 24, 13), (3, 16, 9)])
 def test_balanced_blocks_cover_every_tile(n, c, hw):
     """Blocks of whole vectors with sizes within one vector of each other: every tile is

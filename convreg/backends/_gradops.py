@@ -144,9 +144,12 @@ def phase_weight(spec, w, ptaps, qtaps, threads=1):
     return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
 
 
-def input_grad_by_phases(spec, go, w, conv, threads=1):
+def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
     """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
-    runs a forward convolution (zero padding, no bias) and returns its output."""
+    runs a forward convolution (zero padding, no bias) and returns its output.
+    ``conv_swapped(spec', x)``, when given, runs a phase that uses the whole kernel (every
+    phase of a stride-1 layer) with the flipped, channel-swapped ``w`` packed by the
+    backend itself, so no flipped copy of the weights is made."""
     rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
     cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
     single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
@@ -165,13 +168,15 @@ def input_grad_by_phases(spec, go, w, conv, threads=1):
                 continue   # every tap reads padding
             part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
                 np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
-            sub = phase_weight(spec, w, ptaps, qtaps, threads)
             pspec = replace(
                 spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
                 kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
                 pt=r0 - lo_h, pb=hi_h - r1, pl=c0 - lo_w, pr=hi_w - c1,
                 padding_mode="zeros", has_bias=False, unbatched=False, oh=my, ow=mx)
-            out = conv(pspec, part, sub)
+            if conv_swapped is not None and (kh, kw) == (spec.kh, spec.kw):
+                out = conv_swapped(pspec, part)
+            else:
+                out = conv(pspec, part, phase_weight(spec, w, ptaps, qtaps, threads))
             if gx is None:
                 return out
             gx[:, :, y0::spec.sh, x0::spec.sw] = out

@@ -91,14 +91,17 @@ def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
                              f"{spec.oh}x{spec.ow} output: register-blocked direct kernel")
 
 
-def choose_input_grad(spec) -> tuple:
+def choose_input_grad(spec, winograd=False) -> tuple:
     """(backend, reason) for the input gradient: small outputs over many channels run
-    im2col's GEMM + col2im form; otherwise both run it as stride-phase forward
-    convolutions of grad_output, and the forward rule applied to those decides."""
+    im2col's GEMM + col2im form; otherwise it runs as stride-phase forward convolutions
+    of grad_output, and the forward rule applied to those decides (Winograd included: a
+    3x3 stride-1 layer's input gradient is one 3x3 stride-1 convolution)."""
     if input_grad_gemm_fits(spec):
         return "cython-im2col", (f"input gradient of a {spec.oh}x{spec.ow} output over "
                                  f"{spec.cog} output channels: one GEMM and col2im")
-    first, why = choose(_input_grad_forward(spec), _im2col_backend.fuses)
+    forward = _input_grad_forward(spec)
+    first, why = choose(forward, _im2col_backend.fuses,
+                        winograd and spec.sh == spec.sw == 1 and spec.kh == spec.kw == 3)
     return first, f"input gradient as stride-phase convolutions; {why}"
 
 
@@ -141,13 +144,14 @@ class CythonAutoBackend(Backend):
     def choose(self, spec, ctx=None, op="conv2d") -> list:
         """[(concrete backend name, reason), ...], preferred first. The rules depend on
         the call's shape only, so a layer called again reuses its answer."""
-        winograd = op == "conv2d" and (ctx is None or ctx.options_for(self.name)["winograd"])
+        winograd = op != "conv2d_weight" and (
+            ctx is None or ctx.options_for(self.name)["winograd"])
         cached = getattr(ctx, "weight_cache", None) is not None
         key = (spec, op, winograd, cached)
         got = self._memo.get(key)
         if got is None:
             if op == "conv2d_input":
-                first, why = choose_input_grad(spec)
+                first, why = choose_input_grad(spec, winograd)
             elif op == "conv2d_weight":
                 first, why = choose_weight_grad(spec)
             else:

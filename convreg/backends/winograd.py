@@ -76,6 +76,7 @@ import threading
 
 import numpy as np
 
+from . import _gradops
 from ._simd import load_family
 from .base import YES, Backend, no
 from .catalog import BUILTINS
@@ -182,13 +183,36 @@ class CythonWinogradBackend(Backend):
         cache = getattr(ctx, "weight_cache", None)
         threads = max(1, int(ctx.threads)) if ctx is not None else 1
         if cache is None:       # a functional call: transform per call, into a reused buffer
-            wt = self._mod.transform_weights(w, tile, spec.groups, threads,
-                                             self._scratch_u(spec, tile))
-        else:
-            wt = cached_transform(
-                cache, (self.name, tile, spec.groups), w,
-                lambda: self._mod.transform_weights(w, tile, spec.groups, threads))
+            return self._functional(spec, x, w, b, ctx, tile, threads)
+        wt = cached_transform(
+            cache, (self.name, tile, spec.groups), w,
+            lambda: self._mod.transform_weights(w, tile, spec.groups, threads))
         return self._run(spec, x, wt, b, ctx, tile)
+
+    def _functional(self, spec, x, w, b, ctx, tile, threads):
+        wt = self._mod.transform_weights(w, tile, spec.groups, threads,
+                                         self._scratch_u(spec, tile))
+        return self._run(spec, x, wt, b, ctx, tile)
+
+    def conv2d_input(self, spec, grad_output, w, ctx):
+        """The input gradient of a 3x3 stride-1 layer (``supports``) is one 3x3 stride-1
+        convolution of grad_output with the flipped, channel-swapped weights, padded by
+        2*dilation - padding (``_gradops.input_grad_by_phases``: a single phase at stride
+        1), run here by Winograd. The weight transform reads w flipped and swapped in
+        place (``transform_weights(..., swapped=True)``), per call, never through a
+        layer's cache (which holds the forward weights' transform)."""
+        tile = self.choose_tile(spec, _tile_option(ctx, self.name))
+        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+
+        def conv_swapped(pspec, part):
+            wt = self._mod.transform_weights(w, tile, spec.groups, threads,
+                                             self._scratch_u(pspec, tile), True)
+            return self._run(pspec, part, wt, None, ctx, tile)
+
+        return _gradops.input_grad_by_phases(
+            spec, grad_output, w,
+            lambda s, x, k: self._functional(s, x, k, None, ctx, tile, threads), threads,
+            conv_swapped)
 
     def _scratch_u(self, spec, tile):
         """The calling thread's buffer for a functional call's transformed weights, reused

@@ -64,10 +64,10 @@ cdef extern from "winograd_kernels.h" nogil:
     void crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias,
                       double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
                       Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q)
-    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0,
-                      Py_ssize_t ob1, float* U)
-    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0,
-                      Py_ssize_t ob1, double* U)
+    void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
+                      Py_ssize_t ob0, Py_ssize_t ob1, float* U)
+    void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
+                      Py_ssize_t ob0, Py_ssize_t ob1, double* U)
     void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
                     const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
@@ -84,10 +84,10 @@ cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssi
     crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
 cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
     crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
-cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0, Py_ssize_t ob1, float* U) noexcept nogil:
-    crw_wtrans_f(m, w, cog, cig, ob0, ob1, U)
-cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, Py_ssize_t ob0, Py_ssize_t ob1, double* U) noexcept nogil:
-    crw_wtrans_d(m, w, cog, cig, ob0, ob1, U)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, swap, ob0, ob1, U)
 cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
     crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
 cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
@@ -118,7 +118,8 @@ _G = {
 }
 
 
-def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None):
+def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None,
+                      bint swapped=False):
     """U = G w G^T of every (output, input) channel pair, packed for the GEMM.
 
     ``w`` (c_out, cig, 3, 3) -> array (groups, alpha^2, ceil(cog/8), cig, 8) of w's dtype
@@ -129,6 +130,10 @@ def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None)
     ``out``: a C-contiguous array of exactly that shape and dtype to write U into (a
     reused buffer: a fresh multi-MiB array page-faults on first touch, which cost as
     much as the transform itself for 512-channel weights).
+    ``swapped``: the kernels of the transposed convolution instead (per group, output
+    channel o and input channel c take w[g*cog + c, o] rotated by 180 degrees): the
+    Winograd weights of a stride-1 layer's input gradient, shape (groups, alpha^2,
+    ceil(cig/8), cog, 8), without a flipped copy of w.
     """
     if tile not in _G:
         raise ValueError(f"tile must be one of {TILES}, got {tile}")
@@ -141,6 +146,8 @@ def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None)
     if groups < 1 or c_out % groups:
         raise ValueError(f"c_out={c_out} is not a multiple of groups={groups}")
     cog = c_out // groups
+    if swapped:
+        cog, cig = cig, cog
     al = tile + 2
     nob = (cog + CRW_MR - 1) // CRW_MR
     shape = (groups, al * al, nob, cig, CRW_MR)
@@ -154,9 +161,9 @@ def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None)
         U = out
     w = np.ascontiguousarray(w)
     if w.dtype == np.float32:
-        _wtrans_f(w, U, tile, groups, _weight_threads(w.size, threads))
+        _wtrans_f(w, U, tile, groups, _weight_threads(w.size, threads), swapped)
     else:
-        _wtrans_d(w, U, tile, groups, _weight_threads(w.size, threads))
+        _wtrans_d(w, U, tile, groups, _weight_threads(w.size, threads), swapped)
     return U
 
 
@@ -170,27 +177,35 @@ def _weight_threads(Py_ssize_t size, int threads):
 
 
 def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups, int threads):
-    cdef Py_ssize_t item, g, ob, cog = w.shape[0] // groups, cig = w.shape[1]
-    cdef Py_ssize_t nob = (cog + CRW_MR - 1) // CRW_MR
-    if w.shape[0] == 0 or cig == 0:
+              Py_ssize_t groups, int threads, bint swap):
+    # (cog, cig) of the transformed kernels: the layer's, or swapped for its transpose
+    cdef Py_ssize_t item, g, ob, nob, cog = w.shape[0] // groups, cig = w.shape[1]
+    if swap:
+        cog, cig = cig, cog
+    nob = (cog + CRW_MR - 1) // CRW_MR
+    if w.shape[0] == 0 or w.shape[1] == 0:
         return
     for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
         g = item // nob
         ob = item % nob
-        call_crw_wtrans_f(tile, &w[g * cog, 0, 0, 0], cog, cig, ob, ob + 1, &U[g, 0, 0, 0, 0])
+        call_crw_wtrans_f(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob, ob + 1,
+                            &U[g, 0, 0, 0, 0])
 
 
 def _wtrans_d(const double[:, :, :, ::1] w, double[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups, int threads):
-    cdef Py_ssize_t item, g, ob, cog = w.shape[0] // groups, cig = w.shape[1]
-    cdef Py_ssize_t nob = (cog + CRW_MR - 1) // CRW_MR
-    if w.shape[0] == 0 or cig == 0:
+              Py_ssize_t groups, int threads, bint swap):
+    # (cog, cig) of the transformed kernels: the layer's, or swapped for its transpose
+    cdef Py_ssize_t item, g, ob, nob, cog = w.shape[0] // groups, cig = w.shape[1]
+    if swap:
+        cog, cig = cig, cog
+    nob = (cog + CRW_MR - 1) // CRW_MR
+    if w.shape[0] == 0 or w.shape[1] == 0:
         return
     for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
         g = item // nob
         ob = item % nob
-        call_crw_wtrans_d(tile, &w[g * cog, 0, 0, 0], cog, cig, ob, ob + 1, &U[g, 0, 0, 0, 0])
+        call_crw_wtrans_d(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob, ob + 1,
+                            &U[g, 0, 0, 0, 0])
 
 
 cdef struct Plan:

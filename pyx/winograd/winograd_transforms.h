@@ -163,10 +163,13 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
  * interpolation matrix. AL = m + 2 is fixed at compile time (every loop unrolls, G folds
  * into constants); the 8 output channels of a panel are the lanes of every operation
  * (one AVX-512 double vector), so the 8 kernels of a panel are transformed together and
- * each position's 8 results are stored as one run. */
+ * each position's 8 results are stored as one run. With `swap`, the kernels are those of
+ * the transposed convolution (the input gradient of a stride-1 layer): output channel o
+ * and input channel c of this transform read the layer's w[c][o] rotated by 180 degrees,
+ * so no flipped copy of the weights is ever made. */
 static inline __attribute__((always_inline)) void
 CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
-              ptrdiff_t cig, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
+              ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
 {
     const ptrdiff_t nob = (cog + 7) / 8;
     for (ptrdiff_t ob = ob0; ob < ob1; ob++) {
@@ -174,7 +177,10 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
         for (ptrdiff_t c = 0; c < cig; c++) {
             double g[9][8], t[6][3][8];
             for (int r = 0; r < 8; r++) {
-                if (r < nr) {
+                if (r < nr && swap) {
+                    const WT *src = w + (c * cog + ob * 8 + r) * 9;
+                    for (int k = 0; k < 9; k++) g[k][r] = src[8 - k];
+                } else if (r < nr) {
                     const WT *src = w + ((ob * 8 + r) * cig + c) * 9;
                     for (int k = 0; k < 9; k++) g[k][r] = src[k];
                 } else {
@@ -197,7 +203,7 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
     }
 }
 
-static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig,
+static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap,
                        ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
 {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
@@ -208,7 +214,7 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
     if (m == 2)
-        CRW_WTRANS_AL(4, G2, w, cog, cig, ob0, ob1, U);
+        CRW_WTRANS_AL(4, G2, w, cog, cig, swap, ob0, ob1, U);
     else
-        CRW_WTRANS_AL(6, G4, w, cog, cig, ob0, ob1, U);
+        CRW_WTRANS_AL(6, G4, w, cog, cig, swap, ob0, ob1, U);
 }
