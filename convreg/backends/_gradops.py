@@ -31,8 +31,15 @@ Weight gradient as one forward convolution with roles swapped (``weight_grad_swa
     channels as the batch and the images as the channels, convolved with grad_output as a
     (oh, ow) kernel at stride d and dilation s, groups kept.
 
-Depthwise weight gradient: the compiled per-channel reduction (``depthwise_weight_grad``
-in pyx/grad/gradutil_impl.pxi). Which form runs where: the backends' methods and docs/grad.md.
+Weight gradient by the compiled row-vectorised reduction (``weight_grad_rows``), for
+    few input channels per group (depthwise and grouped included)
+    gw[o, c, p, q] = sum_{n,i,j} go[n, o, i, j] * phase(c, p, q)[n, i + oa, j + ob]
+
+    vectorised along the output row j, a block of output channels x taps in registers,
+    each tap reading a contiguous row of the stride phase of the padded input it falls
+    on (pyx/grad/wgrad_kernels.h). No im2col copy: its work is that of the sum.
+
+Which form runs where: ``weight_grad`` here, the backends' methods and docs/grad.md.
 """
 
 from __future__ import annotations
@@ -413,10 +420,29 @@ def weight_grad_taps_nhwc(spec, x, go, conv, threads=1):
 
 def swapped_fits(spec) -> bool:
     """Calls whose weight gradient runs best as the swapped forward convolution through
-    cython-im2col: few input channels per group and a kernel of at least 16 taps (the
-    swapped call's outputs, kh*kw, fill the GEMM kernel's 32-pixel tiles), e.g. the
-    ResNet stem (3 channels, 7x7) and MNIST's first layer (1 channel, 5x5)."""
+    cython-im2col when the compiled helpers are not built: few input channels per group
+    and a kernel of at least 16 taps (the swapped call's outputs, kh*kw, fill the GEMM
+    kernel's 32-pixel tiles), e.g. the ResNet stem and MNIST's first layer."""
     return spec.groups == 1 and spec.cig <= 4 and spec.kh * spec.kw >= 16
+
+
+# The row-vectorised reduction (weight_grad_rows) runs calls with at most ROWS_MAX_CIG
+# input channels per group, and up to ROWS_MAX_CIG_WIDE with outputs at least
+# ROWS_MIN_OW_WIDE wide. Measured against the GEMM forms (cython-im2col's
+# conv2d_weight before it, float32, 2 threads, 2026-12-02, docs/grad.md): 0.12-0.96x
+# their time for 1-32 input channels (3x3 / 5x5, 7x7 to 56x56 images, stride 1 and 2,
+# grouped, depthwise, 1x1); at 64 channels 0.36-0.95x on 14x14 to 56x56 outputs but
+# 1.65x on 7x7 (a 7-wide row fills 7 of 16 lanes); at 128-256 channels 1.3-2.6x.
+ROWS_MAX_CIG = 32
+ROWS_MAX_CIG_WIDE = 64
+ROWS_MIN_OW_WIDE = 14
+
+
+def rows_fits(spec) -> bool:
+    """True when the weight gradient runs as the compiled row-vectorised reduction."""
+    return _gradutil is not None and (
+        spec.cig <= ROWS_MAX_CIG
+        or (spec.cig <= ROWS_MAX_CIG_WIDE and spec.ow >= ROWS_MIN_OW_WIDE))
 
 
 # The per-tap GEMMs win when each is wide (many input channels per group) and the
@@ -429,7 +455,7 @@ TAPS_MAX_BORDER = 1.2
 
 def weight_grad_uses_taps(spec) -> bool:
     if spec.cig == 1 and spec.cog == 1:
-        return True            # depthwise: one fused multiply-sum per tap
+        return True            # depthwise (without the compiled helpers): one multiply-sum per tap
     oa = ((spec.kh - 1) * spec.dh) // spec.sh
     ob = ((spec.kw - 1) * spec.dw) // spec.sw
     border = (spec.oh + oa) * (spec.ow + ob) / (spec.oh * spec.ow)
@@ -437,14 +463,55 @@ def weight_grad_uses_taps(spec) -> bool:
 
 
 def weight_grad(spec, x, go, bound_bytes, threads=1):
-    """The weight gradient by whichever of the two GEMM forms suits the call (one input
-    channel per group: the compiled per-channel reduction when built)."""
-    if spec.cig == 1 and spec.groups == spec.c_in and _gradutil is not None:
-        out = np.empty(spec.weight_shape, dtype=go.dtype)
-        _gradutil.depthwise_weight_grad(x, go, out, spec.groups, spec.sh, spec.sw, spec.pt,
-                                        spec.pl, spec.dh, spec.dw,
-                                        _threads_for(go.size * spec.kh * spec.kw, threads))
-        return out
+    """The weight gradient by the first form that fits: the compiled row-vectorised
+    reduction (few input channels per group), else whichever of the two GEMM forms
+    suits the call."""
+    if rows_fits(spec):
+        return weight_grad_rows(spec, x, go, threads)
     if weight_grad_uses_taps(spec):
         return weight_grad_taps(spec, x, go)
     return weight_grad_gemm(spec, x, go, bound_bytes)
+
+
+def weight_grad_rows(spec, x, go, threads=1):
+    """The weight gradient of ``spec`` (zero padding, any groups) by the compiled
+    row-vectorised reduction (``weight_grad_rows`` in pyx/grad/gradutil_impl.pxi, kernel
+    pyx/grad/wgrad_kernels.h): gw[o, c, p, q] = sum_{n,i,j} go[n, o, i, j] *
+    phase[n, c, (a, b)][i + oa, j + ob] with (a, b) = ((p*dh) % sh, (q*dw) % sw) and
+    (oa, ob) = ((p*dh) // sh, (q*dw) // sw): every tap reads a contiguous row of the
+    stride phase of the padded input it falls on. The phases are materialised once,
+    (n, c_in, phases, oh + max oa, ow + max ob), only those some tap reads, after
+    sparse axes are gathered (so sized by the work); a stride-1 unpadded input is read
+    in place."""
+    spec, x = compact(spec, x)
+    n, cig = spec.n, spec.cig
+    kh, kw, sh, sw = spec.kh, spec.kw, spec.sh, spec.sw
+    ra = [(p * spec.dh) % sh for p in range(kh)]
+    rb = [(q * spec.dw) % sw for q in range(kw)]
+    oa = [(p * spec.dh) // sh for p in range(kh)]
+    ob = [(q * spec.dw) // sw for q in range(kw)]
+    gw = np.empty((spec.c_out, cig * kh * kw), dtype=go.dtype)
+    threads = _threads_for(go.size * cig * kh * kw, threads)
+    if sh == sw == 1 and not spec.padded and spec.h >= spec.oh + oa[-1] \
+            and spec.w >= spec.ow + ob[-1]:
+        # the input itself: tap (c, p, q) at c*h*w + p*dh*w + q*dw
+        plane = spec.h * spec.w
+        toff = np.add.outer(np.arange(cig) * plane,
+                            np.add.outer(np.array(oa) * spec.w, ob)).ravel()
+        _gradutil.weight_grad_rows(x.reshape(-1), spec.c_in * plane, cig * plane, spec.w,
+                                   toff.astype(np.intp), go, gw, spec.groups, threads)
+        return gw.reshape(spec.weight_shape)
+    phases = sorted({(a, b) for a in ra for b in rb})
+    index = {ab: k for k, ab in enumerate(phases)}
+    hq, wq = spec.oh + max(oa), spec.ow + max(ob)
+    nph = len(phases)
+    buf = np.empty((n, spec.c_in, nph, hq, wq), dtype=x.dtype)
+    _gradutil.phase_planes(x, buf, np.array(phases, dtype=np.intp).reshape(nph, 2), sh, sw,
+                           spec.pt, spec.pl, _threads_for(buf.size, threads))
+    plane = hq * wq
+    toff = np.array([(c * nph + index[(ra[p], rb[q])]) * plane + oa[p] * wq + ob[q]
+                     for c in range(cig) for p in range(kh) for q in range(kw)],
+                    dtype=np.intp)
+    _gradutil.weight_grad_rows(buf.reshape(-1), spec.c_in * nph * plane, cig * nph * plane,
+                               wq, toff, go, gw, spec.groups, threads)
+    return gw.reshape(spec.weight_shape)
