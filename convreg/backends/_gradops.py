@@ -109,7 +109,7 @@ def _scratch(name, shape, dtype):
     cache = getattr(_local, "arrays", None)
     if cache is None:
         cache = _local.arrays = {}
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     dtype = np.dtype(dtype)
     buf = cache.get((name, dtype))
     if buf is None or buf.size < count:
@@ -151,13 +151,30 @@ def phase_weight(spec, w, ptaps, qtaps, threads=1):
     return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
 
 
-def input_grad_by_phases(spec, go, w, conv, threads=1):
-    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
-    runs a forward convolution (zero padding, no bias) and returns its output."""
+_PLANS = {}
+_PLANS_MAX = 512
+
+
+def _memo(kind, spec, make):
+    """``make(spec)``, remembered per (kind, spec): the plans below depend on the spec
+    only, and a layer called every step repeats its spec (bounded: cleared when full)."""
+    key = (kind, spec)
+    got = _PLANS.get(key)
+    if got is None:
+        got = make(spec)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = got
+    return got
+
+
+def _phases_plan(spec):
+    """(single, [(y0, x0, ptaps, qtaps, go crop or None, phase spec), ...]) of
+    :func:`input_grad_by_phases`; ``single``: one phase covers the whole input."""
     rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
     cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
     single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
-    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    steps = []
     for (y0, my, ptaps, lo_h, ddh) in rows:
         for (x0, mx, qtaps, lo_w, ddw) in cols:
             if not ptaps or not qtaps:
@@ -170,18 +187,28 @@ def input_grad_by_phases(spec, go, w, conv, threads=1):
             c0, c1 = max(lo_w, 0), min(hi_w, spec.ow - 1)
             if r0 > r1 or c0 > c1:
                 continue   # every tap reads padding
-            part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
-                np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
-            sub = phase_weight(spec, w, ptaps, qtaps, threads)
+            crop = None if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
+                (slice(r0, r1 + 1), slice(c0, c1 + 1))
             pspec = replace(
                 spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
                 kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
                 pt=r0 - lo_h, pb=hi_h - r1, pl=c0 - lo_w, pr=hi_w - c1,
                 padding_mode="zeros", has_bias=False, unbatched=False, oh=my, ow=mx)
-            out = conv(pspec, part, sub)
-            if gx is None:
-                return out
-            gx[:, :, y0::spec.sh, x0::spec.sw] = out
+            steps.append((y0, x0, ptaps, qtaps, crop, pspec))
+    return single, steps
+
+
+def input_grad_by_phases(spec, go, w, conv, threads=1):
+    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
+    runs a forward convolution (zero padding, no bias) and returns its output."""
+    single, steps = _memo("phases", spec, _phases_plan)
+    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    for y0, x0, ptaps, qtaps, crop, pspec in steps:
+        part = go if crop is None else np.ascontiguousarray(go[:, :, crop[0], crop[1]])
+        out = conv(pspec, part, phase_weight(spec, w, ptaps, qtaps, threads))
+        if gx is None:
+            return out
+        gx[:, :, y0::spec.sh, x0::spec.sw] = out
     if gx is None:
         gx = np.zeros(spec.input_shape, dtype=spec.dtype)
     return gx
@@ -473,6 +500,36 @@ def weight_grad(spec, x, go, bound_bytes, threads=1):
     return weight_grad_gemm(spec, x, go, bound_bytes)
 
 
+def _rows_plan(spec):
+    """(in_place, phases (nph, 2) or None, hq, wq, toff) of :func:`weight_grad_rows` for
+    a compact spec."""
+    cig, kh, kw, sh, sw = spec.cig, spec.kh, spec.kw, spec.sh, spec.sw
+    ra = [(p * spec.dh) % sh for p in range(kh)]
+    rb = [(q * spec.dw) % sw for q in range(kw)]
+    oa = [(p * spec.dh) // sh for p in range(kh)]
+    ob = [(q * spec.dw) // sw for q in range(kw)]
+    if sh == sw == 1 and not spec.padded and spec.h >= spec.oh + oa[-1] \
+            and spec.w >= spec.ow + ob[-1]:
+        # the input itself: tap (c, p, q) at c*h*w + p*dh*w + q*dw
+        plane = spec.h * spec.w
+        toff = np.add.outer(np.arange(cig) * plane,
+                            np.add.outer(np.array(oa) * spec.w, ob)).ravel()
+        toff = toff.astype(np.intp)
+        toff.setflags(write=False)          # shared by every call of the spec
+        return True, None, spec.h, spec.w, toff
+    phases = sorted({(a, b) for a in ra for b in rb})
+    index = {ab: k for k, ab in enumerate(phases)}
+    hq, wq = spec.oh + max(oa), spec.ow + max(ob)
+    nph, plane = len(phases), hq * wq
+    toff = np.array([(c * nph + index[(ra[p], rb[q])]) * plane + oa[p] * wq + ob[q]
+                     for c in range(cig) for p in range(kh) for q in range(kw)],
+                    dtype=np.intp)
+    phases = np.array(phases, dtype=np.intp).reshape(nph, 2)
+    for a in (toff, phases):
+        a.setflags(write=False)             # shared by every call of the spec
+    return False, phases, hq, wq, toff
+
+
 def weight_grad_rows(spec, x, go, threads=1):
     """The weight gradient of ``spec`` (zero padding, any groups) by the compiled
     row-vectorised reduction (``weight_grad_rows`` in pyx/grad/gradutil_impl.pxi, kernel
@@ -484,34 +541,19 @@ def weight_grad_rows(spec, x, go, threads=1):
     sparse axes are gathered (so sized by the work); a stride-1 unpadded input is read
     in place."""
     spec, x = compact(spec, x)
-    n, cig = spec.n, spec.cig
-    kh, kw, sh, sw = spec.kh, spec.kw, spec.sh, spec.sw
-    ra = [(p * spec.dh) % sh for p in range(kh)]
-    rb = [(q * spec.dw) % sw for q in range(kw)]
-    oa = [(p * spec.dh) // sh for p in range(kh)]
-    ob = [(q * spec.dw) // sw for q in range(kw)]
-    gw = np.empty((spec.c_out, cig * kh * kw), dtype=go.dtype)
-    threads = _threads_for(go.size * cig * kh * kw, threads)
-    if sh == sw == 1 and not spec.padded and spec.h >= spec.oh + oa[-1] \
-            and spec.w >= spec.ow + ob[-1]:
-        # the input itself: tap (c, p, q) at c*h*w + p*dh*w + q*dw
-        plane = spec.h * spec.w
-        toff = np.add.outer(np.arange(cig) * plane,
-                            np.add.outer(np.array(oa) * spec.w, ob)).ravel()
-        _gradutil.weight_grad_rows(x.reshape(-1), spec.c_in * plane, cig * plane, spec.w,
-                                   toff.astype(np.intp), go, gw, spec.groups, threads)
+    in_place, phases, hq, wq, toff = _memo("rows", spec, _rows_plan)
+    gw = np.empty((spec.c_out, toff.size), dtype=go.dtype)
+    threads = _threads_for(go.size * toff.size, threads)
+    if in_place:
+        plane = hq * wq
+        _gradutil.weight_grad_rows(x.reshape(-1), spec.c_in * plane, spec.cig * plane, wq,
+                                   toff, go, gw, spec.groups, threads)
         return gw.reshape(spec.weight_shape)
-    phases = sorted({(a, b) for a in ra for b in rb})
-    index = {ab: k for k, ab in enumerate(phases)}
-    hq, wq = spec.oh + max(oa), spec.ow + max(ob)
-    nph = len(phases)
-    buf = np.empty((n, spec.c_in, nph, hq, wq), dtype=x.dtype)
-    _gradutil.phase_planes(x, buf, np.array(phases, dtype=np.intp).reshape(nph, 2), sh, sw,
-                           spec.pt, spec.pl, _threads_for(buf.size, threads))
+    nph = phases.shape[0]
+    buf = np.empty((spec.n, spec.c_in, nph, hq, wq), dtype=x.dtype)
+    _gradutil.phase_planes(x, buf, phases, spec.sh, spec.sw, spec.pt, spec.pl,
+                           _threads_for(buf.size, threads))
     plane = hq * wq
-    toff = np.array([(c * nph + index[(ra[p], rb[q])]) * plane + oa[p] * wq + ob[q]
-                     for c in range(cig) for p in range(kh) for q in range(kw)],
-                    dtype=np.intp)
-    _gradutil.weight_grad_rows(buf.reshape(-1), spec.c_in * nph * plane, cig * nph * plane,
-                               wq, toff, go, gw, spec.groups, threads)
+    _gradutil.weight_grad_rows(buf.reshape(-1), spec.c_in * nph * plane,
+                               spec.cig * nph * plane, wq, toff, go, gw, spec.groups, threads)
     return gw.reshape(spec.weight_shape)
