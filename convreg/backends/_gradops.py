@@ -550,7 +550,9 @@ def weight_grad_rows(spec, x, go, threads=1):
                                    toff, go, gw, spec.groups, threads)
         return gw.reshape(spec.weight_shape)
     nph = phases.shape[0]
-    buf = np.empty((spec.n, spec.c_in, nph, hq, wq), dtype=x.dtype)
+    # scratch: a fresh multi-MiB buffer page-faults on every call (phase_planes writes
+    # every element, zeros included)
+    buf = _scratch("rows", (spec.n, spec.c_in, nph, hq, wq), x.dtype)
     _gradutil.phase_planes(x, buf, phases, spec.sh, spec.sw, spec.pt, spec.pl,
                            _threads_for(buf.size, threads))
     plane = hq * wq
