@@ -174,8 +174,11 @@ def test_offsets_are_checked_before_the_kernel():
     (((64, 1, 28, 28), (32, 1, 5, 5), {}), True),                            # MNIST
     (((1, 128, 56, 56), (128, 1, 3, 3), dict(padding=1, groups=128)), True),  # depthwise
     (((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)), True),
-    (((8, 64, 7, 7), (64, 64, 3, 3), dict(padding=1)), False),
-    (((1, 256, 56, 56), (64, 256, 1, 1), {}), False),
+    (((1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)), True),
+    (((1, 256, 56, 56), (64, 256, 1, 1), {}), True),
+    (((8, 128, 7, 7), (64, 128, 3, 3), dict(padding=1)), False),
+    (((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)), False),
+    (((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)), False),
 ])
 def test_rule_sends_few_channel_layers_to_the_kernel(shape, fits, monkeypatch):
     xs, ws, kw = shape

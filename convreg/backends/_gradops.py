@@ -453,23 +453,21 @@ def swapped_fits(spec) -> bool:
     return spec.groups == 1 and spec.cig <= 4 and spec.kh * spec.kw >= 16
 
 
-# The row-vectorised reduction (weight_grad_rows) runs calls with at most ROWS_MAX_CIG
-# input channels per group, and up to ROWS_MAX_CIG_WIDE with outputs at least
-# ROWS_MIN_OW_WIDE wide. Measured against the GEMM forms (cython-im2col's
-# conv2d_weight before it, float32, 2 threads, 2026-12-02, docs/grad.md): 0.12-0.96x
-# their time for 1-32 input channels (3x3 / 5x5, 7x7 to 56x56 images, stride 1 and 2,
-# grouped, depthwise, 1x1); at 64 channels 0.36-0.95x on 14x14 to 56x56 outputs but
-# 1.65x on 7x7 (a 7-wide row fills 7 of 16 lanes); at 128-256 channels 1.3-2.6x.
-ROWS_MAX_CIG = 32
-ROWS_MAX_CIG_WIDE = 64
-ROWS_MIN_OW_WIDE = 14
+# The row-vectorised reduction (weight_grad_rows) runs calls with at most max_cig input
+# channels per group on outputs at least min_ow wide, for each (min_ow, max_cig) below.
+# Measured against the GEMM forms it replaced (scripts/sweep_weight_grad.py, float32, 2
+# threads, 2026-12-02; docs/grad.md): 0.11-0.62x their time for 1-8 input channels and
+# 0.37-1.23x (mostly 0.5-0.9) for 16-64 (3x3 / 5x5, 7x7 to 56x56 images, stride 1 and 2,
+# grouped, depthwise, 1x1); 0.61-1.00x for 3x3 128 28 (batch 1 and 8) and 0.49-0.88x for
+# 1x1 256->64 56; but 0.97-1.9x for 3x3 256 14 and 2-5x for 3x3 512 7 (a 7-wide row
+# fills 7 of 16 lanes; thousands of taps re-read grad_output per pass).
+ROWS_TIERS = ((1, 32), (14, 64), (28, 256))
 
 
 def rows_fits(spec) -> bool:
     """True when the weight gradient runs as the compiled row-vectorised reduction."""
-    return _gradutil is not None and (
-        spec.cig <= ROWS_MAX_CIG
-        or (spec.cig <= ROWS_MAX_CIG_WIDE and spec.ow >= ROWS_MIN_OW_WIDE))
+    return _gradutil is not None and any(spec.ow >= min_ow and spec.cig <= max_cig
+                                         for min_ow, max_cig in ROWS_TIERS)
 
 
 # The per-tap GEMMs win when each is wide (many input channels per group) and the

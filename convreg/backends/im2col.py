@@ -312,9 +312,10 @@ class CythonIm2colBackend(Backend):
     def conv2d_weight(self, spec, x, grad_output, ctx):
         """The first form that fits (rules and measurements in _gradops, docs/grad.md):
 
-        * few input channels per group (stem, MNIST, depthwise, grouped; up to 32, or 64
-          on outputs at least 14 wide): the compiled row-vectorised reduction, no im2col
-          copy (``_gradops.weight_grad_rows``);
+        * few input channels per group or wide outputs (stem, MNIST, depthwise, grouped;
+          up to 32 channels, 64 on outputs >= 14 wide, 256 on outputs >= 28 wide): the
+          compiled row-vectorised reduction, no im2col copy (``_gradops.weight_grad_rows``,
+          rule ``_gradops.rows_fits``);
         * (without the compiled helpers) few input channels, >= 16 taps: the forward
           convolution with images and channels swapped, through this backend's conv2d;
         * wide dense layers: one GEMM per kernel tap on channels-last stride-phase
