@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 ALL = ["compare_backends.py", "bench_direct.py", "bench_im2col.py", "sweep_chooser.py",
        "bench_overhead.py", "bench_network.py", "bench_grad.py", "bench_winograd.py",
-       "bench_dask.py"]
+       "bench_dask.py", "sweep_weight_grad.py"]
 # A tiny timing run: one small layer, little budget, grid-only harness.
 TINY = ["--suite", "tiny", "--random", "0", "--budget", "0.005", "--quiet",
         "--ceiling-size", "128"]

@@ -53,15 +53,30 @@ def _shape_arg(name: str, value, lengths: tuple, what: str) -> tuple:
     return shape
 
 
+# Specs validated before, by (input shape, weight shape, dtype, normalised hyper): the
+# spec depends on nothing else, so a call repeating a shape (every training step) skips
+# rebuilding it; a call that fails validation is never stored and fails every time.
+_SPECS = {}
+_SPECS_MAX = 512
+
+
 def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str):
     """The forward spec; its errors are prefixed by which call's arguments made them."""
+    key = (input_shape, weight_shape, dtype, hyper)
+    spec = _SPECS.get(key)
+    if spec is not None:
+        return spec
     stride, padding, dilation, groups, padding_mode = hyper
     try:
-        return spec_for_shapes(input_shape, weight_shape, bias=False, dtype=dtype,
+        spec = spec_for_shapes(input_shape, weight_shape, bias=False, dtype=dtype,
                                stride=stride, padding=padding, dilation=dilation,
                                groups=groups, padding_mode=padding_mode)
     except ConvSpecError as exc:
         raise ConvSpecError(f"{context}: {exc}") from None
+    if len(_SPECS) >= _SPECS_MAX:
+        _SPECS.clear()
+    _SPECS[key] = spec
+    return spec
 
 
 def _check_grad_output(go, spec, context: str):

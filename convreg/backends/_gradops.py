@@ -31,8 +31,15 @@ Weight gradient as one forward convolution with roles swapped (``weight_grad_swa
     channels as the batch and the images as the channels, convolved with grad_output as a
     (oh, ow) kernel at stride d and dilation s, groups kept.
 
-Depthwise weight gradient: the compiled per-channel reduction (``depthwise_weight_grad``
-in pyx/grad/gradutil_impl.pxi). Which form runs where: the backends' methods and docs/grad.md.
+Weight gradient by the compiled row-vectorised reduction (``weight_grad_rows``), for
+    few input channels per group (depthwise and grouped included)
+    gw[o, c, p, q] = sum_{n,i,j} go[n, o, i, j] * phase(c, p, q)[n, i + oa, j + ob]
+
+    vectorised along the output row j, a block of output channels x taps in registers,
+    each tap reading a contiguous row of the stride phase of the padded input it falls
+    on (pyx/grad/wgrad_kernels.h). No im2col copy: its work is that of the sum.
+
+Which form runs where: ``weight_grad`` here, the backends' methods and docs/grad.md.
 """
 
 from __future__ import annotations
@@ -102,7 +109,7 @@ def _scratch(name, shape, dtype):
     cache = getattr(_local, "arrays", None)
     if cache is None:
         cache = _local.arrays = {}
-    count = int(np.prod(shape))
+    count = math.prod(shape)
     dtype = np.dtype(dtype)
     buf = cache.get((name, dtype))
     if buf is None or buf.size < count:
@@ -144,16 +151,30 @@ def phase_weight(spec, w, ptaps, qtaps, threads=1):
     return out.view(w.dtype).reshape(spec.c_in, cog, kh, kw)
 
 
-def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
-    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
-    runs a forward convolution (zero padding, no bias) and returns its output.
-    ``conv_swapped(spec', x)``, when given, runs a phase that uses the whole kernel (every
-    phase of a stride-1 layer) with the flipped, channel-swapped ``w`` packed by the
-    backend itself, so no flipped copy of the weights is made."""
+_PLANS = {}
+_PLANS_MAX = 512
+
+
+def _memo(kind, spec, make):
+    """``make(spec)``, remembered per (kind, spec): the plans below depend on the spec
+    only, and a layer called every step repeats its spec (bounded: cleared when full)."""
+    key = (kind, spec)
+    got = _PLANS.get(key)
+    if got is None:
+        got = make(spec)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = got
+    return got
+
+
+def _phases_plan(spec):
+    """(single, [(y0, x0, ptaps, qtaps, go crop or None, phase spec), ...]) of
+    :func:`input_grad_by_phases`; ``single``: one phase covers the whole input."""
     rows = _axis_phases(spec.h, spec.oh, spec.kh, spec.sh, spec.dh, spec.pt)
     cols = _axis_phases(spec.w, spec.ow, spec.kw, spec.sw, spec.dw, spec.pl)
     single = len(rows) == 1 and len(cols) == 1 and rows[0][1] == spec.h and cols[0][1] == spec.w
-    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    steps = []
     for (y0, my, ptaps, lo_h, ddh) in rows:
         for (x0, mx, qtaps, lo_w, ddw) in cols:
             if not ptaps or not qtaps:
@@ -166,20 +187,34 @@ def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
             c0, c1 = max(lo_w, 0), min(hi_w, spec.ow - 1)
             if r0 > r1 or c0 > c1:
                 continue   # every tap reads padding
-            part = go if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
-                np.ascontiguousarray(go[:, :, r0:r1 + 1, c0:c1 + 1])
+            crop = None if (r0, r1, c0, c1) == (0, spec.oh - 1, 0, spec.ow - 1) else \
+                (slice(r0, r1 + 1), slice(c0, c1 + 1))
             pspec = replace(
                 spec, c_in=spec.c_out, c_out=spec.c_in, h=r1 - r0 + 1, w=c1 - c0 + 1,
                 kh=kh, kw=kw, sh=1, sw=1, dh=ddh, dw=ddw,
                 pt=r0 - lo_h, pb=hi_h - r1, pl=c0 - lo_w, pr=hi_w - c1,
                 padding_mode="zeros", has_bias=False, unbatched=False, oh=my, ow=mx)
-            if conv_swapped is not None and (kh, kw) == (spec.kh, spec.kw):
-                out = conv_swapped(pspec, part)
-            else:
-                out = conv(pspec, part, phase_weight(spec, w, ptaps, qtaps, threads))
-            if gx is None:
-                return out
-            gx[:, :, y0::spec.sh, x0::spec.sw] = out
+            steps.append((y0, x0, ptaps, qtaps, crop, pspec))
+    return single, steps
+
+
+def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
+    """The input gradient of ``spec`` (zero padding) for ``go``; ``conv(spec', x, w)``
+    runs a forward convolution (zero padding, no bias) and returns its output.
+    ``conv_swapped(spec', x)``, when given, runs a phase that uses the whole kernel (every
+    phase of a stride-1 layer) with the flipped, channel-swapped ``w`` packed by the
+    backend itself, so no flipped copy of the weights is made."""
+    single, steps = _memo("phases", spec, _phases_plan)
+    gx = None if single else np.zeros(spec.input_shape, dtype=spec.dtype)
+    for y0, x0, ptaps, qtaps, crop, pspec in steps:
+        part = go if crop is None else np.ascontiguousarray(go[:, :, crop[0], crop[1]])
+        if conv_swapped is not None and (len(ptaps), len(qtaps)) == (spec.kh, spec.kw):
+            out = conv_swapped(pspec, part)
+        else:
+            out = conv(pspec, part, phase_weight(spec, w, ptaps, qtaps, threads))
+        if gx is None:
+            return out
+        gx[:, :, y0::spec.sh, x0::spec.sw] = out
     if gx is None:
         gx = np.zeros(spec.input_shape, dtype=spec.dtype)
     return gx
@@ -418,10 +453,27 @@ def weight_grad_taps_nhwc(spec, x, go, conv, threads=1):
 
 def swapped_fits(spec) -> bool:
     """Calls whose weight gradient runs best as the swapped forward convolution through
-    cython-im2col: few input channels per group and a kernel of at least 16 taps (the
-    swapped call's outputs, kh*kw, fill the GEMM kernel's 32-pixel tiles), e.g. the
-    ResNet stem (3 channels, 7x7) and MNIST's first layer (1 channel, 5x5)."""
+    cython-im2col when the compiled helpers are not built: few input channels per group
+    and a kernel of at least 16 taps (the swapped call's outputs, kh*kw, fill the GEMM
+    kernel's 32-pixel tiles), e.g. the ResNet stem and MNIST's first layer."""
     return spec.groups == 1 and spec.cig <= 4 and spec.kh * spec.kw >= 16
+
+
+# The row-vectorised reduction (weight_grad_rows) runs calls with at most max_cig input
+# channels per group on outputs at least min_ow wide, for each (min_ow, max_cig) below.
+# Measured against the GEMM forms it replaced (scripts/sweep_weight_grad.py, float32, 2
+# threads, 2026-12-02; docs/grad.md): 0.11-0.62x their time for 1-8 input channels and
+# 0.37-1.23x (mostly 0.5-0.9) for 16-64 (3x3 / 5x5, 7x7 to 56x56 images, stride 1 and 2,
+# grouped, depthwise, 1x1); 0.61-1.00x for 3x3 128 28 (batch 1 and 8) and 0.49-0.88x for
+# 1x1 256->64 56; but 0.97-1.9x for 3x3 256 14 and 2-5x for 3x3 512 7 (a 7-wide row
+# fills 7 of 16 lanes; thousands of taps re-read grad_output per pass).
+ROWS_TIERS = ((1, 32), (14, 64), (28, 256))
+
+
+def rows_fits(spec) -> bool:
+    """True when the weight gradient runs as the compiled row-vectorised reduction."""
+    return _gradutil is not None and any(spec.ow >= min_ow and spec.cig <= max_cig
+                                         for min_ow, max_cig in ROWS_TIERS)
 
 
 # The per-tap GEMMs win when each is wide (many input channels per group) and the
@@ -434,7 +486,7 @@ TAPS_MAX_BORDER = 1.2
 
 def weight_grad_uses_taps(spec) -> bool:
     if spec.cig == 1 and spec.cog == 1:
-        return True            # depthwise: one fused multiply-sum per tap
+        return True            # depthwise (without the compiled helpers): one multiply-sum per tap
     oa = ((spec.kh - 1) * spec.dh) // spec.sh
     ob = ((spec.kw - 1) * spec.dw) // spec.sw
     border = (spec.oh + oa) * (spec.ow + ob) / (spec.oh * spec.ow)
@@ -442,14 +494,72 @@ def weight_grad_uses_taps(spec) -> bool:
 
 
 def weight_grad(spec, x, go, bound_bytes, threads=1):
-    """The weight gradient by whichever of the two GEMM forms suits the call (one input
-    channel per group: the compiled per-channel reduction when built)."""
-    if spec.cig == 1 and spec.groups == spec.c_in and _gradutil is not None:
-        out = np.empty(spec.weight_shape, dtype=go.dtype)
-        _gradutil.depthwise_weight_grad(x, go, out, spec.groups, spec.sh, spec.sw, spec.pt,
-                                        spec.pl, spec.dh, spec.dw,
-                                        _threads_for(go.size * spec.kh * spec.kw, threads))
-        return out
+    """The weight gradient by the first form that fits: the compiled row-vectorised
+    reduction (few input channels per group), else whichever of the two GEMM forms
+    suits the call."""
+    if rows_fits(spec):
+        return weight_grad_rows(spec, x, go, threads)
     if weight_grad_uses_taps(spec):
         return weight_grad_taps(spec, x, go)
     return weight_grad_gemm(spec, x, go, bound_bytes)
+
+
+def _rows_plan(spec):
+    """(in_place, phases (nph, 2) or None, hq, wq, toff) of :func:`weight_grad_rows` for
+    a compact spec."""
+    cig, kh, kw, sh, sw = spec.cig, spec.kh, spec.kw, spec.sh, spec.sw
+    ra = [(p * spec.dh) % sh for p in range(kh)]
+    rb = [(q * spec.dw) % sw for q in range(kw)]
+    oa = [(p * spec.dh) // sh for p in range(kh)]
+    ob = [(q * spec.dw) // sw for q in range(kw)]
+    if sh == sw == 1 and not spec.padded and spec.h >= spec.oh + oa[-1] \
+            and spec.w >= spec.ow + ob[-1]:
+        # the input itself: tap (c, p, q) at c*h*w + p*dh*w + q*dw
+        plane = spec.h * spec.w
+        toff = np.add.outer(np.arange(cig) * plane,
+                            np.add.outer(np.array(oa) * spec.w, ob)).ravel()
+        toff = toff.astype(np.intp)
+        toff.setflags(write=False)          # shared by every call of the spec
+        return True, None, spec.h, spec.w, toff
+    phases = sorted({(a, b) for a in ra for b in rb})
+    index = {ab: k for k, ab in enumerate(phases)}
+    hq, wq = spec.oh + max(oa), spec.ow + max(ob)
+    nph, plane = len(phases), hq * wq
+    toff = np.array([(c * nph + index[(ra[p], rb[q])]) * plane + oa[p] * wq + ob[q]
+                     for c in range(cig) for p in range(kh) for q in range(kw)],
+                    dtype=np.intp)
+    phases = np.array(phases, dtype=np.intp).reshape(nph, 2)
+    for a in (toff, phases):
+        a.setflags(write=False)             # shared by every call of the spec
+    return False, phases, hq, wq, toff
+
+
+def weight_grad_rows(spec, x, go, threads=1):
+    """The weight gradient of ``spec`` (zero padding, any groups) by the compiled
+    row-vectorised reduction (``weight_grad_rows`` in pyx/grad/gradutil_impl.pxi, kernel
+    pyx/grad/wgrad_kernels.h): gw[o, c, p, q] = sum_{n,i,j} go[n, o, i, j] *
+    phase[n, c, (a, b)][i + oa, j + ob] with (a, b) = ((p*dh) % sh, (q*dw) % sw) and
+    (oa, ob) = ((p*dh) // sh, (q*dw) // sw): every tap reads a contiguous row of the
+    stride phase of the padded input it falls on. The phases are materialised once,
+    (n, c_in, phases, oh + max oa, ow + max ob), only those some tap reads, after
+    sparse axes are gathered (so sized by the work); a stride-1 unpadded input is read
+    in place."""
+    spec, x = compact(spec, x)
+    in_place, phases, hq, wq, toff = _memo("rows", spec, _rows_plan)
+    gw = np.empty((spec.c_out, toff.size), dtype=go.dtype)
+    threads = _threads_for(go.size * toff.size, threads)
+    if in_place:
+        plane = hq * wq
+        _gradutil.weight_grad_rows(x.reshape(-1), spec.c_in * plane, spec.cig * plane, wq,
+                                   toff, go, gw, spec.groups, threads)
+        return gw.reshape(spec.weight_shape)
+    nph = phases.shape[0]
+    # scratch: a fresh multi-MiB buffer page-faults on every call (phase_planes writes
+    # every element, zeros included)
+    buf = _scratch("rows", (spec.n, spec.c_in, nph, hq, wq), x.dtype)
+    _gradutil.phase_planes(x, buf, phases, spec.sh, spec.sw, spec.pt, spec.pl,
+                           _threads_for(buf.size, threads))
+    plane = hq * wq
+    _gradutil.weight_grad_rows(buf.reshape(-1), spec.c_in * nph * plane,
+                               spec.cig * nph * plane, wq, toff, go, gw, spec.groups, threads)
+    return gw.reshape(spec.weight_shape)

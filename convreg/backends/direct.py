@@ -64,10 +64,14 @@ class CythonDirectBackend(Backend):
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
-        """GEMMs (as cython-im2col's): the alternative, one direct convolution with images
-        and channels swapped and grad_output as a (oh, ow) kernel
+        """Few input channels per group or wide outputs (``_gradops.rows_fits``): the
+        compiled row-vectorised reduction (``_gradops.weight_grad_rows``, no BLAS);
+        otherwise GEMMs (as cython-im2col's). The alternative, one direct convolution
+        with images and channels swapped and grad_output as a (oh, ow) kernel
         (``_gradops.weight_grad_swapped``, kept for comparison), measured 3-15x slower:
         its outputs are kh x kw, far too few for the direct kernel's vectorised rows."""
+        if _gradops.rows_fits(spec):
+            return _gradops.weight_grad_rows(spec, x, grad_output, ctx.threads)
         with blas_threads(ctx.threads):
             return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES,
                                          ctx.threads)

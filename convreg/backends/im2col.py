@@ -310,20 +310,25 @@ class CythonIm2colBackend(Backend):
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
     def conv2d_weight(self, spec, x, grad_output, ctx):
-        """GEMMs, in the first form that fits (rules and measurements in _gradops):
+        """The first form that fits (rules and measurements in _gradops, docs/grad.md):
 
-        * few input channels, >= 16 taps (stem, MNIST): the forward convolution with images
-          and channels swapped, through this backend's own conv2d;
+        * few input channels per group or wide outputs (stem, MNIST, depthwise, grouped;
+          up to 32 channels, 64 on outputs >= 14 wide, 256 on outputs >= 28 wide): the
+          compiled row-vectorised reduction, no im2col copy (``_gradops.weight_grad_rows``,
+          rule ``_gradops.rows_fits``);
+        * (without the compiled helpers) few input channels, >= 16 taps: the forward
+          convolution with images and channels swapped, through this backend's conv2d;
         * wide dense layers: one GEMM per kernel tap on channels-last stride-phase
           buffers (no im2col copy), each run as a 1x1 convolution by this backend (own
           GEMM kernel, OpenMP threads);
-        * otherwise (small images, grouped; unpadded 1x1 stride-1 layers, whose "column
-          buffer" is the input itself, no copy): BLAS GEMMs of grad_output with im2col
-          bands of the input, the copies under the workspace bound; depthwise by the
-          compiled per-channel reduction."""
+        * otherwise (small images; unpadded 1x1 stride-1 layers, whose "column buffer"
+          is the input itself, no copy): BLAS GEMMs of grad_output with im2col bands of
+          the input, the copies under the workspace bound."""
         def conv(s, a, k):
             return self.conv2d(s, a, k, None, ctx)
 
+        if _gradops.rows_fits(spec):
+            return _gradops.weight_grad_rows(spec, x, grad_output, ctx.threads)
         if _gradops.swapped_fits(spec):
             return _gradops.weight_grad_swapped(spec, x, grad_output, conv)
         if (spec.groups == 1 and _gradops._gradutil is not None

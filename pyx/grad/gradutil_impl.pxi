@@ -7,10 +7,16 @@ flip_swap: the weight of an input-gradient stride phase, in one pass:
 
 for out of shape (c_in, cog, kh2, kw2): the phase's taps (rows p0, p0+ps, ...; columns
 q0, q0+qs, ...) flipped, input and output channels swapped within each group.
+
+phase_nhwc: a stride phase of the zero-padded input, channels last (per-tap GEMMs).
+
+phase_planes + weight_grad_rows: the weight gradient of layers with few input channels
+per group, vectorised along output rows (the C kernel: wgrad_kernels.h); see below.
 """
 
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
 
 from openmp_helpers cimport CONVREG_HAVE_OPENMP
 
@@ -118,86 +124,134 @@ def phase_nhwc(const floating[:, :, :, ::1] x,    # IN  (n, c_in, h, w)
                            w, wq, c0, c1, c0 * sw + b - pl, sw)
 
 
-from libc.stdlib cimport calloc, free
+# ---------------------------------------------------------------- few-channel weight grad
+# The weight gradient of layers with few taps per output channel (few input channels per
+# group), vectorised along output rows (C kernel: wgrad_kernels.h; which calls use it:
+# convreg/backends/_gradops.py, weight_grad_rows):
+#
+#   gw[o, t] = sum_{b, i, j} go[b, o, i, j] * xb[b*xn + g*xg + i*xs + toff[t] + j]
+#
+# for output channel o of group g, t < cig*kh*kw; xb is the input laid out by
+# phase_planes (or the input itself for stride-1 unpadded calls).
+
+from wgrad cimport (CR_WG_OBMAX, CR_WG_TSUPER, CR_WG_VBYTES, cr_wgrad_task_f32,
+                    cr_wgrad_task_f64)
+
+WG_OBMAX = CR_WG_OBMAX          # output channels per task
+WG_VBYTES = CR_WG_VBYTES        # bytes per vector
 
 
-cdef int _dw_weight_channel(const floating* x, const floating* go, floating* gw,
-                            Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
-                            Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t ow,
-                            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                            Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw,
-                            Py_ssize_t o, Py_ssize_t c) noexcept nogil:
-    """gw[o, 0, :, :] for output channel o reading input channel c. Per tap, products are
-    accumulated lane-wise over (image, row) into tmp[tap, j] (a vectorisable loop with
-    no reassociation), then tmp is summed over j."""
-    cdef floating* tmp = <floating*> calloc(kh * kw * ow, sizeof(floating))
-    cdef Py_ssize_t b, i, p, q, j, y, j0, j1, xo
-    cdef const floating* grow
-    cdef const floating* xrow
-    cdef floating* t
-    cdef floating s
-    if tmp == NULL:
-        return -1
-    for b in range(n):
-        for i in range(oh):
-            grow = go + ((b * c_out + o) * oh + i) * ow
-            for p in range(kh):
-                y = i * sh + p * dh - pt
-                if y < 0 or y >= h:
-                    continue
-                xrow = x + ((b * c_in + c) * h + y) * w
-                for q in range(kw):
-                    xo = q * dw - pl
-                    # columns j with 0 <= j*sw + xo < w
-                    j0 = 0 if xo >= 0 else (-xo + sw - 1) // sw
-                    if (ow - 1) * sw + xo < w:
-                        j1 = ow - 1
-                    elif w - 1 - xo < 0:
-                        j1 = -1         # (C division would round -k/sw up to 0)
-                    else:
-                        j1 = (w - 1 - xo) // sw
-                    t = tmp + (p * kw + q) * ow
-                    if sw == 1:
-                        for j in range(j0, j1 + 1):
-                            t[j] += grow[j] * xrow[j + xo]
-                    else:
-                        for j in range(j0, j1 + 1):
-                            t[j] += grow[j] * xrow[j * sw + xo]
-    for p in range(kh * kw):
-        s = 0
-        for j in range(ow):
-            s += tmp[p * ow + j]
-        gw[o * kh * kw + p] = s
-    free(tmp)
-    return 0
+cdef void _phase_plane(const floating* x, floating* out, Py_ssize_t h, Py_ssize_t w,
+                       Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t a, Py_ssize_t b,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
+                       Py_ssize_t pl) noexcept nogil:
+    """One (hq, wq) plane: out[r, s] = xpad[r*sh + a, s*sw + b] (x: one (h, w) plane)."""
+    cdef Py_ssize_t r, s, y, c0, c1, num
+    # columns s with 0 <= s*sw + b - pl < w
+    c0 = 0 if pl - b <= 0 else (pl - b + sw - 1) // sw
+    num = w - 1 + pl - b
+    c1 = -1 if num < 0 else num // sw
+    if c1 > wq - 1:
+        c1 = wq - 1
+    for r in range(hq):
+        y = r * sh + a - pt
+        if y < 0 or y >= h or c0 > c1:
+            for s in range(wq):
+                out[r * wq + s] = 0
+            continue
+        for s in range(c0):
+            out[r * wq + s] = 0
+        if sw == 1:
+            for s in range(c0, c1 + 1):
+                out[r * wq + s] = x[y * w + s + b - pl]
+        else:
+            for s in range(c0, c1 + 1):
+                out[r * wq + s] = x[y * w + s * sw + b - pl]
+        for s in range(c1 + 1, wq):
+            out[r * wq + s] = 0
 
 
-def depthwise_weight_grad(const floating[:, :, :, ::1] x,     # IN  (n, c_in, h, w)
-                          const floating[:, :, :, ::1] go,    # IN  (n, c_out, oh, ow)
-                          floating[:, :, :, ::1] gw,          # OUT (c_out, 1, kh, kw)
-                          Py_ssize_t groups, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt,
-                          Py_ssize_t pl, Py_ssize_t dh, Py_ssize_t dw, int threads):
-    """Weight gradient of a convolution with one input channel per group (depthwise,
-    any channel multiplier), zero padding pt/pl; OpenMP over output channels."""
+def phase_planes(const floating[:, :, :, ::1] x,     # IN  (n, c_in, h, w)
+                 floating[:, :, :, :, ::1] out,      # OUT (n, c_in, nph, hq, wq)
+                 const Py_ssize_t[:, ::1] phases,    # IN  (nph, 2): (a, b) of each plane
+                 Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_ssize_t pl, int threads):
+    """out[i, c, k, r, s] = xpad[i, c, r*sh + a_k, s*sw + b_k], xpad being x with pt rows
+    and pl columns of zeros above / left of it and zeros beyond it."""
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t c_out = go.shape[1], oh = go.shape[2], ow = go.shape[3]
-    cdef Py_ssize_t kh = gw.shape[2], kw = gw.shape[3]
-    cdef Py_ssize_t o, cog
-    cdef int failed = 0
-    if gw.shape[0] != c_out or gw.shape[1] != 1 or c_in != groups or c_out % groups:
-        raise ValueError("depthwise_weight_grad: shapes do not match")
-    if c_out == 0:
+    cdef Py_ssize_t nph = out.shape[2], hq = out.shape[3], wq = out.shape[4]
+    cdef Py_ssize_t planes = n * c_in * nph, k, ic, ph
+    if out.shape[0] != n or out.shape[1] != c_in or phases.shape[0] != nph \
+            or phases.shape[1] != 2:
+        raise ValueError("phase_planes: shapes do not match")
+    if sh < 1 or sw < 1:
+        raise ValueError("phase_planes: strides must be >= 1")
+    if planes == 0 or hq == 0 or wq == 0:
+        return
+    cdef const floating* src = &x[0, 0, 0, 0] if h and w else NULL
+    cdef floating* dst = &out[0, 0, 0, 0, 0]
+    cdef const Py_ssize_t* ab = &phases[0, 0]
+    with nogil:
+        for k in prange(planes, schedule='static', num_threads=threads):
+            ic = k // nph
+            ph = k - ic * nph
+            _phase_plane(src + ic * h * w if src != NULL else NULL, dst + k * hq * wq,
+                         h, w, hq, wq, ab[2 * ph], ab[2 * ph + 1], sh, sw, pt, pl)
+
+
+def weight_grad_rows(const floating[::1] xb,          # IN  input rows (see above)
+                     Py_ssize_t xn, Py_ssize_t xg, Py_ssize_t xs,
+                     const Py_ssize_t[::1] toff,      # IN  (cig*kh*kw,) offset of each tap
+                     const floating[:, :, :, ::1] go, # IN  (n, c_out, oh, ow)
+                     floating[:, ::1] gw,             # OUT (c_out, cig*kh*kw)
+                     Py_ssize_t groups, int threads):
+    """gw := the weight gradient (see above); OpenMP over blocks of WG_OBMAX output
+    channels, each computed whole by one thread (results do not depend on threads)."""
+    cdef Py_ssize_t n = go.shape[0], c_out = go.shape[1], oh = go.shape[2], ow = go.shape[3]
+    cdef Py_ssize_t ntaps = toff.shape[0], cog, nb, tasks, k, g, o0, t, hi = 0
+    cdef int cnt, failed = 0
+    cdef Py_ssize_t vl = CR_WG_VBYTES // sizeof(floating)
+    if groups < 1 or c_out % groups or gw.shape[0] != c_out or gw.shape[1] != ntaps:
+        raise ValueError("weight_grad_rows: shapes do not match")
+    if c_out == 0 or ntaps == 0:
         return
     if n == 0 or oh == 0 or ow == 0:
         gw[...] = 0
         return
+    if xn < 0 or xg < 0 or xs < 0:
+        raise ValueError("weight_grad_rows: negative stride")
+    for t in range(ntaps):
+        if toff[t] < 0:
+            raise ValueError("weight_grad_rows: negative tap offset")
+        hi = max(hi, toff[t])
+    # the last element any tap of any row reads
+    if (n - 1) * xn + (groups - 1) * xg + (oh - 1) * xs + ow - 1 + hi >= xb.shape[0]:
+        raise ValueError("weight_grad_rows: the taps read past the input buffer")
     cog = c_out // groups
-    cdef const floating* xp = &x[0, 0, 0, 0]
+    nb = (cog + CR_WG_OBMAX - 1) // CR_WG_OBMAX
+    tasks = groups * nb
+    cdef const floating* xp = &xb[0]
     cdef const floating* gp = &go[0, 0, 0, 0]
-    cdef floating* wp = &gw[0, 0, 0, 0]
+    cdef floating* wp = &gw[0, 0]
+    cdef const Py_ssize_t* tp = &toff[0]
+    cdef floating* work
     with nogil:
-        for o in prange(c_out, schedule='static', num_threads=threads):
-            failed += _dw_weight_channel(xp, gp, wp, n, c_in, h, w, c_out, oh, ow, kh, kw,
-                                         sh, sw, pt, pl, dh, dw, o, o // cog) != 0
+        for k in prange(tasks, schedule='dynamic', num_threads=threads):
+            g = k // nb
+            o0 = g * cog + (k - g * nb) * CR_WG_OBMAX
+            cnt = <int>min(<Py_ssize_t>CR_WG_OBMAX, (g + 1) * cog - o0)
+            work = <floating*> malloc(cnt * min(ntaps, <Py_ssize_t>CR_WG_TSUPER) * (vl + 1)
+                                     * sizeof(floating))
+            if work == NULL:
+                failed += 1
+                continue
+            if floating is float:
+                cr_wgrad_task_f32(cnt, gp + o0 * oh * ow, oh * ow, c_out * oh * ow,
+                                  xp + g * xg, xs, xn, tp, ntaps, n, oh, ow,
+                                  wp + o0 * ntaps, work)
+            else:
+                cr_wgrad_task_f64(cnt, gp + o0 * oh * ow, oh * ow, c_out * oh * ow,
+                                  xp + g * xg, xs, xn, tp, ntaps, n, oh, ow,
+                                  wp + o0 * ntaps, work)
+            free(work)
     if failed:
         raise MemoryError()
