@@ -186,3 +186,61 @@ def test_rows_must_be_contiguous(mod):
         mod.gemm(np.asfortranarray(W), B, b, np.empty((9, 6)))
     with pytest.raises(ValueError, match="contiguous"):
         mod.gemm(W, B, b, np.empty((6, 9)).T)
+
+
+# ------------------------------------------------------------------ matmul_into
+# The threaded product the gradient GEMMs use: blocks of columns (or rows) over OpenMP
+# threads, one single-threaded BLAS call each, operands read in place when transposed.
+
+MATMUL_SIZES = [(1, 37, 29, 300), (3, 5, 17, 9), (1, 300, 11, 3), (2, 64, 1, 200),
+                (1, 1, 5, 1), (5, 16, 40, 130)]
+
+
+def _as_layout(a, transposed):
+    """``a`` itself, or the same values stored transposed (a view with contiguous columns)."""
+    return np.ascontiguousarray(a.swapaxes(-1, -2)).swapaxes(-1, -2) if transposed else a
+
+
+@pytest.mark.parametrize("g, m, k, n", MATMUL_SIZES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mod", MODULES)
+def test_matmul_into_matches_the_product(mod, dtype, g, m, k, n):
+    rng = np.random.default_rng(g * m + k * n)
+    A = rng.standard_normal((g, m, k)).astype(dtype)
+    B = rng.standard_normal((g, k, n)).astype(dtype)
+    for ta in (False, True):
+        for tb in (False, True):
+            a, b = _as_layout(A, ta), _as_layout(B, tb)
+            for threads in (1, 2, 3):
+                C = np.full((g, m, n), np.nan, dtype)
+                assert mod.matmul_into(a, b, C, threads) is C
+                for i in range(g):
+                    _check(C[i], A[i], B[i], None)
+                acc = C.copy()          # accumulate: twice the product, halved exactly
+                mod.matmul_into(a, b, acc, threads, True)
+                for i in range(g):
+                    _check(acc[i] / 2, A[i], B[i], None)
+    # 2-D operands too (BLAS blocks by column ranges, so the last bits may depend on the
+    # thread count: each result is checked against the bound, not against another)
+    _check(mod.matmul_into(A[0], B[0], np.empty((m, n), dtype), 2), A[0], B[0], None)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_matmul_into_rejects_bad_arguments(mod):
+    A = np.ones((4, 3), np.float32)
+    B = np.ones((3, 5), np.float32)
+    with pytest.raises(ValueError, match="do not multiply"):
+        mod.matmul_into(A, B, np.empty((4, 6), np.float32))
+    with pytest.raises(TypeError, match="one float dtype"):
+        mod.matmul_into(A, B.astype(np.float64), np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        mod.matmul_into(A, B, np.empty((5, 4), np.float32).T)
+    buf = np.ones(64, np.float32)
+    with pytest.raises(ValueError, match="must not overlap"):
+        mod.matmul_into(buf[:12].reshape(4, 3), B, buf[10:30].reshape(4, 5))
+    with pytest.raises(ValueError, match="contiguous rows or contiguous columns"):
+        mod.matmul_into(np.ones((8, 6), np.float32)[::2, ::2], B, np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        mod.matmul_into(A, B, np.empty((4, 5), np.float32), 0)
+    with pytest.raises(ValueError, match="all be 2-D or all 3-D"):
+        mod.matmul_into(A[None], B, np.empty((4, 5), np.float32))

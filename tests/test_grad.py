@@ -388,3 +388,35 @@ def test_torch_backend_gradients_on_the_grid():
         assert not bad, "\n".join(bad[:10])
     finally:
         convreg.unregister_backend("torch-grad-test")
+
+
+def test_gradient_gemms_never_start_blas_threads(monkeypatch):
+    """The BLAS forms of the gradients (small images over many channels) cut their GEMMs
+    over convreg's own threads with BLAS held to one: BLAS's workers keep spinning after
+    a call and stall the next OpenMP region on the same cores."""
+    from convreg.backends import _blas, direct, im2col
+    if "cython-im2col" not in BUILTIN:
+        pytest.skip("cython-im2col not built")
+    asked = []
+    real = _blas.blas_threads
+
+    def spy(n):
+        asked.append(n)
+        return real(n)
+    monkeypatch.setattr(im2col, "blas_threads", spy)
+    monkeypatch.setattr(direct, "blas_threads", spy)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    go = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
+    with convreg.use_threads(2):
+        for be in ("cython-im2col", "cython-direct"):
+            gw = grad.conv2d_weight(x, w.shape, go, 1, 1, backend=be)
+            ref = grad.conv2d_weight(x.astype(np.float64), w.shape, go.astype(np.float64),
+                                     1, 1, backend="python")
+            np.testing.assert_allclose(gw, ref, rtol=1e-4, atol=1e-3)
+        gx = grad.conv2d_input(x.shape, w, go, 1, 1, backend="cython-im2col")
+        ref = grad.conv2d_input(x.shape, w.astype(np.float64), go.astype(np.float64), 1, 1,
+                                backend="python")
+        np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-3)
+    assert asked and set(asked) == {1}, asked

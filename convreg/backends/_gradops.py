@@ -24,7 +24,7 @@ Weight gradient as GEMMs over im2col bands (``weight_grad_gemm``)
 
     with col the im2col of the input over a band of images (or of output rows of one
     image), the band sized so the column copy stays under ``bound_bytes``; batched over
-    groups by ``np.matmul`` (BLAS per group).
+    groups, each GEMM cut over the threads by ``matmul`` (single-threaded BLAS blocks).
 
 Weight gradient as one forward convolution with roles swapped (``weight_grad_swapped``)
     gw[o, c, p, q] = sum_{n,i,j} x[n, c, i*s + p*d - pad] go[n, o, i, j]: the input with
@@ -57,6 +57,27 @@ try:
     _gradutil = load_family("_gradutil")     # pyx/grad/gradutil_impl.pxi, per SIMD variant
 except ImportError:      # the NumPy paths do the same, slower
     _gradutil = None
+try:
+    _gemm = load_family("_gemm")             # pyx/gemm/gemm_impl.pxi: matmul_into
+except ImportError:
+    _gemm = None
+
+
+def matmul(a, b, threads=1):
+    """``a @ b`` (2-D, or batched 3-D) cut into blocks over ``threads`` OpenMP threads, one
+    single-threaded BLAS call per block (``matmul_into``). Callers hold the BLAS pool to
+    one thread (``_blas.blas_threads(1)``): BLAS's own workers keep spinning for ~0.1 s
+    after a call and stall the next OpenMP region on the same cores (a 1.4 ms convolution
+    took 7.4 ms right after a 2-thread BLAS weight gradient)."""
+    if _gemm is None:
+        return np.matmul(a, b)
+    shape = np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1])
+    out = np.empty(shape, dtype=np.result_type(a, b))
+    try:
+        _gemm.matmul_into(a, b, out, threads)
+    except ValueError:      # a layout BLAS cannot read in place: contiguous copies
+        _gemm.matmul_into(np.ascontiguousarray(a), np.ascontiguousarray(b), out, threads)
+    return out
 
 
 def replace(spec, **changes):
@@ -220,7 +241,7 @@ def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
     return gx
 
 
-def input_grad_gemm(spec, go, w):
+def input_grad_gemm(spec, go, w, threads=1):
     """The input gradient of ``spec`` (zero padding) as one GEMM per group and a col2im
     scatter-add: cols (cig*kh*kw, n*P) = w_g^T @ go_g (BLAS reads w transposed, no copy),
     then every tap's slice of cols is added onto the strided window of the padded
@@ -234,7 +255,7 @@ def input_grad_gemm(spec, go, w):
     w3 = w.reshape(g, cog, cig * kh * kw)
     go4 = go.reshape(n, g, cog, oh * ow)
     for b in range(n):
-        cols = np.matmul(w3.transpose(0, 2, 1), go4[b])      # (g, cig*kh*kw, P)
+        cols = matmul(w3.transpose(0, 2, 1), go4[b], threads)     # (g, cig*kh*kw, P)
         cols = cols.reshape(spec.c_in, kh, kw, oh, ow)
         for p in range(kh):
             r0 = p * spec.dh
@@ -278,7 +299,7 @@ def _padded_input(spec, x):
     return spec, x
 
 
-def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
+def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20, threads=1):
     """The weight gradient of ``spec`` (zero padding) as banded im2col GEMMs.
 
     The column buffer is laid out (group, K, pixels): each of its rows is a strided copy
@@ -311,7 +332,7 @@ def weight_grad_gemm(spec, x, go, bound_bytes=32 * 2**20):
                     g, k, nb * p)
                 gob = go5[n0:n1, :, :, i0:i1].transpose(1, 2, 0, 3, 4).reshape(
                     g, cog, nb * p)
-            part = np.matmul(gob, col.transpose(0, 2, 1))
+            part = matmul(gob, col.transpose(0, 2, 1), threads)
             if acc is None:
                 acc = part
             else:
@@ -364,7 +385,7 @@ def _phase_buffer(spec, x, a, b, hq, wq, tail):
     return buf
 
 
-def weight_grad_taps(spec, x, go):
+def weight_grad_taps(spec, x, go, threads=1):
     """The weight gradient of ``spec`` (zero padding) with one GEMM per kernel tap and
     no im2col copy.
 
@@ -400,13 +421,13 @@ def weight_grad_taps(spec, x, go):
         off = oa * wq + ob
         src = buf[:, off:off + length]
         if g == 1:
-            out[:, :, p, q] = gflat @ src.T
+            out[:, :, p, q] = matmul(gflat, src.T, threads)
         elif cig == 1 and cog == 1:
             out[:, 0, p, q] = np.einsum("cl,cl->c", gflat, src)
         else:
-            out[:, :, p, q] = np.matmul(gflat.reshape(g, cog, length),
-                                        src.reshape(g, cig, length).transpose(0, 2, 1)
-                                        ).reshape(spec.c_out, cig)
+            out[:, :, p, q] = matmul(gflat.reshape(g, cog, length),
+                                     src.reshape(g, cig, length).transpose(0, 2, 1),
+                                     threads).reshape(spec.c_out, cig)
     return out
 
 
@@ -500,8 +521,8 @@ def weight_grad(spec, x, go, bound_bytes, threads=1):
     if rows_fits(spec):
         return weight_grad_rows(spec, x, go, threads)
     if weight_grad_uses_taps(spec):
-        return weight_grad_taps(spec, x, go)
-    return weight_grad_gemm(spec, x, go, bound_bytes)
+        return weight_grad_taps(spec, x, go, threads)
+    return weight_grad_gemm(spec, x, go, bound_bytes, threads)
 
 
 def _rows_plan(spec):

@@ -72,7 +72,7 @@ class CythonDirectBackend(Backend):
         its outputs are kh x kw, far too few for the direct kernel's vectorised rows."""
         if _gradops.rows_fits(spec):
             return _gradops.weight_grad_rows(spec, x, grad_output, ctx.threads)
-        with blas_threads(ctx.threads):
+        with blas_threads(1):           # threads cut the GEMMs (_gradops.matmul)
             return _gradops.weight_grad(spec, x, grad_output, WEIGHT_BAND_BYTES,
                                          ctx.threads)
 

@@ -304,8 +304,8 @@ class CythonIm2colBackend(Backend):
         stride-1 im2col convolution of grad_output with the flipped, channel-swapped
         sub-kernel (convreg.backends._gradops)."""
         if _gradops.input_grad_gemm_fits(spec):
-            with blas_threads(ctx.threads):
-                return _gradops.input_grad_gemm(spec, grad_output, w)
+            with blas_threads(1):       # threads cut the GEMM (_gradops.matmul)
+                return _gradops.input_grad_gemm(spec, grad_output, w, ctx.threads)
         return _gradops.input_grad_by_phases(
             spec, grad_output, w, lambda s, x, k: self.conv2d(s, x, k, None, ctx), ctx.threads)
 
@@ -335,7 +335,7 @@ class CythonIm2colBackend(Backend):
                 and _gradops.weight_grad_uses_taps(spec) and not _is_direct(spec)):
             return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         bound = min(int(self.workspace_mb(ctx) * MIB), GRAD_BAND_BYTES)
-        with blas_threads(ctx.threads):
+        with blas_threads(1):           # threads cut the GEMMs (_gradops.matmul)
             return _gradops.weight_grad(spec, x, grad_output, bound, ctx.threads)
 
     def info(self) -> dict:

@@ -13,6 +13,8 @@ C). The kernel computes every product with one-rounding FMAs, so NaN and inf pro
 """
 
 from cython cimport floating
+from cython.parallel cimport prange
+from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, gemm_product
 
@@ -72,3 +74,134 @@ def gemm(const floating[:, :] W,         # IN  (m, k)
         return
     with nogil:
         gemm_product(m, n, k, &W[0, 0], ldw, &B[0, 0], ldb, bp, cp, ldc, use_kernel)
+
+
+cdef int _blas_layout(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t s0, Py_ssize_t s1,
+                      Py_ssize_t item, Py_ssize_t* ld) except -1:
+    """How BLAS reads a row-major (rows, cols) view with byte strides (s0, s1): 0 when its
+    rows are contiguous (leading dimension = row stride), 1 when its columns are (the
+    view is the transpose of a row-major array; leading dimension = column stride)."""
+    if cols <= 1 or s1 == item:
+        if rows > 1 and (s0 % item or s0 // item < cols):
+            raise ValueError("matmul: rows must not overlap")
+        ld[0] = max(cols, 1) if rows <= 1 else s0 // item
+        return 0
+    if rows <= 1 or s0 == item:
+        if cols > 1 and (s1 % item or s1 // item < rows):
+            raise ValueError("matmul: columns must not overlap")
+        ld[0] = max(rows, 1) if cols <= 1 else s1 // item
+        return 1
+    raise ValueError("matmul: an operand needs contiguous rows or contiguous columns")
+
+
+cdef void _blas_block(bint ta, bint tb, int m, int n, int k, const floating* a, int lda,
+                      const floating* b, int ldb, floating beta, floating* c,
+                      int ldc) noexcept nogil:
+    """C (m, n; ldc, row-major) := A @ B + beta * C, A (m, k) and B (k, n) read as
+    ``_blas_layout`` says (ta / tb: stored transposed)."""
+    cdef char na = b'T' if ta else b'N'
+    cdef char nb = b'T' if tb else b'N'
+    cdef floating one = 1
+    # Column-major view: C^T (n, m) = B^T (n, k) @ A^T (k, m).
+    if floating is float:
+        sgemm(&nb, &na, &n, &m, &k, &one, <float*> b, &ldb, <float*> a, &lda,
+              &beta, c, &ldc)
+    else:
+        dgemm(&nb, &na, &n, &m, &k, &one, <double*> b, &ldb, <double*> a, &lda,
+              &beta, c, &ldc)
+
+
+# Columns of C per thread below which the product is split by rows instead.
+MATMUL_MIN_SPLIT = 64
+
+
+def matmul_into(A, B, C, int threads=1, bint accumulate=False):
+    """C := A @ B (``accumulate``: C += A @ B) for float32 / float64 arrays of one dtype:
+    A (m, k) or (g, m, k), B (k, n) or (g, k, n), C (m, n) or (g, m, n) C-contiguous. A and
+    B may be transposed views (contiguous rows or contiguous columns per matrix).
+
+    The product is cut into blocks of columns (or of rows, for narrow products) over
+    ``threads`` OpenMP threads, each block one BLAS call: hold the BLAS pool to one
+    thread around this call (``backends/_blas.blas_threads(1)``), so BLAS never starts
+    its own workers, which keep spinning for ~0.1 s after a call and stall the next
+    OpenMP region on the same cores (measured: a 1.4 ms convolution took 7.4 ms right
+    after a 2-thread BLAS weight gradient). The GIL is released while multiplying."""
+    import numpy
+    a3, b3, c3 = (numpy.asarray(v) for v in (A, B, C))
+    if a3.ndim == 2 and b3.ndim == 2 and c3.ndim == 2:
+        a3, b3, c3 = a3[None], b3[None], c3[None]
+    if a3.ndim != 3 or b3.ndim != 3 or c3.ndim != 3:
+        raise ValueError("matmul_into: A, B and C must all be 2-D or all 3-D")
+    if not (a3.dtype == b3.dtype == c3.dtype) or a3.dtype not in (numpy.float32, numpy.float64):
+        raise TypeError("matmul_into: A, B and C must share one float dtype")
+    cdef Py_ssize_t g = a3.shape[0], m = a3.shape[1], k = a3.shape[2], n = b3.shape[2]
+    if b3.shape[0] != g or b3.shape[1] != k or c3.shape[0] != g or c3.shape[1] != m \
+            or c3.shape[2] != n:
+        raise ValueError(f"matmul_into: shapes do not multiply: {a3.shape} @ {b3.shape} -> "
+                         f"{c3.shape}")
+    if not c3.flags.c_contiguous or not c3.flags.writeable:
+        raise ValueError("matmul_into: C must be writeable and C-contiguous")
+    if numpy.may_share_memory(c3, a3) or numpy.may_share_memory(c3, b3):
+        raise ValueError("matmul_into: C must not overlap A or B")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if g == 0 or m == 0 or n == 0:
+        return C
+    if k == 0:
+        if not accumulate:
+            c3[...] = 0
+        return C
+    cdef Py_ssize_t item = a3.itemsize, lda, ldb
+    cdef int ta = _blas_layout(m, k, a3.strides[1], a3.strides[2], item, &lda)
+    cdef int tb = _blas_layout(k, n, b3.strides[1], b3.strides[2], item, &ldb)
+    if g > 1 and (a3.strides[0] % item or b3.strides[0] % item):
+        raise ValueError("matmul_into: misaligned batch stride")
+    if max(m, n, k, lda, ldb) >= 2 ** 31:
+        raise ValueError("matmul_into: dimensions must be < 2**31 (BLAS int)")
+    if a3.dtype == numpy.float32:
+        _matmul_run[float](a3, b3, c3, g, m, n, k, ta, tb, lda, ldb, threads, accumulate)
+    else:
+        _matmul_run[double](a3, b3, c3, g, m, n, k, ta, tb, lda, ldb, threads, accumulate)
+    return C
+
+
+cdef void _matmul_run(object a3, object b3, object c3, Py_ssize_t g, Py_ssize_t m,
+                      Py_ssize_t n, Py_ssize_t k, int ta, int tb, Py_ssize_t lda,
+                      Py_ssize_t ldb, int threads, bint accumulate,
+                      floating dummy=0) except *:
+    cdef floating* ap = <floating*> <size_t> a3.ctypes.data
+    cdef floating* bp = <floating*> <size_t> b3.ctypes.data
+    cdef floating* cp = <floating*> <size_t> c3.ctypes.data
+    cdef Py_ssize_t item = a3.itemsize
+    cdef Py_ssize_t sa = a3.strides[0] // item if g > 1 else 0
+    cdef Py_ssize_t sb = b3.strides[0] // item if g > 1 else 0
+    cdef Py_ssize_t sc = m * n
+    # Blocks: split columns while each block keeps MATMUL_MIN_SPLIT of them, else rows.
+    cdef Py_ssize_t want = max(1, threads) if g < threads else 1
+    cdef bint by_cols = n >= want * MATMUL_MIN_SPLIT or m < want
+    cdef Py_ssize_t span = n if by_cols else m
+    cdef Py_ssize_t parts = max(1, min(want, span)), per = (span + parts - 1) // parts
+    parts = (span + per - 1) // per
+    cdef Py_ssize_t item_i, gi, p, lo, hi
+    cdef floating beta = 1 if accumulate else 0
+    cdef const floating* a
+    cdef const floating* b
+    cdef floating* c
+    cdef int nt = <int> min(<Py_ssize_t> threads, g * parts)
+    for item_i in prange(g * parts, nogil=True, num_threads=nt, schedule='static'):
+        gi = item_i // parts
+        p = item_i % parts
+        lo = p * per
+        hi = min(span, lo + per)
+        if by_cols:
+            a = ap + gi * sa
+            b = bp + gi * sb + (lo * ldb if tb else lo)
+            c = cp + gi * sc + lo
+            _blas_block(ta, tb, <int> m, <int> (hi - lo), <int> k, a, <int> lda, b,
+                        <int> ldb, beta, c, <int> n)
+        else:
+            a = ap + gi * sa + (lo if ta else lo * lda)
+            b = bp + gi * sb
+            c = cp + gi * sc + lo * n
+            _blas_block(ta, tb, <int> (hi - lo), <int> n, <int> k, a, <int> lda, b,
+                        <int> ldb, beta, c, <int> n)
