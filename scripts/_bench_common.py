@@ -30,6 +30,7 @@ import numpy as np
 # OpenVINO's TBB workers are given the same margin as ORT.
 IDLE_AFTER = {"onnxruntime": 0.030, "openvino": 0.030}
 IDLE_DEFAULT = 0.005
+BLAS_IDLE = 0.3          # after a threaded numpy/OpenBLAS call (its workers spin ~0.1 s)
 LOAD_WARN = 0.5          # 1-minute load above this on a 2-core machine distorts timings
 
 ANCHORS = ("torch", "onnxruntime", "openvino")
@@ -133,6 +134,9 @@ def matmul_ceiling(dtype, threads, n=2048, reps=5):
             t0 = time.perf_counter()
             a @ b
             ts.append(time.perf_counter() - t0)
+    # OpenBLAS's workers keep spinning for ~0.1 s after a threaded call and would share
+    # the cores with whatever is timed next.
+    time.sleep(BLAS_IDLE)
     return 2 * n**3 / statistics.median(ts) / 1e9
 
 
