@@ -420,3 +420,22 @@ def test_gradient_gemms_never_start_blas_threads(monkeypatch):
                                 backend="python")
         np.testing.assert_allclose(gx, ref, rtol=1e-4, atol=1e-3)
     assert asked and set(asked) == {1}, asked
+
+
+@pytest.mark.parametrize("c_out,cig,groups,k,ptaps,qtaps", [
+    (40, 37, 1, 3, (0, 1, 2), (0, 1, 2)),      # 37 channels: blocks of 16, 16 and 5
+    (20, 17, 2, 5, (1, 3), (0, 2, 4)),
+    (9, 4, 3, 3, (0, 2), (1,)),
+    (33, 17, 1, 7, (0, 1, 2, 3, 4, 5, 6), (2, 5)),
+])
+def test_phase_weight_compiled_matches_numpy(monkeypatch, c_out, cig, groups, k, ptaps, qtaps):
+    """The compiled flip_swap (blocks of input channels) builds exactly the sub-kernel the
+    NumPy formulation does."""
+    from convreg.backends import _gradops
+    if _gradops._gradutil is None:
+        pytest.skip("compiled gradient helpers not built")
+    w = np.random.default_rng(10).standard_normal((c_out, cig, k, k)).astype(np.float32)
+    spec = convreg.spec_for_shapes((1, cig * groups, 12, 12), w.shape, groups=groups)
+    got = _gradops.phase_weight(spec, w, ptaps, qtaps, 2).copy()
+    monkeypatch.setattr(_gradops, "_gradutil", None)
+    np.testing.assert_array_equal(got, _gradops.phase_weight(spec, w, ptaps, qtaps, 2))

@@ -12,9 +12,6 @@ Input gradient by stride phases (``input_grad_by_phases``)
     becomes a crop of grad_output. No zero-inserted upsampling: the phases together do
     exactly the work of the gradient, and memory is that of gx plus one phase.
 
-Input gradient as GEMM + col2im (``input_grad_gemm``), for small outputs over many
-    channels: cols = w_g^T @ go_g per group (no weight copy), scattered back per tap.
-
 Weight gradient as one GEMM per kernel tap (``weight_grad_taps``, channels-last
     ``weight_grad_taps_nhwc``): each tap reads a contiguous, shifted slice of a
     stride-phase buffer of the input, so there is no im2col copy.
@@ -239,46 +236,6 @@ def input_grad_by_phases(spec, go, w, conv, threads=1, conv_swapped=None):
     if gx is None:
         gx = np.zeros(spec.input_shape, dtype=spec.dtype)
     return gx
-
-
-def input_grad_gemm(spec, go, w, threads=1):
-    """The input gradient of ``spec`` (zero padding) as one GEMM per group and a col2im
-    scatter-add: cols (cig*kh*kw, n*P) = w_g^T @ go_g (BLAS reads w transposed, no copy),
-    then every tap's slice of cols is added onto the strided window of the padded
-    gradient it came from. For small images over many channels, where the phase
-    convolution's weight copy costs as much as the convolution."""
-    n, g, cig, cog = spec.n, spec.groups, spec.cig, spec.cog
-    kh, kw, oh, ow = spec.kh, spec.kw, spec.oh, spec.ow
-    hp = max(spec.h + spec.pt + spec.pb, (oh - 1) * spec.sh + (kh - 1) * spec.dh + 1)
-    wp = max(spec.w + spec.pl + spec.pr, (ow - 1) * spec.sw + (kw - 1) * spec.dw + 1)
-    gpad = np.zeros((n, spec.c_in, hp, wp), dtype=go.dtype)
-    w3 = w.reshape(g, cog, cig * kh * kw)
-    go4 = go.reshape(n, g, cog, oh * ow)
-    for b in range(n):
-        cols = matmul(w3.transpose(0, 2, 1), go4[b], threads)     # (g, cig*kh*kw, P)
-        cols = cols.reshape(spec.c_in, kh, kw, oh, ow)
-        for p in range(kh):
-            r0 = p * spec.dh
-            for q in range(kw):
-                c0 = q * spec.dw
-                gpad[b, :, r0:r0 + (oh - 1) * spec.sh + 1:spec.sh,
-                     c0:c0 + (ow - 1) * spec.sw + 1:spec.sw] += cols[:, p, q]
-    return np.ascontiguousarray(gpad[:, :, spec.pt:spec.pt + spec.h, spec.pl:spec.pl + spec.w])
-
-
-def input_grad_gemm_fits(spec) -> bool:
-    """Small outputs over many channels (14x14 / 7x7 ResNet layers): the GEMM + col2im
-    form, measured faster than the phase convolutions there (scripts/bench_grad.py)."""
-    itemsize = 4 if spec.dtype == "float32" else 8
-    cols = spec.c_in * spec.kh * spec.kw * spec.oh * spec.ow * itemsize   # per image
-    return (spec.oh * spec.ow <= GEMM_INPUT_MAX_PIXELS and spec.cog >= 64
-            and cols <= GEMM_INPUT_MAX_COLS_BYTES
-            and spec.h + spec.pt + spec.pb <= 2 * spec.h + 8
-            and spec.w + spec.pl + spec.pr <= 2 * spec.w + 8)
-
-
-GEMM_INPUT_MAX_PIXELS = 256
-GEMM_INPUT_MAX_COLS_BYTES = 16 * 2**20    # the per-image column matrix stays under this
 
 
 def _padded_input(spec, x):

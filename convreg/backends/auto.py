@@ -12,7 +12,6 @@ lanes while the channels are deep.
 from __future__ import annotations
 
 from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
-from ._gradops import input_grad_gemm_fits
 from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
@@ -92,13 +91,9 @@ def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
 
 
 def choose_input_grad(spec, winograd=False) -> tuple:
-    """(backend, reason) for the input gradient: small outputs over many channels run
-    im2col's GEMM + col2im form; otherwise it runs as stride-phase forward convolutions
-    of grad_output, and the forward rule applied to those decides (Winograd included: a
-    3x3 stride-1 layer's input gradient is one 3x3 stride-1 convolution)."""
-    if input_grad_gemm_fits(spec):
-        return "cython-im2col", (f"input gradient of a {spec.oh}x{spec.ow} output over "
-                                 f"{spec.cog} output channels: one GEMM and col2im")
+    """(backend, reason) for the input gradient: it runs as stride-phase forward
+    convolutions of grad_output, and the forward rule applied to those decides (Winograd
+    included: a 3x3 stride-1 layer's input gradient is one 3x3 stride-1 convolution)."""
     forward = _input_grad_forward(spec)
     first, why = choose(forward, _im2col_backend.fuses,
                         winograd and spec.sh == spec.sw == 1 and spec.kh == spec.kw == 3)
