@@ -302,3 +302,15 @@ def test_cut_lists_say_how_many_were_left_out():
     cases = [Case(f"c{i}", (1, 1, 4, 4), (1, 1, 2, 2)) for i in range(5)]
     report = harness.run_checks([_Picky()], cases)
     assert "... and 3 more declined not shown" in report.table(limit=2)
+
+
+def test_random_gradient_cases_are_all_valid():
+    """A drawn case whose zero-padded mirror is no valid convolution runs as an input
+    gradient with its own padding (it once kept the zeroed padding: `check --random 600
+    --seed 11` stopped on an invalid case)."""
+    from convreg._frontend.spec import prepare
+    for seed in (0, 3, 11):
+        for c in harness.random_grad_cases(600, seed):
+            if c.op != "conv_transpose2d":
+                prepare(np.empty(c.input_shape, c.dtype), np.empty(c.weight_shape, c.dtype),
+                        **c.kwargs())
