@@ -50,8 +50,10 @@ def reference(x, w, b, pads, dil, groups):
 
 
 def run(x, w, b, pads=(0, 0, 0, 0), dil=(1, 1), groups=1, threads=2, tile=0, be=BE):
+    """The kernel on any 3x3 stride-1 call, few channels included (supports() declines
+    fewer than MIN_SUMMED_CHANNELS summed channels as policy: test_declines_few_channels)."""
     spec, x, w = make_spec(x, w, pads, dil, groups)
-    assert be.supports(spec), be.supports(spec).reason
+    assert be._shape(spec), be._shape(spec).reason
     opts = {"tile": tile} if tile else {}
     return be.conv2d(spec, x, w, b, ctx(threads, **opts))
 
@@ -179,11 +181,44 @@ def test_declines(kwargs, reason):
 
 
 def test_supports_grouped_and_dilated():
-    x = np.zeros((1, 4, 9, 9), np.float32)
-    assert BE.supports(prepare(x, np.zeros((4, 2, 3, 3), np.float32), groups=2,
+    x = np.zeros((1, 16, 9, 9), np.float32)
+    assert BE.supports(prepare(x, np.zeros((4, 8, 3, 3), np.float32), groups=2,
                                dilation=(2, 3), padding=2)[0])
-    # depthwise with a channel multiplier is a (tiny) GEMM: supported
-    assert BE.supports(prepare(x, np.zeros((8, 1, 3, 3), np.float32), groups=4)[0])
+    # depthwise with a channel multiplier sums one channel per output: declined
+    s = BE.supports(prepare(x, np.zeros((32, 1, 3, 3), np.float32), groups=16)[0])
+    assert not s and "at least 8 input channels per group, got 1" in s.reason
+
+
+def test_declines_few_channels():
+    """Fewer than MIN_SUMMED_CHANNELS summed channels per output: declined with the reason,
+    for the forward (input channels per group) and the input gradient (output channels
+    per group); the cython chooser then runs another backend, within the bound."""
+    from convreg import grad
+    from convreg.backends.winograd import MIN_SUMMED_CHANNELS as m
+    spec = convreg.spec_for_shapes((1, m - 1, 9, 9), (16, m - 1, 3, 3), padding=1)
+    s = BE.supports(spec)
+    assert not s and f"at least {m} input channels per group, got {m - 1}" in s.reason
+    assert BE.supports_op(spec, "conv2d_input")           # 16 output channels: fine
+    spec = convreg.spec_for_shapes((1, 16, 9, 9), (2 * (m - 1), 8, 3, 3), padding=4,
+                                   groups=2)
+    assert BE.supports(spec)
+    s = BE.supports_op(spec, "conv2d_input")
+    assert not s and f"at least {m} output channels per group, got {m - 1}" in s.reason
+    assert not BE.supports_op(spec, "conv2d_weight")
+    # the case of the differential run that found it: an input gradient summing one
+    # output channel per group, padding 0, broke the bound ~20x through Winograd
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((4, 19, 3, 3)).astype(np.float32)
+    go = rng.standard_normal((2, 4, 12, 11)).astype(np.float32)
+    with pytest.raises(convreg.BackendError, match="output channels per group"):
+        grad.conv2d_input((2, 76, 14, 13), w, go, groups=4, backend="cython-winograd")
+    got = grad.conv2d_input((2, 76, 14, 13), w, go, groups=4, backend="cython")
+    ref = grad.conv2d_input((2, 76, 14, 13), w.astype(np.float64), go.astype(np.float64),
+                            groups=4, backend="python")
+    bound = 4 * 9 * np.finfo(np.float32).eps * grad.conv2d_input(
+        (2, 76, 14, 13), np.abs(w).astype(np.float64), np.abs(go).astype(np.float64),
+        groups=4, backend="python")
+    assert np.all(np.abs(got - ref) <= bound)
 
 
 def test_bad_tile_option(isolated):
@@ -192,7 +227,7 @@ def test_bad_tile_option(isolated):
         convreg.set_options("cython-winograd", tile=3)
     (isolated / "convreg.toml").write_text("[backends.cython-winograd]\ntile = 3\n")
     with pytest.raises(convreg.ConfigError, match=r"tile: expected one of \[0, 2, 4\]"):
-        convreg.conv2d(np.ones((1, 2, 5, 5), np.float32), np.ones((2, 2, 3, 3), np.float32),
+        convreg.conv2d(np.ones((1, 8, 5, 5), np.float32), np.ones((2, 8, 3, 3), np.float32),
                        backend="cython-winograd")
 
 
@@ -226,9 +261,10 @@ KINDS = ["channel-scales", "large-cancel", "large-offset", "pixel-scales", "spik
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_adversarial_f2_and_auto(kind, dtype):
-    """F(2x2) (the automatic choice) holds the bound on every adversarial kind from 2 input
-    channels per group. At cig = 1 pixel-scales and spike inputs can break it (the
-    zero / tiny tap limit, see test_limit_* below)."""
+    """The F(2x2) kernel (the automatic choice) holds the bound on every adversarial kind
+    of this grid from 2 input channels per group (the backend itself declines fewer than
+    8: random padded layers broke it at 1-2, test_declines_few_channels). At cig = 1
+    pixel-scales and spike inputs break it (the zero / tiny tap limit, test_limit_*)."""
     rng = np.random.default_rng(7)
     for cig in (2, 4, 16, 64):
         x, w, b = adversarial(rng, kind, cig, dtype)

@@ -54,10 +54,17 @@ Measured worst |err|/bound (3 seeds, 13x13 inputs, padding 1, F(2) / F(4)):
 So F(4x4) cannot hold the elementwise bound (it fails from cig = 1 on plain N(0,1)
 data and at every cig on a spike, and in padded corners): it is never chosen
 automatically, only with ``tile = 4`` (normwise it is fine: errors stay below ~16x the
-bound's largest value, see tests/test_winograd.py). F(2x2) is the default: it holds the
-bound on the harness-style grid, random configurations and every adversarial kind above
-from cig >= 2; at cig = 1 the pixel-scale and spike inputs break it through the limit
-below.
+bound's largest value, see tests/test_winograd.py). F(2x2) is the default.
+
+Few summed channels: a random sweep on 2026-12-02 (12000 forward and input-gradient
+calls, N(0,1) data, padding 0..4, dilation 1..3, groups 1..4, sizes 1..20) broke the
+bound with F(2x2) at 1 channel per group (worst 82x float32 / 34x float64: an output
+whose window holds one tap and otherwise padding gets the rounding of the transforms'
+other taps) and 2 (1.0x / 9.7x), came near it at 3 (0.9x), and stayed at or below 0.27x
+at 4-5 and 0.03x at 8. The backend therefore declines calls that sum fewer than
+``MIN_SUMMED_CHANNELS`` = 8 channels per output (input channels per group; for the
+input gradient, output channels per group); the ``cython`` chooser only picks it from
+16 (functional: 32) channels anyway.
 
 Limit no tile size survives (``test_limit_zero_taps_huge_inputs``, policy open): a zero
 or tiny weight tap facing a huge input. The direct sum multiplies them exactly (0 * huge
@@ -87,6 +94,10 @@ NAME = "cython-winograd"
 # docstring) and runs only when asked for with the ``tile`` option.
 AUTO_TILE = 2
 TILES = (2, 4)
+# Channels summed per output (input channels per group; output channels per group for
+# the input gradient) below which the backend declines (module docstring: a random
+# sweep broke the bound up to 80x at 1-2 channels, 0.9x at 3, never above 0.03x at 8).
+MIN_SUMMED_CHANNELS = 8
 SCRATCH_U_KEEP = 64 * 2**20     # largest per-thread transformed-weight buffer kept
 
 
@@ -155,7 +166,8 @@ class CythonWinogradBackend(Backend):
         """The SIMD variant of the loaded kernels: baseline, avx2 or avx512."""
         return self._mod.__name__.rsplit("_", 1)[-1]
 
-    def supports(self, spec):
+    @staticmethod
+    def _shape(spec):
         if (spec.kh, spec.kw) != (3, 3):
             return no(f"needs a 3x3 kernel, got {spec.kh}x{spec.kw}")
         if (spec.sh, spec.sw) != (1, 1):
@@ -163,6 +175,29 @@ class CythonWinogradBackend(Backend):
         if spec.cig == 1 and spec.cog == 1 and spec.groups > 1:
             return no("depthwise (one input and one output channel per group): no channel "
                       "GEMM for Winograd to shrink; cython-direct's depthwise path is faster")
+        return YES
+
+    def supports(self, spec):
+        shape = self._shape(spec)
+        if not shape:
+            return shape
+        if spec.cig < MIN_SUMMED_CHANNELS:
+            return no(f"needs at least {MIN_SUMMED_CHANNELS} input channels per group, got "
+                      f"{spec.cig}: with fewer, F(2x2,3x3)'s rounding can exceed the "
+                      "elementwise error bound (outputs whose window is mostly padding)")
+        return YES
+
+    def supports_op(self, spec, op):
+        """The input gradient sums over the layer's *output* channels per group."""
+        if op != "conv2d_input":
+            return no(f"{op} is not implemented by Winograd")
+        shape = self._shape(spec)
+        if not shape:
+            return shape
+        if spec.cog < MIN_SUMMED_CHANNELS:
+            return no(f"the input gradient needs at least {MIN_SUMMED_CHANNELS} output "
+                      f"channels per group, got {spec.cog}: with fewer, F(2x2,3x3)'s "
+                      "rounding can exceed the elementwise error bound")
         return YES
 
     @staticmethod
