@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 ALL = ["compare_backends.py", "bench_direct.py", "bench_im2col.py", "sweep_chooser.py",
        "bench_overhead.py", "bench_network.py", "bench_grad.py", "bench_winograd.py",
-       "bench_dask.py", "sweep_weight_grad.py"]
+       "bench_dask.py", "sweep_weight_grad.py", "diff_torch.py"]
 # A tiny timing run: one small layer, little budget, grid-only harness.
 TINY = ["--suite", "tiny", "--random", "0", "--budget", "0.005", "--quiet",
         "--ceiling-size", "128"]
@@ -229,3 +229,34 @@ def test_disagreeing_backend_is_marked_and_never_best(plugins, tmp_path, capsys)
     assert "test-wrong" in doc["disagreeing"]
     row = next(line for line in captured.out.splitlines() if line.startswith("tiny"))
     assert "!" in row
+
+
+def test_diff_torch_usage_and_a_small_run(capsys):
+    code, _, err = usage_error("diff_torch.py", ["--backends", "nope"], capsys)
+    assert code == 2 and "not available here: nope" in err
+    pytest.importorskip("torch")
+    mod = load_script("diff_torch.py")
+    assert mod.main(["--configs", "12", "--seed", "3", "--backends", "python,cython"]) == 0
+    out = capsys.readouterr().out
+    assert "12 configurations" in out and "0 outside the bound" in out
+
+
+def test_diff_torch_reports_a_wrong_backend(monkeypatch, capsys):
+    """A backend off by a little more than the bound is reported and fails the run."""
+    pytest.importorskip("torch")
+
+    class Off(Backend):
+        name = "off-by-bound"
+
+        def conv2d(self, spec, x, w, b, ctx=None):
+            out = convreg.get_backend("python").conv2d(spec, x, w, b)
+            return out + np.asarray(1e-2, out.dtype)
+
+    convreg.register_backend("off-by-bound", Off(), replace=True)
+    try:
+        mod = load_script("diff_torch.py")
+        assert mod.main(["--configs", "3", "--backends", "off-by-bound"]) == 1
+    finally:
+        convreg.unregister_backend("off-by-bound")
+    out = capsys.readouterr().out
+    assert "FAIL off-by-bound conv2d" in out and "3 outside the bound" in out
