@@ -12,6 +12,7 @@ lanes while the channels are deep.
 from __future__ import annotations
 
 from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
+from ._gradops import rows_fits
 from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
@@ -101,9 +102,16 @@ def choose_input_grad(spec, winograd=False) -> tuple:
 
 
 def choose_weight_grad(spec) -> tuple:
-    """(backend, reason) for the weight gradient: cython-im2col's GEMM forms (the
-    direct kernel's swapped-role convolution measured 3-15x slower)."""
-    return "cython-im2col", "weight gradient: GEMMs over the reduction of n*oh*ow terms"
+    """(backend, reason) for the weight gradient: cython-im2col, whose conv2d_weight takes
+    the first form that fits (``_gradops``: the compiled row-vectorised reduction, else
+    per-tap GEMMs through its own GEMM kernel, else GEMMs over im2col bands)."""
+    if rows_fits(spec):
+        return "cython-im2col", (f"weight gradient over {spec.cig} input channels per "
+                                 f"group, {spec.ow}-wide output rows: the compiled "
+                                 "row-vectorised reduction (no im2col copy)")
+    return "cython-im2col", (f"weight gradient over {spec.cig} input channels per group: "
+                             f"GEMMs over the reduction of n*oh*ow = "
+                             f"{spec.n * spec.oh * spec.ow} terms")
 
 
 def _input_grad_forward(spec):
