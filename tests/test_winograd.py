@@ -203,7 +203,8 @@ def test_declines_few_channels():
                                    groups=2)
     assert BE.supports(spec)
     s = BE.supports_op(spec, "conv2d_input")
-    assert not s and f"at least {m} output channels per group, got {m - 1}" in s.reason
+    assert not s and f"at least {m} output channels per group" in s.reason
+    assert f"got {m - 1}" in s.reason
     assert not BE.supports_op(spec, "conv2d_weight")
     # the case of the differential run that found it: an input gradient summing one
     # output channel per group, padding 0, broke the bound ~20x through Winograd

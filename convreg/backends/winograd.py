@@ -178,26 +178,23 @@ class CythonWinogradBackend(Backend):
         return YES
 
     def supports(self, spec):
-        shape = self._shape(spec)
-        if not shape:
-            return shape
-        if spec.cig < MIN_SUMMED_CHANNELS:
-            return no(f"needs at least {MIN_SUMMED_CHANNELS} input channels per group, got "
-                      f"{spec.cig}: with fewer, F(2x2,3x3)'s rounding can exceed the "
-                      "elementwise error bound (outputs whose window is mostly padding)")
-        return YES
+        return self._summing(spec, spec.cig, "input channels per group")
 
     def supports_op(self, spec, op):
         """The input gradient sums over the layer's *output* channels per group."""
         if op != "conv2d_input":
             return no(f"{op} is not implemented by Winograd")
+        return self._summing(spec, spec.cog, "output channels per group (the input "
+                                             "gradient sums over them)")
+
+    def _summing(self, spec, channels, what):
         shape = self._shape(spec)
         if not shape:
             return shape
-        if spec.cog < MIN_SUMMED_CHANNELS:
-            return no(f"the input gradient needs at least {MIN_SUMMED_CHANNELS} output "
-                      f"channels per group, got {spec.cog}: with fewer, F(2x2,3x3)'s "
-                      "rounding can exceed the elementwise error bound")
+        if channels < MIN_SUMMED_CHANNELS:
+            return no(f"needs at least {MIN_SUMMED_CHANNELS} {what}, got {channels}: with "
+                      "fewer, F(2x2,3x3)'s rounding can exceed the elementwise error bound "
+                      "(outputs whose window is mostly padding)")
         return YES
 
     @staticmethod

@@ -14,55 +14,36 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #include <immintrin.h>
+#include <string.h>
 
-__attribute__((target("avx512f,fma"))) static float
-cr_probe_avx512(long iters)
-{
-    __m512 a[CR_PROBE_CHAINS];
-    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-6f);
-    for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm512_set1_ps((float)i);
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+/* One probe per instruction set, from one body: V the vector type, LANES its float32
+ * lanes, SET1 / STEP (a = a*m + c) / ADD its operations; the lanes are summed through
+ * memory at the end. */
+#define CR_PROBE_FN(NAME, TARGET, V, LANES, SET1, STEP, ADD)                             \
+    TARGET static float NAME(long iters)                                                 \
+    {                                                                                    \
+        V a[CR_PROBE_CHAINS];                                                            \
+        const V m = SET1(0.999999f), c = SET1(1e-6f);                                    \
+        for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = SET1((float)i);                 \
+        for (long it = 0; it < iters; it++) {                                            \
+            _Pragma("GCC unroll 12")                                                     \
+            for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = STEP(a[i], m, c);           \
+        }                                                                                \
+        V s = a[0];                                                                      \
+        for (int i = 1; i < CR_PROBE_CHAINS; i++) s = ADD(s, a[i]);                      \
+        float lanes[LANES], total = 0;                                                   \
+        memcpy(lanes, &s, sizeof(lanes));                                                \
+        for (int i = 0; i < LANES; i++) total += lanes[i];                               \
+        return total;                                                                    \
     }
-    __m512 s = a[0];
-    for (int i = 1; i < CR_PROBE_CHAINS; i++) s = _mm512_add_ps(s, a[i]);
-    return _mm512_reduce_add_ps(s);
-}
 
-__attribute__((target("avx2,fma"))) static float
-cr_probe_avx2(long iters)
-{
-    __m256 a[CR_PROBE_CHAINS];
-    const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
-    for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm256_set1_ps((float)i);
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
-    }
-    __m256 s = a[0];
-    for (int i = 1; i < CR_PROBE_CHAINS; i++) s = _mm256_add_ps(s, a[i]);
-    float out[8];
-    _mm256_storeu_ps(out, s);
-    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
-}
+#define CR_SSE2_STEP(a, m, c) _mm_add_ps(_mm_mul_ps((a), (m)), (c))
 
-static float
-cr_probe_sse2(long iters)
-{
-    __m128 a[CR_PROBE_CHAINS];
-    const __m128 m = _mm_set1_ps(0.999999f), c = _mm_set1_ps(1e-6f);
-    for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm_set1_ps((float)i);
-    for (long it = 0; it < iters; it++) {
-#pragma GCC unroll 12
-        for (int i = 0; i < CR_PROBE_CHAINS; i++) a[i] = _mm_add_ps(_mm_mul_ps(a[i], m), c);
-    }
-    __m128 s = a[0];
-    for (int i = 1; i < CR_PROBE_CHAINS; i++) s = _mm_add_ps(s, a[i]);
-    float out[4];
-    _mm_storeu_ps(out, s);
-    return out[0] + out[1] + out[2] + out[3];
-}
+CR_PROBE_FN(cr_probe_avx512, __attribute__((target("avx512f,fma"))), __m512, 16,
+            _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps)
+CR_PROBE_FN(cr_probe_avx2, __attribute__((target("avx2,fma"))), __m256, 8,
+            _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps)
+CR_PROBE_FN(cr_probe_sse2, , __m128, 4, _mm_set1_ps, CR_SSE2_STEP, _mm_add_ps)
 
 /* float32 lanes of the widest vector the probe uses on this CPU. */
 static int cr_probe_lanes(void)
