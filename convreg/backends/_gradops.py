@@ -454,6 +454,20 @@ def rows_fits(spec) -> bool:
                                          for min_ow, max_cig in ROWS_TIERS)
 
 
+# Dense multi-tap layers with at least this many input channels run the per-tap GEMMs on
+# channels-last phase buffers through cython-im2col (``weight_grad_taps_nhwc``) where
+# they fit, ahead of the row-vectorised reduction: same-run ratios to torch on
+# 2026-12-02 (two runs, scripts/bench_grad-style timing), taps / rows: 3x3 64 56 1.13 /
+# 1.14, 1.08 / 1.19; 3x3 128 28 1.15 / 1.19, 1.19 / 1.25; batch-8 3x3 128 28 1.30 /
+# 1.35, 1.30 / 1.34.
+TAPS_NHWC_MIN_CIG = 64
+
+
+def taps_nhwc_preferred(spec) -> bool:
+    return (_gradutil is not None and spec.groups == 1 and spec.kh * spec.kw > 1
+            and spec.cig >= TAPS_NHWC_MIN_CIG and weight_grad_uses_taps(spec))
+
+
 # The per-tap GEMMs win when each is wide (many input channels per group) and the
 # (hq, wq) planes waste little on their zero border; im2col bands win otherwise (stem:
 # 3 input channels, 49 thin GEMMs; 7x7 and 14x14 images: 65% / 30% of each plane is

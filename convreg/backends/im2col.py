@@ -309,6 +309,8 @@ class CythonIm2colBackend(Backend):
     def conv2d_weight(self, spec, x, grad_output, ctx):
         """The first form that fits (rules and measurements in _gradops, docs/grad.md):
 
+        * dense multi-tap layers with >= 64 input channels whose stride-phase planes waste
+          little (``_gradops.taps_nhwc_preferred``): one GEMM per kernel tap, below;
         * few input channels per group or wide outputs (stem, MNIST, depthwise, grouped;
           up to 32 channels, 64 on outputs >= 14 wide, 256 on outputs >= 28 wide): the
           compiled row-vectorised reduction, no im2col copy (``_gradops.weight_grad_rows``,
@@ -324,6 +326,8 @@ class CythonIm2colBackend(Backend):
         def conv(s, a, k):
             return self.conv2d(s, a, k, None, ctx)
 
+        if _gradops.taps_nhwc_preferred(spec) and not _is_direct(spec):
+            return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         if _gradops.rows_fits(spec):
             return _gradops.weight_grad_rows(spec, x, grad_output, ctx.threads)
         if _gradops.swapped_fits(spec):
