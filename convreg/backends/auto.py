@@ -36,7 +36,8 @@ FUSED_MIN_CIN = 64
 
 
 # Winograd F(2x2,3x3) for dense 3x3 stride-1 undilated layers (it holds the harness bound
-# from 2 input channels on random, scaled and cancelling data: docs/chooser.md).
+# from 8 summed channels on random, scaled and cancelling data, and declines fewer:
+# convreg/backends/winograd.py).
 # A functional call transforms its weights every time (~6-12 ns per channel pair on 2
 # threads) and pays the input and output transforms per channel and pixel, so Winograd
 # needs both channels and pixels: at least WINOGRAD_FUNCTIONAL[k][1] output pixels over
