@@ -379,6 +379,25 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
     cdef int failed = 0
     cdef int* failp = &failed
     cdef int nt = <int>min(<Py_ssize_t>threads, plan.items)
+    if nt == 1:
+        # On the calling thread: no OpenMP region to enter (its set-up costs about as
+        # much as a tiny layer's arithmetic).
+        with nogil:
+            band = <floating*> calloc(plan.bufn, sizeof(floating))
+            otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
+            if band == NULL or otile == NULL:
+                failed = 1
+            else:
+                for item in range(plan.items):
+                    _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
+                          groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
+            free(band)
+            free(otile)
+        free(toff)
+        free(vtoff)
+        if failed:
+            raise MemoryError("cython-direct: could not allocate its buffers")
+        return
     with nogil, parallel(num_threads=nt):
         band = <floating*> calloc(plan.bufn, sizeof(floating))
         otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
