@@ -156,6 +156,14 @@ def _grid():
     yield C("single-pixel-pad", (1, 2, 1, 1), (3, 2, 3, 3), padding=1)
     for layout in LAYOUTS[1:]:
         yield C(f"layout-{layout}", (2, 3, 6, 7), (4, 3, 3, 3), padding=1, layout=layout)
+    # Dense 3x3 stride-1 layers summing >= 8 channels per output (forward and input
+    # gradient): the calls cython-winograd accepts, over its features.
+    yield C("3x3-8ch-pad(1,2)", (2, 8, 7, 9), (8, 8, 3, 3), padding=(1, 2))
+    yield C("3x3-8ch-dilated", (1, 8, 9, 10), (9, 8, 3, 3), dilation=(2, 1), padding=(2, 1))
+    yield C("3x3-8ch-groups2", (1, 16, 6, 7), (16, 8, 3, 3), groups=2, padding=1)
+    yield C("3x3-9ch-pad3", (1, 9, 5, 6), (10, 9, 3, 3), padding=3, bias=False)
+    yield C("3x3-8ch-reflect", (1, 8, 6, 6), (8, 8, 3, 3), padding=1, padding_mode="reflect")
+    yield C("3x3-8ch-nhwc", (2, 8, 6, 7), (8, 8, 3, 3), padding=1, layout="nhwc")
 
 
 def standard_cases(dtypes=("float32", "float64")) -> list:
