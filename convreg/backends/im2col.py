@@ -326,7 +326,7 @@ class CythonIm2colBackend(Backend):
         def conv(s, a, k):
             return self.conv2d(s, a, k, None, ctx)
 
-        if _gradops.taps_nhwc_preferred(spec) and not _is_direct(spec):
+        if _gradops.taps_nhwc_preferred(spec):     # multi-tap: never _is_direct
             return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         if _gradops.rows_fits(spec):
             return _gradops.weight_grad_rows(spec, x, grad_output, ctx.threads)

@@ -98,7 +98,6 @@ TILES = (2, 4)
 # the input gradient) below which the backend declines (module docstring: a random
 # sweep broke the bound up to 80x at 1-2 channels, 0.9x at 3, never above 0.03x at 8).
 MIN_SUMMED_CHANNELS = 8
-SCRATCH_U_KEEP = 64 * 2**20     # largest per-thread transformed-weight buffer kept
 
 
 class TransformedWeights:
@@ -246,19 +245,13 @@ class CythonWinogradBackend(Backend):
             lambda s, x, k: self._functional(s, x, k, None, ctx, tile, threads), threads,
             conv_swapped)
 
-    def _scratch_u(self, spec, tile):
-        """The calling thread's buffer for a functional call's transformed weights, reused
-        while it fits (bounded: a buffer above ``SCRATCH_U_KEEP`` bytes is not kept)."""
+    @staticmethod
+    def _scratch_u(spec, tile):
+        """The calling thread's reused buffer for a functional call's transformed weights
+        (``_gradops._scratch``: per thread, bounded, dropped when too large to keep)."""
         al = tile + 2
-        shape = (spec.groups, al * al, -(-spec.cog // 8), spec.cig, 8)
-        count = int(np.prod(shape))
-        cache = self._tls.__dict__.setdefault("u", {})
-        buf = cache.get(spec.dtype)
-        if buf is None or buf.size < count:
-            buf = np.empty(count, dtype=spec.dtype)
-            if buf.nbytes <= SCRATCH_U_KEEP:
-                cache[spec.dtype] = buf
-        return buf[:count].reshape(shape)
+        return _gradops._scratch("winograd_u", (spec.groups, al * al, -(-spec.cog // 8),
+                                                spec.cig, 8), spec.dtype)
 
     def conv2d_pretransformed(self, spec, x, wt: TransformedWeights, b, ctx):
         """conv2d with weights already through :meth:`transform` (same spec shapes)."""
@@ -285,9 +278,8 @@ class CythonWinogradBackend(Backend):
         return out
 
     def release_workspace(self) -> None:
-        """Drop the calling thread's cached workspace and transformed-weight buffer."""
+        """Drop the calling thread's cached workspace."""
         self._tls.__dict__.pop("ws", None)
-        self._tls.__dict__.pop("u", None)
 
     def info(self) -> dict:
         out = super().info()
