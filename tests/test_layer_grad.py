@@ -86,15 +86,12 @@ def _torch_grads(t_layer, x, go):
     return xt.grad.numpy(), t_layer.weight.grad.numpy(), t_layer.bias.grad.numpy()
 
 
-@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
-def test_conv2d_backward_matches_torch(mode):
-    torch = pytest.importorskip("torch")
-    t = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode=mode).double()
-    layer = convreg.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode=mode,
-                           dtype="float64")
+def _assert_backward_matches(t, layer, x_shape, seed):
+    """``layer`` (given torch layer ``t``'s state) returns the input gradient and
+    accumulates the weight and bias gradients that torch's autograd gives."""
     layer.load_state_dict(t.state_dict())
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((2, 4, 7, 8))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape)
     y = layer(x)
     go = rng.standard_normal(y.shape)
     gx = layer.backward(go)
@@ -102,6 +99,15 @@ def test_conv2d_backward_matches_torch(mode):
     np.testing.assert_allclose(gx, tgx, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(layer.weight_grad, tgw, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(layer.bias_grad, tgb, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "circular"])
+def test_conv2d_backward_matches_torch(mode):
+    torch = pytest.importorskip("torch")
+    t = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode=mode).double()
+    layer = convreg.Conv2d(4, 6, 3, stride=2, padding=1, groups=2, padding_mode=mode,
+                           dtype="float64")
+    _assert_backward_matches(t, layer, (2, 4, 7, 8), seed=2)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -113,16 +119,7 @@ def test_transpose_backward_matches_torch(kwargs):
     torch = pytest.importorskip("torch")
     t = torch.nn.ConvTranspose2d(4, 6, 3, **kwargs).double()
     layer = convreg.ConvTranspose2d(4, 6, 3, **kwargs, dtype="float64")
-    layer.load_state_dict(t.state_dict())
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((2, 4, 5, 6))
-    y = layer(x)
-    go = rng.standard_normal(y.shape)
-    gx = layer.backward(go)
-    tgx, tgw, tgb = _torch_grads(t, x, go)
-    np.testing.assert_allclose(gx, tgx, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(layer.weight_grad, tgw, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(layer.bias_grad, tgb, rtol=1e-10, atol=1e-12)
+    _assert_backward_matches(t, layer, (2, 4, 5, 6), seed=3)
 
 
 @pytest.mark.parametrize("make", [
