@@ -160,10 +160,7 @@ def transform_weights(w, int tile, Py_ssize_t groups=1, int threads=1, out=None,
     else:
         U = out
     w = np.ascontiguousarray(w)
-    if w.dtype == np.float32:
-        _wtrans_f(w, U, tile, groups, _weight_threads(w.size, threads), swapped)
-    else:
-        _wtrans_d(w, U, tile, groups, _weight_threads(w.size, threads), swapped)
+    _wtrans(w, U, tile, groups, _weight_threads(w.size, threads), swapped)
     return U
 
 
@@ -176,8 +173,8 @@ def _weight_threads(Py_ssize_t size, int threads):
     return max(1, threads) if size >= WTRANS_PARALLEL_MIN else 1
 
 
-def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups, int threads, bint swap):
+def _wtrans(const floating[:, :, :, ::1] w, floating[:, :, :, :, ::1] U, int tile,
+            Py_ssize_t groups, int threads, bint swap):
     # (cog, cig) of the transformed kernels: the layer's, or swapped for its transpose
     cdef Py_ssize_t item, g, ob, nob, cog = w.shape[0] // groups, cig = w.shape[1]
     if swap:
@@ -188,24 +185,12 @@ def _wtrans_f(const float[:, :, :, ::1] w, float[:, :, :, :, ::1] U, int tile,
     for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
         g = item // nob
         ob = item % nob
-        call_crw_wtrans_f(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob, ob + 1,
-                            &U[g, 0, 0, 0, 0])
-
-
-def _wtrans_d(const double[:, :, :, ::1] w, double[:, :, :, :, ::1] U, int tile,
-              Py_ssize_t groups, int threads, bint swap):
-    # (cog, cig) of the transformed kernels: the layer's, or swapped for its transpose
-    cdef Py_ssize_t item, g, ob, nob, cog = w.shape[0] // groups, cig = w.shape[1]
-    if swap:
-        cog, cig = cig, cog
-    nob = (cog + CRW_MR - 1) // CRW_MR
-    if w.shape[0] == 0 or w.shape[1] == 0:
-        return
-    for item in prange(groups * nob, nogil=True, num_threads=threads, schedule='static'):
-        g = item // nob
-        ob = item % nob
-        call_crw_wtrans_d(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob, ob + 1,
-                            &U[g, 0, 0, 0, 0])
+        if floating is float:
+            call_crw_wtrans_f(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob,
+                              ob + 1, &U[g, 0, 0, 0, 0])
+        else:
+            call_crw_wtrans_d(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob,
+                              ob + 1, &U[g, 0, 0, 0, 0])
 
 
 cdef struct Plan:
