@@ -415,6 +415,20 @@ def test_balanced_blocks_cover_every_tile(n, c, hw):
         assert min(steps) > 0 and max(steps) <= p["T"]
 
 
+@pytest.mark.parametrize("n,c,hw,itemsize", [(1, 64, 56, 4), (1, 128, 28, 4),
+                                              (8, 128, 28, 8), (1, 16, 9, 4)])
+def test_position_strides_spread_over_cache_sets(n, c, hw, itemsize):
+    """The transforms touch all 16 positions of V and M at once: their strides are an
+    odd number of 64-byte lines (a multiple of 4 KiB put them in one L1 set), and the
+    buffers hold all positions at that stride."""
+    p = BE._mod.plan_info(n, 1, c, c, hw, hw, 1, 1, 2, itemsize, 2)
+    line = 64 // itemsize
+    for stride, rows in (("vps", c * p["Tp"]), ("mps", p["ocb"] * 8 * p["Tp"])):
+        assert p[stride] % line == 0 and (p[stride] // line) % 2 == 1, (stride, p)
+        assert rows <= p[stride] < rows + 2 * line
+    assert p["vn"] >= p["npos"] * p["vps"] and p["mn"] >= p["npos"] * p["mps"]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pretransformed_matches(dtype):
     rng = np.random.default_rng(4)
