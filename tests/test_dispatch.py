@@ -190,3 +190,9 @@ def test_layers_take_winograd_on_smaller_calls(isolated):
     assert winograd_fits(spec, cached=True) and not winograd_fits(spec, cached=False)
     spec = convreg.spec_for_shapes((1, 64, 28, 28), (64, 64, 3, 3), padding=1, dilation=2)
     assert not winograd_fits(spec, cached=True)
+    # small images do not repay streaming the transformed weights, even cached; a batch
+    # of them does
+    spec = convreg.spec_for_shapes((1, 256, 14, 14), (256, 256, 3, 3), padding=1)
+    assert not winograd_fits(spec, cached=True)
+    spec = convreg.spec_for_shapes((8, 256, 14, 14), (256, 256, 3, 3), padding=1)
+    assert winograd_fits(spec, cached=True)

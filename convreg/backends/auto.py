@@ -49,9 +49,15 @@ FUSED_MIN_CIN = 64
 # measured no faster.
 WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
 # A layer keeps its transformed weights (checked against its weights on every call), so
-# only tiny images stay with the direct kernel (512ch 7^2 measured faster direct).
+# it needs fewer pixels than a functional call; but every call still streams the
+# transformed weights (16/9 of the weights' size) once per block of tiles, which small
+# images do not repay. Measured through layers (2026-12-02, 2-core AVX-512 with a
+# measured 468 GFLOP/s FMA peak, time / torch F.conv2d in the same shuffled run):
+# Winograd / best of direct and im2col 64ch 56^2 0.76-0.79 / 0.87-0.94, 128ch 28^2
+# 0.73-0.80 / 0.87-0.90, batch-8 256ch 14^2 0.71 / 0.92, but 256ch 14^2 (196 pixels)
+# 1.17-1.21 / 0.81-0.90 and batch-8 512ch 7^2 (392 pixels) 1.17 / 1.12.
 WINOGRAD_MIN_C = 16
-WINOGRAD_MIN_PIXELS_CACHED = 128
+WINOGRAD_MIN_PIXELS_CACHED = 512
 
 
 def winograd_fits(spec, cached=False) -> bool:
