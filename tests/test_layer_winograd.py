@@ -46,7 +46,7 @@ def _check(layer, x):
 def test_layer_reuses_its_transform_and_sees_every_change(counting):
     rng = np.random.default_rng(0)
     layer = convreg.Conv2d(32, 32, 3, padding=1, seed=0, backend="cython")
-    x = rng.standard_normal((1, 32, 16, 16)).astype(np.float32)
+    x = rng.standard_normal((2, 32, 16, 16)).astype(np.float32)
     _check(layer, x)
     _check(layer, x)
     assert counting.transforms == 1                 # chosen, transformed once, reused
