@@ -25,6 +25,7 @@ from .hyper import four_sided_padding, normalize_hyper, output_size
 
 _ndarray = np.ndarray
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+_F32, _F64 = _NATIVE
 _new = object.__new__
 _setattr = object.__setattr__
 
@@ -124,6 +125,47 @@ class ConvSpec:
         return ", ".join(parts)
 
 
+# Specs validated before, by call signature (see ``signature``): everything ``prepare``
+# checks depends only on it, except the layout of the arrays, whose checks run per call.
+# A call that fails validation is never stored, so it fails the same way every time. The
+# spec of a repeated signature is the same object, which downstream memos key by identity.
+_SPECS: dict = {}
+_SPECS_MAX = 512
+
+
+def _plain(value) -> bool:
+    """An int, a str or a tuple of ints, by exact type: values whose equality (and hash)
+    imply the same validation. ``True == 1`` and ``1.0 == 1`` but both are refused where
+    1 is accepted, so bools, floats, NumPy scalars and subclasses never key a memo."""
+    t = type(value)
+    return t is int or t is str or (t is tuple and all(type(v) is int for v in value))
+
+
+def signature(input, weight, bias, hyper):
+    """The memo key of a call on native float32/float64 ndarrays (the arrays ``as_array``
+    returns unchanged), or None: other arguments take the full path every time. ``hyper``:
+    the five non-array arguments as given, or a layer's normalised tuple."""
+    if type(input) is not _ndarray or type(weight) is not _ndarray:
+        return None
+    dt = input.dtype
+    if dt is _F32 or dt == _F32:      # a layer's dtype is an equal, separate object
+        f64 = False
+    elif dt is _F64 or dt == _F64:
+        f64 = True
+    else:
+        return None
+    wt = weight.dtype
+    if wt is not dt and wt != dt:
+        return None
+    if bias is None:
+        bshape = None
+    elif type(bias) is _ndarray and (bias.dtype is dt or bias.dtype == dt):
+        bshape = bias.shape
+    else:
+        return None
+    return (input.shape, weight.shape, bshape, f64, hyper)
+
+
 def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
             padding_mode="zeros", *, hyper=None):
     """Validate a conv2d call; return ``(spec, x, w, b)``.
@@ -132,7 +174,53 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     C-contiguous with the spec's dtype. They may be the caller's own arrays (never
     written) or read-only. ``hyper``: the result of :func:`normalize_hyper` made once
     (a layer's own checked settings), in place of the five arguments.
+
+    A call whose signature was validated before reuses its spec (``_SPECS``); only the
+    arrays' layout is looked at again.
     """
+    if hyper is not None:
+        key = signature(input, weight, bias, (hyper,))   # never equal to five raw values
+    elif (type(stride) is int and type(padding) is int and type(dilation) is int
+          and type(groups) is int and type(padding_mode) is str) or (
+            _plain(stride) and _plain(padding) and _plain(dilation) and _plain(groups)
+            and type(padding_mode) is str):
+        key = signature(input, weight, bias, (stride, padding, dilation, groups, padding_mode))
+    else:
+        key = None
+    if key is not None:
+        try:
+            spec = _SPECS.get(key)
+        except TypeError:       # a hyper tuple holding a list: no memo
+            spec = key = None
+        if spec is not None:
+            return spec, *_laid_out(spec, input, weight, bias)
+    out = _prepare(input, weight, bias, stride, padding, dilation, groups, padding_mode,
+                   hyper)
+    if key is not None:
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[key] = out[0]
+    return out
+
+
+def _laid_out(spec, x, w, b):
+    """The arrays of a call whose signature ``spec`` was validated from: batched and
+    C-contiguous, with the size check of a strided view that a copy would make."""
+    if spec.unbatched:
+        x = x[np.newaxis]
+    if not x.flags.c_contiguous:
+        check_memory("the input", x.shape, x.dtype.itemsize)
+        x = np.ascontiguousarray(x)
+    if not w.flags.c_contiguous:
+        check_memory("the weight", w.shape, w.dtype.itemsize)
+        w = np.ascontiguousarray(w)
+    if b is not None and not b.flags.c_contiguous:
+        b = np.ascontiguousarray(b)
+    return x, w, b
+
+
+def _prepare(input, weight, bias, stride, padding, dilation, groups, padding_mode, hyper):
+    """The full validation of :func:`prepare`."""
     (sh, sw), padding, (dh, dw), g, padding_mode = hyper or normalize_hyper(
         stride, padding, dilation, groups, padding_mode)
 
