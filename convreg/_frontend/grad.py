@@ -13,7 +13,7 @@ import numpy as np
 from .._errors import ConvSpecError, ConvTypeError
 from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
 from .hyper import _pair, is_int, normalize_hyper, output_size
-from .spec import ConvSpec, spec_for_shapes
+from .spec import ConvSpec, _plain, signature, spec_for_shapes
 
 
 def _dtype_hint(*objs):
@@ -60,11 +60,19 @@ _SPECS = {}
 _SPECS_MAX = 512
 
 
-def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str):
-    """The forward spec; its errors are prefixed by which call's arguments made them."""
-    key = (input_shape, weight_shape, dtype, hyper)
+def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str, unbatched=False):
+    """The forward spec (of an unbatched call: ``unbatched``); its errors are prefixed by
+    which call's arguments made them."""
+    key = (input_shape, weight_shape, dtype, hyper, unbatched)
     spec = _SPECS.get(key)
     if spec is not None:
+        return spec
+    if unbatched:
+        spec = _replace(_forward_spec(input_shape, weight_shape, dtype, hyper, context),
+                        unbatched=True)
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()
+        _SPECS[key] = spec
         return spec
     stride, padding, dilation, groups, padding_mode = hyper
     try:
@@ -107,9 +115,47 @@ def _hyper(stride, padding, dilation, groups, padding_mode):
     return normalize_hyper(stride, padding, dilation, groups, padding_mode)
 
 
+# Gradient calls validated before, by call signature (as ``spec._SPECS``; the operation,
+# the size argument as a tuple of ints and the two arrays' shapes and dtype): a repeated
+# call skips validation; only the arrays' layout is looked at again.
+_GSPECS = {}
+
+
+def _grad_key(op, size, a, b, hyper):
+    if type(size) is not tuple or not _plain(size) or not all(map(_plain, hyper)):
+        return None
+    key = signature(a, b, None, hyper)
+    return None if key is None else (op, size, key)
+
+
+def _remember(memo, key, spec):
+    if key is not None:
+        if len(memo) >= _SPECS_MAX:
+            memo.clear()
+        memo[key] = spec
+
+
+def _batched(a, spec):
+    """``a`` as the C-contiguous 4-D array of a call whose spec is known."""
+    return np.ascontiguousarray(a[np.newaxis] if spec.unbatched else a)
+
+
 def prepare_input_grad(input_size, weight, grad_output, stride=1, padding=0, dilation=1,
                        groups=1, padding_mode="zeros"):
     """Validate ``conv2d_input``; return ``(spec, grad_output4, weight)``."""
+    key = _grad_key("input", input_size, grad_output, weight,
+                    (stride, padding, dilation, groups, padding_mode))
+    spec = _GSPECS.get(key) if key is not None else None
+    if spec is not None:
+        return spec, _batched(grad_output, spec), np.ascontiguousarray(weight)
+    out = _prepare_input_grad(input_size, weight, grad_output, stride, padding, dilation,
+                              groups, padding_mode)
+    _remember(_GSPECS, key, out[0])
+    return out
+
+
+def _prepare_input_grad(input_size, weight, grad_output, stride, padding, dilation, groups,
+                        padding_mode):
     hyper = _hyper(stride, padding, dilation, groups, padding_mode)
     arrs = _arrays(weight=weight, grad_output=grad_output)
     w, go = arrs["weight"], arrs["grad_output"]
@@ -120,9 +166,7 @@ def prepare_input_grad(input_size, weight, grad_output, stride=1, padding=0, dil
         raise ConvSpecError(
             f"weight must be 4-D (C_out, C_in/groups, kH, kW), but got weight of shape {w.shape}")
     context = f"input_size={size} and weight of shape {w.shape}"
-    spec = _forward_spec(shape, w.shape, DTYPE_NAMES[w.dtype], hyper, context)
-    if unbatched:
-        spec = _replace(spec, unbatched=True)
+    spec = _forward_spec(shape, w.shape, DTYPE_NAMES[w.dtype], hyper, context, unbatched)
     _check_grad_output(go, spec, f"input_size={size}, weight of shape {w.shape} and these "
                                  f"stride, padding and dilation")
     if unbatched:
@@ -134,6 +178,19 @@ def prepare_input_grad(input_size, weight, grad_output, stride=1, padding=0, dil
 def prepare_weight_grad(input, weight_size, grad_output, stride=1, padding=0, dilation=1,
                         groups=1, padding_mode="zeros"):
     """Validate ``conv2d_weight``; return ``(spec, input4, grad_output4)``."""
+    key = _grad_key("weight", weight_size, input, grad_output,
+                    (stride, padding, dilation, groups, padding_mode))
+    spec = _GSPECS.get(key) if key is not None else None
+    if spec is not None:
+        return spec, _batched(input, spec), _batched(grad_output, spec)
+    out = _prepare_weight_grad(input, weight_size, grad_output, stride, padding, dilation,
+                               groups, padding_mode)
+    _remember(_GSPECS, key, out[0])
+    return out
+
+
+def _prepare_weight_grad(input, weight_size, grad_output, stride, padding, dilation, groups,
+                         padding_mode):
     hyper = _hyper(stride, padding, dilation, groups, padding_mode)
     arrs = _arrays(input=input, grad_output=grad_output)
     x, go = arrs["input"], arrs["grad_output"]
@@ -146,9 +203,7 @@ def prepare_weight_grad(input, weight_size, grad_output, stride=1, padding=0, di
     unbatched = x.ndim == 3
     shape = (1,) + x.shape if unbatched else x.shape
     context = f"input of shape {x.shape} and weight_size={size}"
-    spec = _forward_spec(shape, size, DTYPE_NAMES[x.dtype], hyper, context)
-    if unbatched:
-        spec = _replace(spec, unbatched=True)
+    spec = _forward_spec(shape, size, DTYPE_NAMES[x.dtype], hyper, context, unbatched)
     _check_grad_output(go, spec, f"input of shape {x.shape}, weight_size={size} and these "
                                  f"stride, padding and dilation")
     if unbatched:
@@ -183,6 +238,11 @@ def output_padding_for(output_size, input_hw, stride, padding, kernel, dilation)
     return tuple(pads)
 
 
+# Transposed-convolution specs validated before, by call signature (as
+# ``spec._SPECS``): a repeated call skips validation and gets the same spec object.
+_TSPECS = {}
+
+
 def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padding=0,
                       groups=1, dilation=1):
     """Validate ``conv_transpose2d``; return ``(spec, x4, w, b)``.
@@ -193,6 +253,31 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
     (allowed when below the dilation) makes that forward convolution's output larger
     than the input (the extra outputs receive no contribution, as in torch).
     """
+    hyper = (stride, padding, output_padding, groups, dilation)
+    key = signature(input, weight, bias, hyper) if all(map(_plain, hyper)) else None
+    if key is not None:
+        spec = _TSPECS.get(key)
+        if spec is not None:
+            return (spec, _extended(_batched(input, spec), spec), np.ascontiguousarray(weight),
+                    None if bias is None else np.ascontiguousarray(bias))
+    out = _prepare_transpose(input, weight, bias, stride, padding, output_padding, groups,
+                             dilation)
+    _remember(_TSPECS, key, out[0])
+    return out
+
+
+def _extended(x, spec):
+    """The batched input with the rows / columns of zeros the spec's output has beyond it
+    (an output_padding of at least the stride, allowed below the dilation)."""
+    extra = (spec.oh - x.shape[2], spec.ow - x.shape[3])
+    if extra != (0, 0):
+        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return x
+
+
+def _prepare_transpose(input, weight, bias, stride, padding, output_padding, groups,
+                       dilation):
+    """The full validation of :func:`prepare_transpose`."""
     if isinstance(padding, str):
         raise ConvTypeError(
             f"padding of conv_transpose2d must be an int or a pair of ints (no 'same' or "
@@ -255,10 +340,7 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
         pl=pw, pr=pw, dh=dh, dw=dw, groups=g, padding_mode="zeros",
         dtype=DTYPE_NAMES[x.dtype], has_bias=b is not None, unbatched=unbatched,
         oh=output_size(oh, ph, ph, kh, sh, dh), ow=output_size(ow, pw, pw, kw, sw, dw)))
-    extra = (spec.oh - h, spec.ow - w_)
-    x = np.ascontiguousarray(x)
-    if extra != (0, 0):
-        x = np.pad(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    x = _extended(np.ascontiguousarray(x), spec)
     w = np.ascontiguousarray(w)
     if b is not None:
         b = np.ascontiguousarray(b)
