@@ -12,9 +12,25 @@ _MODE_CHAR = {"reflect": ord("r"), "replicate": ord("e"), "circular": ord("w")}
 _NUMPY_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 
+_padded: dict = {}      # id(spec) -> (spec, spec after explicit padding)
+_PADDED_MAX = 512
+
+
+def _after_padding(spec):
+    """``spec.after_explicit_padding()``, the same object for the same spec (so the
+    backend's memos by spec see a repeated call repeat)."""
+    got = _padded.get(id(spec))
+    if got is None or got[0] is not spec:
+        got = (spec, spec.after_explicit_padding())
+        if len(_padded) >= _PADDED_MAX:
+            _padded.clear()
+        _padded[id(spec)] = got
+    return got[1]
+
+
 def pad_explicitly(spec, x, threads: int = 1):
     """(spec', xpad): ``x`` padded by ``spec``'s mode and pads, and the zero-padding spec."""
-    new = spec.after_explicit_padding()
+    new = _after_padding(spec)
     try:
         from .. import _pad
     except ImportError:

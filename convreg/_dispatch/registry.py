@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 import threading
 
 from .._errors import BackendError
@@ -16,8 +17,63 @@ from ..backends.catalog import BUILTINS, plugin_names, refresh_plugin_names
 from . import plugins
 
 _lock = threading.RLock()
-_loaded: dict = {}        # name -> backend object
-_unavailable: dict = {}   # built-in or plugin name -> why it cannot be used here
+_counter = itertools.count(1)
+generation = 0            # a new value after every change of _loaded or _unavailable
+
+
+class _Tracked(dict):
+    """A dict whose every change gives ``generation`` a new value, so that what was
+    selected from it can be remembered until it changes (``select._memo``): by
+    register_backend / unregister_backend, plugin discovery, loading a built-in, and
+    tests that edit the dicts directly alike. Reads are plain dict reads."""
+
+    def _changed(self):
+        global generation
+        generation = next(_counter)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._changed()
+
+    def pop(self, *args):
+        try:
+            return super().pop(*args)
+        finally:
+            self._changed()
+
+    def popitem(self):
+        try:
+            return super().popitem()
+        finally:
+            self._changed()
+
+    def setdefault(self, key, default=None):
+        try:
+            return super().setdefault(key, default)
+        finally:
+            self._changed()
+
+    def update(self, *args, **kwargs):
+        try:
+            super().update(*args, **kwargs)
+        finally:
+            self._changed()
+
+    def clear(self):
+        super().clear()
+        self._changed()
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+
+_loaded: dict = _Tracked()        # name -> backend object
+_unavailable: dict = _Tracked()   # built-in or plugin name -> why it cannot be used here
 _plugins_done = False
 _takes_ctx: dict = {}     # id(backend method) -> whether it accepts the per-call ctx
 

@@ -41,14 +41,130 @@ def _name(be, fallback=None) -> str:
     return getattr(be, "name", None) or fallback or repr(be)
 
 
-def _ask(be, spec, op):
+# ------------------------------------------------------------------ the selection memo
+#
+# A selection is remembered per (spec object, op, the context's backend list, whether
+# the call has a layer's weight cache, the registry's generation) when it is a function
+# of those alone:
+#
+# * every backend it asked is a built-in one (its class from ``convreg.backends``) and
+#   answered through its class's own functions (``supports``, ``supports_op``,
+#   ``choose``), whose answers depend on the spec and, for a chooser, on the chooser's
+#   own options and ``ctx.weight_cache`` only. A hit checks that each of those backends
+#   still has the same functions (a patched method, on the instance or the class, is a
+#   miss), and that each chooser's options (``ctx.options_for(label)``) equal those it
+#   was chosen with;
+# * the list is made of names (``registry.generation`` changes whenever a name is
+#   registered, unregistered, discovered or loaded, or found unavailable);
+# * no chooser measured (``tune = "measure"``: tune.py has its own memo).
+#
+# Specs repeat by identity: the front end returns the same object for a repeated call
+# signature, so the key holds ``id(spec)`` and a hit checks ``entry.spec is spec`` (the
+# entry keeps its spec alive, so the id cannot be reused meanwhile). Plugins and
+# registered objects are asked on every call.
+
+_memo: dict = {}
+_MEMO_SIZE = 512
+_BUILTIN_MODULES = "convreg.backends."
+_DTYPES = {"float32": np.dtype(np.float32), "float64": np.dtype(np.float64)}
+_NDARRAY = np.ndarray
+
+
+class _Trace:
+    """What a selection asked: ``checks`` ((backend, attribute, function), ...) and
+    ``deps`` ((chooser label, its options), ...); ``pure``: every answer came from a
+    built-in backend's own functions, without measuring."""
+
+    __slots__ = ("pure", "checks", "deps")
+
+    def __init__(self):
+        self.pure = True
+        self.checks = []
+        self.deps = []
+
+    def asked(self, be, attr):
+        if not self.pure:
+            return
+        method = getattr(be, attr, None)
+        fn = getattr(method, "__func__", method)
+        if not (_builtin_obj(type(be)) and _builtin_obj(fn)):
+            self.pure = False
+        else:
+            self.checks.append((be, attr, fn))
+
+
+_builtin = set()     # classes and functions defined in convreg.backends
+
+
+def _builtin_obj(obj) -> bool:
+    """Whether a class or function comes from convreg.backends (remembered when so)."""
+    try:
+        if obj in _builtin:
+            return True
+        if getattr(obj, "__module__", None).startswith(_BUILTIN_MODULES):
+            _builtin.add(obj)
+            return True
+    except (AttributeError, TypeError):     # no __module__, or unhashable
+        pass
+    return False
+
+
+class _Entry:
+    """A selection and what calling it needs, worked out once: ``choice``; ``method``'s
+    function and whether it takes ``ctx``; whether the spec's padding mode is native to
+    the backend; the result's shape and dtype."""
+
+    __slots__ = ("spec", "choice", "checks", "deps", "func", "takes_ctx", "native", "shape",
+                 "dtype")
+
+    def __init__(self, spec, choice, op, trace):
+        self.spec = spec
+        self.choice = choice
+        self.checks = tuple(trace.checks)
+        self.deps = tuple(trace.deps)
+        be = choice.backend
+        method = getattr(be, op)
+        self.func = getattr(method, "__func__", method)
+        self.takes_ctx = registry.takes_ctx(method, 4 if op == "conv2d" else 3)
+        self.native = spec.padding_mode == "zeros" or spec.padding_mode in getattr(
+            be, "padding_modes", ("zeros",))
+        self.shape = (spec.output_shape if op == "conv2d" else
+                      spec.input_shape if op == "conv2d_input" else spec.weight_shape)
+        self.dtype = _DTYPES.get(spec.dtype) or np.dtype(spec.dtype)
+
+    def current(self, ctx) -> bool:
+        """Whether the backends asked still answer with the same functions and each
+        chooser's options are those it chose with."""
+        for be, attr, fn in self.checks:
+            method = getattr(be, attr, None)
+            if getattr(method, "__func__", method) is not fn:
+                return False
+        for label, opts in self.deps:
+            now = ctx.options_for(label)
+            if now is not opts and now != opts:
+                return False
+        return True
+
+
+def _ask(be, spec, op, trace=None):
     """Support answer of ``be`` for ``op``; a backend lacking the operation declines it."""
     if op != "conv2d":
         if not callable(getattr(be, op, None)):
+            if trace is not None:
+                trace.pure = False
             return False, f"has no {op}()"
         ask = getattr(be, "supports_op", None)
-        answer = ask(spec, op) if callable(ask) else be.supports(spec)
+        if callable(ask):
+            if trace is not None:
+                trace.asked(be, "supports_op")
+            answer = ask(spec, op)
+        else:
+            if trace is not None:
+                trace.asked(be, "supports")
+            answer = be.supports(spec)
     else:
+        if trace is not None:
+            trace.asked(be, "supports")
         answer = be.supports(spec)
     if answer:
         return True, ""
@@ -65,10 +181,15 @@ def _lookup(name, several):
     return registry.get_backend(name), ""
 
 
-def _through_chooser(be, choose, label, spec, ctx, op, refusals):
+def _through_chooser(be, choose, label, spec, ctx, op, refusals, trace=None):
     """The Choice a chooser leads to, or None when none of its backends runs the call."""
+    trace = trace or _Trace()
+    trace.asked(be, "choose")
+    if trace.pure:
+        trace.deps.append((label, ctx.options_for(label)))
     tuning = op == "conv2d" and tune.mode(ctx, label) == "measure"
     if tuning:
+        trace.pure = False
         hit = tune.remembered(label, spec, op, ctx.threads)
         if hit is not None:
             sub = registry._loaded.get(hit[0])
@@ -80,7 +201,7 @@ def _through_chooser(be, choose, label, spec, ctx, op, refusals):
         if sub is None:
             refusals.append(f"{label!r} -> {concrete!r}: {why}")
             continue
-        ok, why = _ask(sub, spec, op)
+        ok, why = _ask(sub, spec, op, trace)
         if not ok:
             refusals.append(f"{label!r} -> {concrete!r}: {why}")
         elif not tuning:
@@ -102,7 +223,7 @@ def _through_chooser(be, choose, label, spec, ctx, op, refusals):
                   (key, tuple(supported)))
 
 
-def select(spec, ctx, op="conv2d") -> Choice:
+def _select(spec, ctx, op, trace) -> Choice:
     """The first backend of ``ctx.backend`` that supports ``spec`` (for ``op``)."""
     names = ctx.backend
     several = len(names) > 1
@@ -115,18 +236,19 @@ def select(spec, ctx, op="conv2d") -> Choice:
                 continue
         else:
             be = entry
+            trace.pure = False
         label = _name(be, entry if isinstance(entry, str) else None)
         choose = getattr(be, "choose", None)
         if callable(choose):
-            ok, why = _ask(be, spec, op) if op == "conv2d" else (True, "")
+            ok, why = _ask(be, spec, op, trace) if op == "conv2d" else (True, "")
             if not ok:
                 refusals.append(f"{label!r}: {why}")
                 continue
-            got = _through_chooser(be, choose, label, spec, ctx, op, refusals)
+            got = _through_chooser(be, choose, label, spec, ctx, op, refusals, trace)
             if got is not None:
                 return got
             continue
-        ok, why = _ask(be, spec, op)
+        ok, why = _ask(be, spec, op, trace)
         if ok:
             return Choice(be, label, label, "first backend in the list that supports the call",
                           tuple(refusals), "list")
@@ -139,6 +261,32 @@ def select(spec, ctx, op="conv2d") -> Choice:
     raise err
 
 
+def selected(spec, ctx, op="conv2d") -> _Entry:
+    """The :class:`_Entry` of ``spec`` for ``op`` under ``ctx``: remembered (``_memo``)
+    or selected now."""
+    key = (id(spec), op, ctx.backend, getattr(ctx, "weight_cache", None) is None,
+           registry.generation)
+    try:
+        got = _memo.get(key)
+    except TypeError:                      # an unhashable backend object in the list
+        got = key = None
+    if got is not None and got.spec is spec and got.current(ctx):
+        return got
+    trace = _Trace()
+    choice = _select(spec, ctx, op, trace)
+    entry = _Entry(spec, choice, op, trace)
+    if key is not None and trace.pure and not choice.measure:
+        if len(_memo) >= _MEMO_SIZE:
+            _memo.clear()
+        _memo[key] = entry
+    return entry
+
+
+def select(spec, ctx, op="conv2d") -> Choice:
+    """The first backend of ``ctx.backend`` that supports ``spec`` (for ``op``)."""
+    return selected(spec, ctx, op).choice
+
+
 def _invoke(be, op, spec, a, b, c, ctx):
     method = getattr(be, op)
     nargs = 4 if op == "conv2d" else 3
@@ -148,8 +296,23 @@ def _invoke(be, op, spec, a, b, c, ctx):
     return method(*args)
 
 
+def _invoke_entry(entry, op, spec, a, b, c, ctx):
+    """``_invoke`` with what ``entry`` worked out: the bound method is looked up per call
+    (so a method replaced since is called), its ctx answer reused while it is the same."""
+    method = getattr(entry.choice.backend, op)
+    if getattr(method, "__func__", method) is not entry.func:
+        return _invoke(entry.choice.backend, op, spec, a, b, c, ctx)
+    if op == "conv2d":
+        return method(spec, a, b, c, ctx) if entry.takes_ctx else method(spec, a, b, c)
+    return method(spec, a, b, ctx) if entry.takes_ctx else method(spec, a, b)
+
+
 def _checked(out, be, shape, dtype, what):
-    if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != np.dtype(dtype):
+    want = _DTYPES.get(dtype) if type(dtype) is str else None
+    if want is None:
+        want = np.dtype(dtype)
+    if not isinstance(out, _NDARRAY) or out.shape != shape or (
+            out.dtype is not want and out.dtype != want):
         got = (f"{type(out).__name__} of shape {getattr(out, 'shape', None)} and dtype "
                f"{getattr(out, 'dtype', None)}")
         raise BackendError(
@@ -169,11 +332,18 @@ def _call(be, spec, x, w, b, ctx):
 
 def run(spec, x, w, b, ctx):
     """The (batched) result of a validated conv2d call."""
-    choice = select(spec, ctx)
+    entry = selected(spec, ctx)
     if spec.n == 0:
         # Nothing to compute; compiled kernels never see an empty batch.
         return np.zeros(spec.output_shape, dtype=spec.dtype)
+    choice = entry.choice
     if choice.measure:
         key, candidates = choice.measure
         return tune.measure(choice.label, key, candidates, _call, spec, x, w, b, ctx)
-    return _call(choice.backend, spec, x, w, b, ctx)
+    if not entry.native:
+        spec, x = pad_explicitly(spec, x, ctx.threads)
+    out = _invoke_entry(entry, "conv2d", spec, x, w, b, ctx)
+    if (out.__class__ is _NDARRAY and out.dtype is entry.dtype
+            and out.shape == entry.shape):
+        return out
+    return _checked(out, choice.backend, entry.shape, spec.dtype, "conv2d")
