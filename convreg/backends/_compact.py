@@ -21,6 +21,12 @@ def _taps(size, pad, k, s, d, o):
     return np.where((idx >= 0) & (idx < size), idx, -1)
 
 
+def gathers(spec) -> bool:
+    """Whether :func:`compact` rewrites this call (gathers a copy of its input)."""
+    return (_sparse(spec.h, spec.pt, spec.kh, spec.sh, spec.dh, spec.oh)
+            or _sparse(spec.w, spec.pl, spec.kw, spec.sw, spec.dw, spec.ow))
+
+
 def compact(spec, x):
     """(spec', x'): the same call with each sparse axis gathered into o*k rows read at
     stride k, dilation 1, no padding (zero rows where taps fall on padding), so that

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _gradops
-from ._compact import compact
+from ._compact import compact, gathers
 from ._blas import blas_threads
 from ._simd import load_family
 from .base import Backend
@@ -27,14 +27,29 @@ WEIGHT_BAND_BYTES = 16 * 2**20
 SMALL_FLOPS = 1_000_000
 
 
+def _kernel_args(spec):
+    """(pt, pl, sh, sw, dh, dw, groups) of the kernel call for a spec with no sparse axis.
+    A stride along an axis with one output is never applied; 1 keeps the kernel's
+    stride-phase buffers (one phase per stride step) from growing with it."""
+    return (spec.pt, spec.pl, 1 if spec.oh == 1 else spec.sh, 1 if spec.ow == 1 else spec.sw,
+            spec.dh, spec.dw, spec.groups)
+
+
 class CythonDirectBackend(Backend):
     name = "cython-direct"
     description = ("Cython direct convolution: padded, stride-phase-split row bands and "
                    "register-blocked SIMD microkernels; OpenMP, GIL released")
     padding_modes = frozenset({"zeros"})
 
+    _PLANS_MAX = 512
+
     def __init__(self, variant: str = None):
         self._mod = load_family("_direct", variant)
+        # id(spec) -> (spec, output shape, dtype, zero bias, kernel arguments, small):
+        # what a call derives from its spec alone, for specs that repeat by identity (the
+        # front end's, the gradient phases'); the entry holds its spec, so the id is not
+        # reused while it is there.
+        self._plans = {}
 
     @property
     def variant(self) -> str:
@@ -42,19 +57,28 @@ class CythonDirectBackend(Backend):
         return self._mod.__name__.rsplit("_", 1)[-1]
 
     def conv2d(self, spec, x, w, b, ctx):
-        out = np.empty(spec.output_shape, dtype=spec.dtype)
-        if b is None:
-            b = np.zeros(spec.c_out, dtype=spec.dtype)
-        spec, x = compact(spec, x)
-        # A stride along an axis with one output is never applied; 1 keeps the kernel's
-        # stride-phase buffers (one phase per stride step) from growing with it.
-        sh = 1 if spec.oh == 1 else spec.sh
-        sw = 1 if spec.ow == 1 else spec.sw
+        plan = self._plans.get(id(spec))
+        if plan is None or plan[0] is not spec:
+            plan = self._plan(spec)
+        _, shape, dtype, zeros, args, small = plan
+        out = np.empty(shape, dtype=dtype)
+        if args is None:            # sparse axes: gathered per call
+            cspec, x = compact(spec, x)
+            args = _kernel_args(cspec)
         # Waking a second thread costs more than it saves below SMALL_FLOPS.
-        threads = 1 if spec.flops < SMALL_FLOPS else ctx.threads
-        self._mod.conv2d_direct(x, w, b, out, spec.pt, spec.pl, sh, sw,
-                                spec.dh, spec.dw, spec.groups, threads)
+        self._mod.conv2d_direct(x, w, zeros if b is None else b, out, *args,
+                                1 if small else ctx.threads)
         return out
+
+    def _plan(self, spec):
+        zeros = np.zeros(spec.c_out, dtype=spec.dtype)
+        zeros.flags.writeable = False            # shared by the calls of this spec
+        plan = (spec, spec.output_shape, np.dtype(spec.dtype), zeros,
+                None if gathers(spec) else _kernel_args(spec), spec.flops < SMALL_FLOPS)
+        if len(self._plans) >= self._PLANS_MAX:
+            self._plans.clear()
+        self._plans[id(spec)] = plan
+        return plan
 
     # ------------------------------------------------------------- gradients
     def conv2d_input(self, spec, grad_output, w, ctx):
