@@ -160,6 +160,11 @@ def test_long_call_under_threadpool_limits_uses_one_core():
         return cpu / (t1 - t0)
 
     with threadpoolctl.threadpool_limits(limits=1):
-        limited = cpu_over_wall()
-    # One thread works (OpenMP workers of an earlier team may spin briefly after it).
-    assert limited < 1.4, limited
+        # One thread works. Pools of earlier tests (OpenBLAS, an earlier OpenMP team) may
+        # still spin for a while and be counted: let them go idle, and take the lowest of
+        # three runs (unlimited, every run is near 2).
+        limited = []
+        for _ in range(3):
+            time.sleep(0.3)
+            limited.append(cpu_over_wall())
+    assert min(limited) < 1.4, limited
