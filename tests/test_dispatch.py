@@ -165,6 +165,17 @@ def test_winograd_option_is_validated(isolated):
         convreg.current_backend()
 
 
+@pytest.mark.parametrize("shape,stride,runs", [
+    (((1, 256, 14, 14), (1024, 256, 1, 1)), 1, "cython-im2col"),   # small image, wide GEMM
+    (((8, 128, 28, 28), (256, 128, 1, 1)), 2, "cython-im2col"),    # strided: after a gather
+    (((1, 32, 112, 112), (16, 32, 1, 1)), 1, "cython-direct"),     # 16 output channels
+    (((1, 16, 112, 112), (96, 16, 1, 1)), 1, "cython-direct"),     # 16 input channels
+])
+def test_pointwise_rule(isolated, shape, stride, runs):
+    _needs("cython")
+    assert convreg.explain(*shape, stride=stride, backend="cython").runs == runs
+
+
 @pytest.mark.parametrize("shape,winograd", [
     (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 768 pixels
     (((1, 128, 14, 14), (128, 128, 3, 3)), False),    # 196 pixels: transforms dominate
