@@ -244,3 +244,41 @@ def test_matmul_into_rejects_bad_arguments(mod):
         mod.matmul_into(A, B, np.empty((4, 5), np.float32), 0)
     with pytest.raises(ValueError, match="all be 2-D or all 3-D"):
         mod.matmul_into(A[None], B, np.empty((4, 5), np.float32))
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 5, 3), (7, 300, 9), (8, 3136, 64), (37, 196, 45),
+                                     (256, 49, 33)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mod", MODULES)
+def test_gemm_rows_matches_the_product(mod, dtype, m, k, n):
+    """Row blocks over threads (partial tiles, fewer rows than a tile: the BLAS path) give
+    the product within the bound whatever the thread count."""
+    rng = np.random.default_rng(m * k + n)
+    A = rng.standard_normal((m, k)).astype(dtype)
+    B = rng.standard_normal((k, n)).astype(dtype)
+    for threads in (1, 2, 3, 8):
+        C = np.full((m, n), np.nan, dtype)
+        assert mod.gemm_rows(A, B, C, threads) is C
+        _check(C, A, B, None)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_gemm_rows_rejects_bad_arguments(mod):
+    A = np.ones((4, 3), np.float32)
+    B = np.ones((3, 5), np.float32)
+    with pytest.raises(ValueError, match="do not multiply"):
+        mod.gemm_rows(A, B, np.empty((4, 6), np.float32))
+    with pytest.raises(TypeError, match="one float dtype"):
+        mod.gemm_rows(A, B.astype(np.float64), np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        mod.gemm_rows(A, B, np.empty((5, 4), np.float32).T)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        mod.gemm_rows(np.ones((4, 6), np.float32)[:, ::2], B, np.empty((4, 5), np.float32))
+    buf = np.ones(64, np.float32)
+    with pytest.raises(ValueError, match="must not overlap"):
+        mod.gemm_rows(buf[:12].reshape(4, 3), B, buf[10:30].reshape(4, 5))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        mod.gemm_rows(A, B, np.empty((4, 5), np.float32), 0)
+    C = np.full((4, 5), np.nan, np.float32)
+    mod.gemm_rows(np.ones((4, 0), np.float32), np.ones((0, 5), np.float32), C)
+    assert (C == 0).all()

@@ -12,7 +12,7 @@ lanes while the channels are deep.
 from __future__ import annotations
 
 from . import im2col as _im2col_backend   # ImportError when not built: "unavailable"
-from ._gradops import rows_fits, taps_nhwc_preferred
+from ._gradops import pointwise_fits, rows_fits, taps_nhwc_preferred
 from .base import Backend
 
 # Grouped layers with at most this many input channels per group run direct (depthwise
@@ -119,6 +119,10 @@ def choose_weight_grad(spec) -> tuple:
     """(backend, reason) for the weight gradient: cython-im2col, whose conv2d_weight takes
     the first form that fits (``_gradops``: the compiled row-vectorised reduction, else
     per-tap GEMMs through its own GEMM kernel, else GEMMs over im2col bands)."""
+    if pointwise_fits(spec):
+        return "cython-im2col", (f"weight gradient of a pointwise layer, {spec.c_in} -> "
+                                 f"{spec.c_out} channels: one GEMM per image over its "
+                                 "pixels")
     if taps_nhwc_preferred(spec):
         return "cython-im2col", (f"weight gradient of a dense {spec.kh}x{spec.kw} layer over "
                                  f"{spec.cig} input channels: one GEMM per kernel tap on "

@@ -309,6 +309,9 @@ class CythonIm2colBackend(Backend):
     def conv2d_weight(self, spec, x, grad_output, ctx):
         """The first form that fits (rules and measurements in _gradops, docs/grad.md):
 
+        * pointwise layers (1x1, stride 1, unpadded, >= 32 channels each way): one GEMM
+          per image with the pixels as the reduction, split over output rows
+          (``_gradops.weight_grad_pointwise``);
         * dense multi-tap layers with >= 64 input channels whose stride-phase planes waste
           little (``_gradops.taps_nhwc_preferred``): one GEMM per kernel tap, below;
         * few input channels per group or wide outputs (stem, MNIST, depthwise, grouped;
@@ -326,6 +329,9 @@ class CythonIm2colBackend(Backend):
         def conv(s, a, k):
             return self.conv2d(s, a, k, None, ctx)
 
+        if _gradops.pointwise_fits(spec):
+            with blas_threads(1):       # the GEMM kernel's BLAS fallback, per OpenMP block
+                return _gradops.weight_grad_pointwise(spec, x, grad_output, ctx.threads)
         if _gradops.taps_nhwc_preferred(spec):     # multi-tap: never _is_direct
             return _gradops.weight_grad_taps_nhwc(spec, x, grad_output, conv, ctx.threads)
         if _gradops.rows_fits(spec):

@@ -205,3 +205,59 @@ cdef void _matmul_run(object a3, object b3, object c3, Py_ssize_t g, Py_ssize_t 
             c = cp + gi * sc + lo * n
             _blas_block(ta, tb, <int> (hi - lo), <int> n, <int> k, a, <int> lda, b,
                         <int> ldb, beta, c, <int> n)
+
+
+def gemm_rows(A, B, C, int threads=1):
+    """C := A @ B for C-contiguous A (m, k), B (k, n), C (m, n) of one float dtype, cut
+    into blocks of whole kernel tiles of rows over ``threads`` OpenMP threads, each block
+    one single-threaded ``gemm_product`` (the AVX-512 kernel, else BLAS: hold the BLAS
+    pool to one thread around the call). For products whose reduction is long and whose
+    output is small (a pointwise layer's weight gradient: m, n channels, k pixels), where
+    a single kernel call leaves the other cores idle. The GIL is released."""
+    import numpy
+    a, b, c = (numpy.asarray(v) for v in (A, B, C))
+    if a.ndim != 2 or b.ndim != 2 or c.ndim != 2:
+        raise ValueError("gemm_rows: A, B and C must be 2-D")
+    if not (a.dtype == b.dtype == c.dtype) or a.dtype not in (numpy.float32, numpy.float64):
+        raise TypeError("gemm_rows: A, B and C must share one float dtype")
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous) \
+            or not c.flags.writeable:
+        raise ValueError("gemm_rows: A, B and C must be C-contiguous, C writeable")
+    cdef Py_ssize_t m = a.shape[0], k = a.shape[1], n = b.shape[1]
+    if b.shape[0] != k or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError(f"gemm_rows: shapes do not multiply: {a.shape} @ {b.shape} -> "
+                         f"{c.shape}")
+    if numpy.may_share_memory(c, a) or numpy.may_share_memory(c, b):
+        raise ValueError("gemm_rows: C must not overlap A or B")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if m == 0 or n == 0:
+        return C
+    if k == 0:
+        c[...] = 0
+        return C
+    if max(m, n, k) >= 2 ** 31:
+        raise ValueError("gemm_rows: dimensions must be < 2**31 (BLAS int)")
+    if a.dtype == numpy.float32:
+        _gemm_rows_run[float](a, b, c, m, k, n, threads)
+    else:
+        _gemm_rows_run[double](a, b, c, m, k, n, threads)
+    return C
+
+
+cdef void _gemm_rows_run(object a, object b, object c, Py_ssize_t m, Py_ssize_t k,
+                         Py_ssize_t n, int threads, floating dummy=0) except *:
+    cdef floating* ap = <floating*> <size_t> a.ctypes.data
+    cdef floating* bp = <floating*> <size_t> b.ctypes.data
+    cdef floating* cp = <floating*> <size_t> c.ctypes.data
+    # Blocks of whole kernel tiles, two per thread where there are enough rows.
+    cdef Py_ssize_t tiles = (m + CR_GEMM_MR - 1) // CR_GEMM_MR
+    cdef Py_ssize_t parts = max(1, min(tiles, 2 * <Py_ssize_t> threads))
+    cdef Py_ssize_t per = (tiles + parts - 1) // parts * CR_GEMM_MR
+    parts = (m + per - 1) // per
+    cdef Py_ssize_t it, lo, hi
+    cdef int nt = <int> min(<Py_ssize_t> threads, parts)
+    for it in prange(parts, nogil=True, num_threads=nt, schedule='dynamic'):
+        lo = it * per
+        hi = min(m, lo + per)
+        gemm_product(hi - lo, n, k, ap + lo * k, k, bp, n, NULL, cp + lo * n, n, True)
