@@ -225,25 +225,33 @@ def test_matmul_into_matches_the_product(mod, dtype, g, m, k, n):
     _check(mod.matmul_into(A[0], B[0], np.empty((m, n), dtype), 2), A[0], B[0], None)
 
 
+@pytest.mark.parametrize("fn", ["matmul_into", "gemm_rows"])
 @pytest.mark.parametrize("mod", MODULES)
-def test_matmul_into_rejects_bad_arguments(mod):
+def test_products_reject_bad_arguments(mod, fn):
+    """The checks matmul_into and gemm_rows share."""
+    f = getattr(mod, fn)
     A = np.ones((4, 3), np.float32)
     B = np.ones((3, 5), np.float32)
     with pytest.raises(ValueError, match="do not multiply"):
-        mod.matmul_into(A, B, np.empty((4, 6), np.float32))
+        f(A, B, np.empty((4, 6), np.float32))
     with pytest.raises(TypeError, match="one float dtype"):
-        mod.matmul_into(A, B.astype(np.float64), np.empty((4, 5), np.float32))
+        f(A, B.astype(np.float64), np.empty((4, 5), np.float32))
     with pytest.raises(ValueError, match="C-contiguous"):
-        mod.matmul_into(A, B, np.empty((5, 4), np.float32).T)
+        f(A, B, np.empty((5, 4), np.float32).T)
     buf = np.ones(64, np.float32)
     with pytest.raises(ValueError, match="must not overlap"):
-        mod.matmul_into(buf[:12].reshape(4, 3), B, buf[10:30].reshape(4, 5))
+        f(buf[:12].reshape(4, 3), B, buf[10:30].reshape(4, 5))
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        f(A, B, np.empty((4, 5), np.float32), 0)
+
+
+@pytest.mark.parametrize("mod", MODULES)
+def test_matmul_into_rejects_bad_layouts(mod):
+    B = np.ones((3, 5), np.float32)
     with pytest.raises(ValueError, match="contiguous rows or contiguous columns"):
         mod.matmul_into(np.ones((8, 6), np.float32)[::2, ::2], B, np.empty((4, 5), np.float32))
-    with pytest.raises(ValueError, match="threads must be >= 1"):
-        mod.matmul_into(A, B, np.empty((4, 5), np.float32), 0)
     with pytest.raises(ValueError, match="all be 2-D or all 3-D"):
-        mod.matmul_into(A[None], B, np.empty((4, 5), np.float32))
+        mod.matmul_into(np.ones((1, 4, 3), np.float32), B, np.empty((4, 5), np.float32))
 
 
 @pytest.mark.parametrize("m, k, n", [(1, 5, 3), (7, 300, 9), (8, 3136, 64), (37, 196, 45),
@@ -263,22 +271,10 @@ def test_gemm_rows_matches_the_product(mod, dtype, m, k, n):
 
 
 @pytest.mark.parametrize("mod", MODULES)
-def test_gemm_rows_rejects_bad_arguments(mod):
-    A = np.ones((4, 3), np.float32)
+def test_gemm_rows_wants_contiguous_operands_and_empty_sums_zero(mod):
     B = np.ones((3, 5), np.float32)
-    with pytest.raises(ValueError, match="do not multiply"):
-        mod.gemm_rows(A, B, np.empty((4, 6), np.float32))
-    with pytest.raises(TypeError, match="one float dtype"):
-        mod.gemm_rows(A, B.astype(np.float64), np.empty((4, 5), np.float32))
-    with pytest.raises(ValueError, match="C-contiguous"):
-        mod.gemm_rows(A, B, np.empty((5, 4), np.float32).T)
     with pytest.raises(ValueError, match="C-contiguous"):
         mod.gemm_rows(np.ones((4, 6), np.float32)[:, ::2], B, np.empty((4, 5), np.float32))
-    buf = np.ones(64, np.float32)
-    with pytest.raises(ValueError, match="must not overlap"):
-        mod.gemm_rows(buf[:12].reshape(4, 3), B, buf[10:30].reshape(4, 5))
-    with pytest.raises(ValueError, match="threads must be >= 1"):
-        mod.gemm_rows(A, B, np.empty((4, 5), np.float32), 0)
     C = np.full((4, 5), np.nan, np.float32)
     mod.gemm_rows(np.ones((4, 0), np.float32), np.ones((0, 5), np.float32), C)
     assert (C == 0).all()

@@ -140,18 +140,26 @@ def _batched(a, spec):
     return np.ascontiguousarray(a[np.newaxis] if spec.unbatched else a)
 
 
+def _memoised(key, known, validate):
+    """``known(spec)`` when a call of this signature (``key``, None: not memoisable) was
+    validated before, else ``validate()``, whose spec is then remembered."""
+    spec = _GSPECS.get(key) if key is not None else None
+    if spec is not None:
+        return known(spec)
+    out = validate()
+    _remember(_GSPECS, key, out[0])
+    return out
+
+
 def prepare_input_grad(input_size, weight, grad_output, stride=1, padding=0, dilation=1,
                        groups=1, padding_mode="zeros"):
     """Validate ``conv2d_input``; return ``(spec, grad_output4, weight)``."""
-    key = _grad_key("input", input_size, grad_output, weight,
-                    (stride, padding, dilation, groups, padding_mode))
-    spec = _GSPECS.get(key) if key is not None else None
-    if spec is not None:
-        return spec, _batched(grad_output, spec), np.ascontiguousarray(weight)
-    out = _prepare_input_grad(input_size, weight, grad_output, stride, padding, dilation,
-                              groups, padding_mode)
-    _remember(_GSPECS, key, out[0])
-    return out
+    return _memoised(
+        _grad_key("input", input_size, grad_output, weight,
+                  (stride, padding, dilation, groups, padding_mode)),
+        lambda spec: (spec, _batched(grad_output, spec), np.ascontiguousarray(weight)),
+        lambda: _prepare_input_grad(input_size, weight, grad_output, stride, padding,
+                                    dilation, groups, padding_mode))
 
 
 def _prepare_input_grad(input_size, weight, grad_output, stride, padding, dilation, groups,
@@ -178,15 +186,12 @@ def _prepare_input_grad(input_size, weight, grad_output, stride, padding, dilati
 def prepare_weight_grad(input, weight_size, grad_output, stride=1, padding=0, dilation=1,
                         groups=1, padding_mode="zeros"):
     """Validate ``conv2d_weight``; return ``(spec, input4, grad_output4)``."""
-    key = _grad_key("weight", weight_size, input, grad_output,
-                    (stride, padding, dilation, groups, padding_mode))
-    spec = _GSPECS.get(key) if key is not None else None
-    if spec is not None:
-        return spec, _batched(input, spec), _batched(grad_output, spec)
-    out = _prepare_weight_grad(input, weight_size, grad_output, stride, padding, dilation,
-                               groups, padding_mode)
-    _remember(_GSPECS, key, out[0])
-    return out
+    return _memoised(
+        _grad_key("weight", weight_size, input, grad_output,
+                  (stride, padding, dilation, groups, padding_mode)),
+        lambda spec: (spec, _batched(input, spec), _batched(grad_output, spec)),
+        lambda: _prepare_weight_grad(input, weight_size, grad_output, stride, padding,
+                                     dilation, groups, padding_mode))
 
 
 def _prepare_weight_grad(input, weight_size, grad_output, stride, padding, dilation, groups,
