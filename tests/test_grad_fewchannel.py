@@ -176,15 +176,18 @@ def test_offsets_are_checked_before_the_kernel():
     (((1, 64, 56, 56), (64, 64, 3, 3), dict(padding=1)), "taps"),
     (((1, 128, 28, 28), (128, 128, 3, 3), dict(padding=1)), "taps"),
     (((1, 32, 56, 56), (64, 32, 3, 3), dict(padding=1)), True),
-    (((1, 256, 56, 56), (64, 256, 1, 1), {}), True),
+    (((1, 256, 56, 56), (64, 256, 1, 1), {}), "pointwise"),
     (((8, 128, 7, 7), (64, 128, 3, 3), dict(padding=1)), False),
     (((1, 256, 14, 14), (256, 256, 3, 3), dict(padding=1)), False),
     (((1, 512, 7, 7), (512, 512, 3, 3), dict(padding=1)), False),
 ])
 def test_rule_sends_few_channel_layers_to_the_kernel(shape, fits, monkeypatch):
-    """True: every fast backend runs the row kernel. "taps": rows_fits, but cython-im2col
-    runs its per-tap GEMMs first (dense 3x3, >= 64 channels: measured faster) and
+    """True: every fast backend runs the row kernel. "taps" / "pointwise": rows_fits, but
+    cython-im2col (and so cython) runs its per-tap GEMMs (dense 3x3, >= 64 channels) or
+    its pointwise GEMMs (1x1, >= 32 channels each way) first, measured faster, and
     cython-direct the row kernel."""
+    assert _gradops.pointwise_fits(convreg.spec_for_shapes(
+        shape[0], shape[1], dtype="float32", **shape[2])) is (fits == "pointwise")
     xs, ws, kw = shape
     spec = convreg.spec_for_shapes(xs, ws, dtype="float32", **kw)
     assert _gradops.rows_fits(spec) is bool(fits)
