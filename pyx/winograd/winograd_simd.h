@@ -83,6 +83,11 @@ typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
         y[3] = m12 + (T)8 * m34 + s[5];                                                 \
     } while (0)
 
+/* Hint the cache about `bytes` bytes from p, a line at a time (prefetches never fault). */
+static inline void crw_prefetch(const void *p, ptrdiff_t bytes) {
+    for (ptrdiff_t o = 0; o < bytes; o += 64) __builtin_prefetch((const char *)p + o);
+}
+
 /* Phase split and merge of short rows (m = 2 or 4 phases):
  *   crw_deint:  dst[f*ld + u] = src[u*m + f]        for u < nu, f < m
  *   crw_inter:  dst[q] = src[(q % m)*ls + q / m]    for q < nq
