@@ -13,7 +13,7 @@ import numpy as np
 from .._errors import ConvSpecError, ConvTypeError
 from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
 from .hyper import _pair, is_int, normalize_hyper, output_size
-from .spec import ConvSpec, _plain, signature, spec_for_shapes
+from .spec import ConvSpec, _plain, remember, signature, spec_for_shapes
 
 
 def _dtype_hint(*objs):
@@ -57,7 +57,6 @@ def _shape_arg(name: str, value, lengths: tuple, what: str) -> tuple:
 # spec depends on nothing else, so a call repeating a shape (every training step) skips
 # rebuilding it; a call that fails validation is never stored and fails every time.
 _SPECS = {}
-_SPECS_MAX = 512
 
 
 def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str, unbatched=False):
@@ -70,9 +69,7 @@ def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str, unbatch
     if unbatched:
         spec = _replace(_forward_spec(input_shape, weight_shape, dtype, hyper, context),
                         unbatched=True)
-        if len(_SPECS) >= _SPECS_MAX:
-            _SPECS.clear()
-        _SPECS[key] = spec
+        remember(_SPECS, key, spec)
         return spec
     stride, padding, dilation, groups, padding_mode = hyper
     try:
@@ -81,9 +78,7 @@ def _forward_spec(input_shape, weight_shape, dtype, hyper, context: str, unbatch
                                groups=groups, padding_mode=padding_mode)
     except ConvSpecError as exc:
         raise ConvSpecError(f"{context}: {exc}") from None
-    if len(_SPECS) >= _SPECS_MAX:
-        _SPECS.clear()
-    _SPECS[key] = spec
+    remember(_SPECS, key, spec)
     return spec
 
 
@@ -128,26 +123,19 @@ def _grad_key(op, size, a, b, hyper):
     return None if key is None else (op, size, key)
 
 
-def _remember(memo, key, spec):
-    if key is not None:
-        if len(memo) >= _SPECS_MAX:
-            memo.clear()
-        memo[key] = spec
-
-
 def _batched(a, spec):
     """``a`` as the C-contiguous 4-D array of a call whose spec is known."""
     return np.ascontiguousarray(a[np.newaxis] if spec.unbatched else a)
 
 
-def _memoised(key, known, validate):
+def _memoised(memo, key, known, validate):
     """``known(spec)`` when a call of this signature (``key``, None: not memoisable) was
-    validated before, else ``validate()``, whose spec is then remembered."""
-    spec = _GSPECS.get(key) if key is not None else None
+    validated before (``memo``), else ``validate()``, whose spec is then remembered."""
+    spec = memo.get(key) if key is not None else None
     if spec is not None:
         return known(spec)
     out = validate()
-    _remember(_GSPECS, key, out[0])
+    remember(memo, key, out[0])
     return out
 
 
@@ -155,6 +143,7 @@ def prepare_input_grad(input_size, weight, grad_output, stride=1, padding=0, dil
                        groups=1, padding_mode="zeros"):
     """Validate ``conv2d_input``; return ``(spec, grad_output4, weight)``."""
     return _memoised(
+        _GSPECS,
         _grad_key("input", input_size, grad_output, weight,
                   (stride, padding, dilation, groups, padding_mode)),
         lambda spec: (spec, _batched(grad_output, spec), np.ascontiguousarray(weight)),
@@ -187,6 +176,7 @@ def prepare_weight_grad(input, weight_size, grad_output, stride=1, padding=0, di
                         groups=1, padding_mode="zeros"):
     """Validate ``conv2d_weight``; return ``(spec, input4, grad_output4)``."""
     return _memoised(
+        _GSPECS,
         _grad_key("weight", weight_size, input, grad_output,
                   (stride, padding, dilation, groups, padding_mode)),
         lambda spec: (spec, _batched(input, spec), _batched(grad_output, spec)),
@@ -259,16 +249,13 @@ def prepare_transpose(input, weight, bias=None, stride=1, padding=0, output_padd
     than the input (the extra outputs receive no contribution, as in torch).
     """
     hyper = (stride, padding, output_padding, groups, dilation)
-    key = signature(input, weight, bias, hyper) if all(map(_plain, hyper)) else None
-    if key is not None:
-        spec = _TSPECS.get(key)
-        if spec is not None:
-            return (spec, _extended(_batched(input, spec), spec), np.ascontiguousarray(weight),
-                    None if bias is None else np.ascontiguousarray(bias))
-    out = _prepare_transpose(input, weight, bias, stride, padding, output_padding, groups,
-                             dilation)
-    _remember(_TSPECS, key, out[0])
-    return out
+    return _memoised(
+        _TSPECS, signature(input, weight, bias, hyper) if all(map(_plain, hyper)) else None,
+        lambda spec: (spec, _extended(_batched(input, spec), spec),
+                      np.ascontiguousarray(weight),
+                      None if bias is None else np.ascontiguousarray(bias)),
+        lambda: _prepare_transpose(input, weight, bias, stride, padding, output_padding,
+                                   groups, dilation))
 
 
 def _extended(x, spec):

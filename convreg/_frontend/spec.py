@@ -133,6 +133,15 @@ _SPECS: dict = {}
 _SPECS_MAX = 512
 
 
+def remember(memo, key, spec):
+    """Store ``spec`` under ``key`` (None: not memoisable) in one of the front end's spec
+    memos, emptying the memo first when it holds ``_SPECS_MAX`` entries."""
+    if key is not None:
+        if len(memo) >= _SPECS_MAX:
+            memo.clear()
+        memo[key] = spec
+
+
 def _plain(value) -> bool:
     """An int, a str or a tuple of ints, by exact type: values whose equality (and hash)
     imply the same validation. ``True == 1`` and ``1.0 == 1`` but both are refused where
@@ -196,10 +205,7 @@ def prepare(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
             return spec, *_laid_out(spec, input, weight, bias)
     out = _prepare(input, weight, bias, stride, padding, dilation, groups, padding_mode,
                    hyper)
-    if key is not None:
-        if len(_SPECS) >= _SPECS_MAX:
-            _SPECS.clear()
-        _SPECS[key] = out[0]
+    remember(_SPECS, key, out[0])
     return out
 
 
