@@ -13,7 +13,7 @@ import numpy as np
 
 from .fold import fold_padding
 from .padding import _after_padding, pad_explicitly
-from .select import _checked, _invoke_entry, selected
+from .select import _checked, _invoke_entry, _result, selected
 
 
 def run_input(spec, grad_output, w, ctx):
@@ -21,15 +21,12 @@ def run_input(spec, grad_output, w, ctx):
     entry = selected(spec, ctx, "conv2d_input")
     if spec.n == 0:
         return np.zeros(spec.input_shape, dtype=spec.dtype)
-    be = entry.choice.backend
     if entry.native:
-        out = _invoke_entry(entry, "conv2d_input", spec, grad_output, w, None, ctx)
-        if out.__class__ is np.ndarray and out.dtype is entry.dtype and out.shape == entry.shape:
-            return out
-        return _checked(out, be, entry.shape, spec.dtype, "conv2d_input")
+        return _result(_invoke_entry(entry, "conv2d_input", spec, grad_output, w, None, ctx),
+                       entry, "conv2d_input")
     padded = _after_padding(spec)
     out = _invoke_entry(entry, "conv2d_input", padded, grad_output, w, None, ctx)
-    out = _checked(out, be, padded.input_shape, spec.dtype, "conv2d_input")
+    out = _checked(out, entry.choice.backend, padded.input_shape, spec.dtype, "conv2d_input")
     return fold_padding(out, spec)
 
 
@@ -40,10 +37,8 @@ def run_weight(spec, x, grad_output, ctx):
         return np.zeros(spec.weight_shape, dtype=spec.dtype)
     if not entry.native:
         spec, x = pad_explicitly(spec, x, ctx.threads)
-    out = _invoke_entry(entry, "conv2d_weight", spec, x, grad_output, None, ctx)
-    if out.__class__ is np.ndarray and out.dtype is entry.dtype and out.shape == entry.shape:
-        return out
-    return _checked(out, entry.choice.backend, entry.shape, spec.dtype, "conv2d_weight")
+    return _result(_invoke_entry(entry, "conv2d_weight", spec, x, grad_output, None, ctx),
+                   entry, "conv2d_weight")
 
 
 def run_transpose(spec, x, w, b, ctx):

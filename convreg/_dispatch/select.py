@@ -330,6 +330,14 @@ def _call(be, spec, x, w, b, ctx):
     return _checked(out, be, spec.output_shape, spec.dtype, "conv2d")
 
 
+def _result(out, entry, what):
+    """``out`` when it is what ``entry``'s operation must return (the common case, checked
+    by identity), else through :func:`_checked` (which raises naming the backend)."""
+    if out.__class__ is _NDARRAY and out.dtype is entry.dtype and out.shape == entry.shape:
+        return out
+    return _checked(out, entry.choice.backend, entry.shape, entry.spec.dtype, what)
+
+
 def run(spec, x, w, b, ctx):
     """The (batched) result of a validated conv2d call."""
     entry = selected(spec, ctx)
@@ -342,8 +350,4 @@ def run(spec, x, w, b, ctx):
         return tune.measure(choice.label, key, candidates, _call, spec, x, w, b, ctx)
     if not entry.native:
         spec, x = pad_explicitly(spec, x, ctx.threads)
-    out = _invoke_entry(entry, "conv2d", spec, x, w, b, ctx)
-    if (out.__class__ is _NDARRAY and out.dtype is entry.dtype
-            and out.shape == entry.shape):
-        return out
-    return _checked(out, choice.backend, entry.shape, spec.dtype, "conv2d")
+    return _result(_invoke_entry(entry, "conv2d", spec, x, w, b, ctx), entry, "conv2d")
