@@ -121,6 +121,11 @@ class TransformedWeights:
                 f"{self.dtype}>")
 
 
+def _threads(ctx):
+    """The call's thread count (1 without a context: direct calls from tests)."""
+    return max(1, int(ctx.threads)) if ctx is not None else 1
+
+
 def _tile_option(ctx, name):
     """The call's ``tile`` option (checked by the settings against its OptionSpec)."""
     return ctx.options_for(name).get("tile", 0) if ctx is not None else 0
@@ -212,7 +217,7 @@ class CythonWinogradBackend(Backend):
     def conv2d(self, spec, x, w, b, ctx):
         tile = self.choose_tile(spec, _tile_option(ctx, self.name))
         cache = getattr(ctx, "weight_cache", None)
-        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        threads = _threads(ctx)
         if cache is None:       # a functional call: transform per call, into a reused buffer
             return self._functional(spec, x, w, b, ctx, tile, threads)
         wt = cached_transform(
@@ -233,7 +238,7 @@ class CythonWinogradBackend(Backend):
         place (``transform_weights(..., swapped=True)``), per call, never through a
         layer's cache (which holds the forward weights' transform)."""
         tile = self.choose_tile(spec, _tile_option(ctx, self.name))
-        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        threads = _threads(ctx)
 
         def conv_swapped(pspec, part):
             wt = self._mod.transform_weights(w, tile, spec.groups, threads,
@@ -265,7 +270,7 @@ class CythonWinogradBackend(Backend):
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
-        threads = max(1, int(ctx.threads)) if ctx is not None else 1
+        threads = _threads(ctx)
         need = self._mod.workspace_elems(spec.n, spec.groups, spec.cig, spec.cog, spec.oh,
                                          spec.ow, spec.dh, spec.dw, tile,
                                          np.dtype(spec.dtype).itemsize, threads)
