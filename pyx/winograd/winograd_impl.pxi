@@ -335,6 +335,19 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     return pl
 
 
+cdef inline Py_ssize_t _segment(const Plan* pl, const Py_ssize_t* cend, Py_ssize_t t,
+                                Py_ssize_t t1, Py_ssize_t* img, Py_ssize_t* tr,
+                                Py_ssize_t* tc) noexcept nogil:
+    """Tile t's image, tile row and tile column; returns the length of the segment that
+    starts at t (its tile row's run of one column residue), cut at t1."""
+    cdef Py_ssize_t rem
+    img[0] = t // pl.tpi
+    rem = t - img[0] * pl.tpi
+    tr[0] = rem // pl.TC
+    tc[0] = rem - tr[0] * pl.TC
+    return min(cend[tc[0]] - tc[0], t1 - t)
+
+
 cdef void _item(Py_ssize_t item, const Plan* pl,
                 const floating* x,            # IN  (n, c_in, h, w)
                 const floating* U,            # IN  (groups, npos, nob, cig, 8)
@@ -361,7 +374,7 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     cdef floating* M = V + pl.vn
     cdef floating* P = M + pl.mn
     cdef floating* Q = P + pl.pn
-    cdef Py_ssize_t t, img, rem, tr, tc, seg, c, o, oc0, oc1, olo, ohi, pr0, pr1
+    cdef Py_ssize_t t, img, tr, tc, seg, c, o, oc0, oc1, olo, ohi, pimg, pr0, pr1
     cdef Py_ssize_t ob_lo = part * pl.pob, ob_hi = min(pl.nob, ob_lo + pl.pob)
     cdef Py_ssize_t mps = pl.mps, vps = pl.vps
     cdef const floating* Ug = U + g * npos * pl.nob * cig * CRW_MR
@@ -372,22 +385,18 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     #    stalled on every row (64ch 56^2: a third of the transform's time).
     # The block's input rows of one image (when it lies in one): those of the next
     # channel are prefetched while this channel's are transformed.
-    img = t0 // pl.tpi
+    pimg = t0 // pl.tpi
     pr0 = pr1 = 0
-    if (t1 - 1) // pl.tpi == img:
-        pr0 = max(0, trow[(t0 - img * pl.tpi) // pl.TC] - pt)
-        pr1 = min(h, trow[(t1 - 1 - img * pl.tpi) // pl.TC] - pt + dh * (pl.al - 1) + 1)
+    if (t1 - 1) // pl.tpi == pimg:
+        pr0 = max(0, trow[(t0 - pimg * pl.tpi) // pl.TC] - pt)
+        pr1 = min(h, trow[(t1 - 1 - pimg * pl.tpi) // pl.TC] - pt + dh * (pl.al - 1) + 1)
     for c in range(cig):
         if c + 1 < cig and pr1 > pr0:
-            crw_prefetch(x + ((img * c_in + g * cig + c + 1) * h + pr0) * w,
+            crw_prefetch(x + ((pimg * c_in + g * cig + c + 1) * h + pr0) * w,
                          (pr1 - pr0) * w * sizeof(floating))
         t = t0
         while t < t1:
-            img = t // pl.tpi
-            rem = t - img * pl.tpi
-            tr = rem // pl.TC
-            tc = rem - tr * pl.TC
-            seg = min(cend[tc] - tc, t1 - t)
+            seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
             if floating is float:
                 call_crw_input_f(pl.m, x + ((img * c_in + g * cig + c) * h) * w, h, w,
                             trow[tr] - pt, dh, ccol[tc] - pleft, dw, seg, P,
@@ -411,11 +420,7 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
         ohi = min(cog, oc1 * CRW_MR)
         t = t0
         while t < t1:
-            img = t // pl.tpi
-            rem = t - img * pl.tpi
-            tr = rem // pl.TC
-            tc = rem - tr * pl.TC
-            seg = min(cend[tc] - tc, t1 - t)
+            seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
             for o in range(olo, ohi):
                 if floating is float:
                     call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
