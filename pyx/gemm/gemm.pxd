@@ -21,18 +21,20 @@ cdef extern from "gemm.h" nogil:
     cdef void cr_gemm_tile1_f64(Py_ssize_t K, const double* W, Py_ssize_t ldw, const double* B, Py_ssize_t ldb, const double* bias, double* C, Py_ssize_t ldc, Py_ssize_t nr, int acc, int skip)
 
 
-cdef inline void blas_gemm(int m, int n, int k, const floating* a, int lda,
-                           const floating* b, int ldb, floating beta,
+cdef inline void blas_gemm(bint ta, bint tb, int m, int n, int k, const floating* a,
+                           int lda, const floating* b, int ldb, floating beta,
                            floating* c, int ldc) noexcept nogil:
-    """C (m, n; ldc) := A (m, k; lda) @ B (k, n; ldb) + beta * C, all row-major."""
-    cdef char no = b'N'
+    """C (m, n; ldc) := A (m, k) @ B (k, n) + beta * C, all row-major; ``ta`` / ``tb``: A
+    / B stored transposed (their columns contiguous, leading dimension lda / ldb)."""
+    cdef char na = b'T' if ta else b'N'
+    cdef char nb = b'T' if tb else b'N'
     cdef floating one = 1
     # Column-major view: C^T (n, m) = B^T (n, k) @ A^T (k, m). BLAS never writes A or B.
     if floating is float:
-        sgemm(&no, &no, &n, &m, &k, &one, <float*> b, &ldb, <float*> a, &lda,
+        sgemm(&nb, &na, &n, &m, &k, &one, <float*> b, &ldb, <float*> a, &lda,
               &beta, c, &ldc)
     else:
-        dgemm(&no, &no, &n, &m, &k, &one, <double*> b, &ldb, <double*> a, &lda,
+        dgemm(&nb, &na, &n, &m, &k, &one, <double*> b, &ldb, <double*> a, &lda,
               &beta, c, &ldc)
 
 
@@ -57,5 +59,5 @@ cdef inline void gemm_product(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const fl
             bo = bias[o]
             for j in range(n):
                 c[o * ldc + j] = bo
-    blas_gemm(<int> m, <int> n, <int> k, a, <int> lda, b, <int> ldb,
+    blas_gemm(False, False, <int> m, <int> n, <int> k, a, <int> lda, b, <int> ldb,
               1 if bias != NULL else 0, c, <int> ldc)

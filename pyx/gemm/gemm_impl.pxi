@@ -14,9 +14,8 @@ C). The kernel computes every product with one-rounding FMAs, so NaN and inf pro
 
 from cython cimport floating
 from cython.parallel cimport prange
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, gemm_product
+from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, blas_gemm, gemm_product
 
 HAVE_KERNEL = bool(CR_HAVE_GEMM)   # this build has the AVX-512 kernel
 MR = CR_GEMM_MR                    # the kernel runs for products of at least MR rows
@@ -92,23 +91,6 @@ cdef int _blas_layout(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t s0, Py_ssize_
         ld[0] = max(rows, 1) if cols <= 1 else s1 // item
         return 1
     raise ValueError("matmul: an operand needs contiguous rows or contiguous columns")
-
-
-cdef void _blas_block(bint ta, bint tb, int m, int n, int k, const floating* a, int lda,
-                      const floating* b, int ldb, floating beta, floating* c,
-                      int ldc) noexcept nogil:
-    """C (m, n; ldc, row-major) := A @ B + beta * C, A (m, k) and B (k, n) read as
-    ``_blas_layout`` says (ta / tb: stored transposed)."""
-    cdef char na = b'T' if ta else b'N'
-    cdef char nb = b'T' if tb else b'N'
-    cdef floating one = 1
-    # Column-major view: C^T (n, m) = B^T (n, k) @ A^T (k, m).
-    if floating is float:
-        sgemm(&nb, &na, &n, &m, &k, &one, <float*> b, &ldb, <float*> a, &lda,
-              &beta, c, &ldc)
-    else:
-        dgemm(&nb, &na, &n, &m, &k, &one, <double*> b, &ldb, <double*> a, &lda,
-              &beta, c, &ldc)
 
 
 # Columns of C per thread below which the product is split by rows instead.
@@ -197,13 +179,13 @@ cdef void _matmul_run(object a3, object b3, object c3, Py_ssize_t g, Py_ssize_t 
             a = ap + gi * sa
             b = bp + gi * sb + (lo * ldb if tb else lo)
             c = cp + gi * sc + lo
-            _blas_block(ta, tb, <int> m, <int> (hi - lo), <int> k, a, <int> lda, b,
+            blas_gemm(ta, tb, <int> m, <int> (hi - lo), <int> k, a, <int> lda, b,
                         <int> ldb, beta, c, <int> n)
         else:
             a = ap + gi * sa + (lo if ta else lo * lda)
             b = bp + gi * sb
             c = cp + gi * sc + lo * n
-            _blas_block(ta, tb, <int> (hi - lo), <int> n, <int> k, a, <int> lda, b,
+            blas_gemm(ta, tb, <int> (hi - lo), <int> n, <int> k, a, <int> lda, b,
                         <int> ldb, beta, c, <int> n)
 
 
