@@ -5,11 +5,36 @@ import pytest
 cpu = pytest.importorskip("convreg._cpu", reason="convreg._cpu is not built")
 
 
-def test_fma_peak_is_a_positive_rate_that_grows_with_threads():
-    one = cpu.fma_peak_gflops(1, 0.02)
-    assert one > 0.1          # even a scalar SSE loop does far more than 0.1 GFLOP/s
-    # two threads run two loops: the total work doubles, so the rate cannot halve
-    assert cpu.fma_peak_gflops(2, 0.02) > 0.5 * one
+class _Clock:
+    """A stand-in for time.perf_counter that advances ``step`` seconds per reading, so the
+    probe's arithmetic is checked without depending on how fast this machine is."""
+
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def _rate(monkeypatch, threads, step):
+    monkeypatch.setattr("time.perf_counter", _Clock(step))
+    return cpu.fma_peak_gflops(threads, 0.02)
+
+
+def test_fma_peak_counts_every_thread_and_divides_by_the_time(monkeypatch):
+    one = _rate(monkeypatch, 1, 1.0)       # one timed round: elapsed 1 s >= seconds / 4
+    assert one > 0
+    # each thread runs the same loops: twice the threads, twice the work in the same time
+    assert _rate(monkeypatch, 2, 1.0) == pytest.approx(2 * one)
+    # the same work in half the time is twice the rate
+    assert _rate(monkeypatch, 1, 0.5) == pytest.approx(2 * one)
+    # a round shorter than seconds / 4 (5 ms here) is repeated with twice the
+    # iterations; the rate is the work of the last, timed round over its time: rounds of
+    # 1 ms and 2 ms, then one of 10 ms with 4 x the first round's iterations
+    readings = iter([0.0, 0.001, 0.0, 0.002, 0.0, 0.010])
+    monkeypatch.setattr("time.perf_counter", lambda: next(readings))
+    assert cpu.fma_peak_gflops(1, 0.02) == pytest.approx(4 * one / 0.010)
 
 
 @pytest.mark.parametrize("args,match", [((0,), "threads must be between 1 and 4096, got 0"),
