@@ -383,6 +383,15 @@ FLAT_CASES = [
     ((2, 5, 4, 30), (12, 5, 1, 9), dict(padding=(0, 4))),           # stride 1, no row pad
     ((1, 6, 14, 14), (64, 6, 3, 3), dict(padding=1)),               # 196 pixels: 6 panels + 4
     ((1, 3, 2, 70), (16, 3, 2, 3), dict(padding=(0, 1))),           # fewer rows out than in
+    # strided: the fused mode on stride-phase planes (flat_planes >= 0)
+    ((1, 6, 14, 14), (16, 6, 3, 3), dict(stride=2, padding=1)),     # ResNet's downsampling 3x3
+    ((1, 3, 23, 23), (16, 3, 7, 7), dict(stride=2, padding=3)),     # the stem, odd size
+    ((2, 5, 13, 11), (16, 5, 3, 3), dict(stride=(2, 3), padding=1)),
+    ((1, 4, 12, 12), (16, 2, 3, 3), dict(stride=2, padding=3, dilation=3, groups=2)),
+    ((1, 3, 8, 8), (8, 3, 4, 4), dict(stride=2, padding=1)),        # even kernel
+    ((1, 40, 9, 9), (300, 40, 3, 3), dict(stride=2, padding=1)),    # K-chunks, 300 rows
+    ((1, 6, 10, 10), (8, 6, 3, 3), dict(stride=3, padding=1)),      # nine phases
+    ((1, 2, 5, 30), (9, 2, 1, 9), dict(stride=(1, 2), padding=(0, 4))),  # column phases only
 ]
 
 
@@ -392,26 +401,83 @@ FLAT_CASES = [
                          ids=lambda p: "m{}p{}t{}".format(*p))
 @pytest.mark.parametrize("xs,ws,kw", FLAT_CASES, ids=[str(c[:2]) for c in FLAT_CASES])
 def test_fused_mode_every_split(xs, ws, kw, parts, bias):
-    """Mode 3 (fused im2col + GEMM) with row and pixel parts over 1-3 threads."""
+    """Mode 3 (fused im2col + GEMM) with row and pixel parts over 1-3 threads, on the
+    input (stride 1) or on its stride-phase planes (strided)."""
     mparts, pparts, threads = parts
     case = Case("flat", xs, ws, bias=bias, **kw)
     ref, bound = reference(case)
     x, w, b = case.arrays()
+    x_before = x.copy()
     spec = _spec(xs, ws, **kw)
-    assert spec.sh == spec.sw == 1 and spec.ow == spec.w
+    mod = im2col._im2col
+    planes = mod.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow, spec.kh,
+                             spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.pt, spec.pl)
+    assert planes == (0 if spec.sh == spec.sw == 1 else spec.n * spec.c_in * spec.sh * spec.sw)
     if spec.cog < 8 * mparts:
         mparts = 1
-    mod = im2col._im2col
-    need = mod.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow, threads)
+    need = mod.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow, threads, planes)
     work = np.full(need, np.nan, np.float32)
     out = np.full(spec.output_shape, np.nan, np.float32)
-    mod.conv2d(x, w, b, out, work, 1, 1, spec.pt, spec.pl, spec.dh, spec.dw, spec.groups,
-               0, threads, im2col.FLAT, True, mparts, pparts)
+    mod.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl, spec.dh, spec.dw,
+               spec.groups, 0, threads, im2col.FLAT, True, mparts, pparts)
     ok, _, msg = compare(out, ref, bound, "float32")
     assert ok, msg
+    assert np.array_equal(x, x_before)
     with pytest.raises(ValueError, match="work holds"):
-        mod.conv2d(x, w, b, out, work[:-1], 1, 1, spec.pt, spec.pl, spec.dh, spec.dw,
-                   spec.groups, 0, threads, im2col.FLAT, True, mparts, pparts)
+        mod.conv2d(x, w, b, out, work[:-1], spec.sh, spec.sw, spec.pt, spec.pl, spec.dh,
+                   spec.dw, spec.groups, 0, threads, im2col.FLAT, True, mparts, pparts)
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.parametrize("xs,ws,kw,planes", [
+    ((1, 64, 56, 56), (64, 64, 3, 3), dict(stride=2, padding=1), 64 * 4),
+    ((2, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), 2 * 3 * 4),
+    ((1, 6, 10, 10), (8, 6, 3, 3), dict(stride=3, padding=1), 6 * 9),
+    ((1, 8, 12, 12), (8, 8, 3, 3), dict(padding=1), 0),            # stride 1: the input
+    # declined: a phase no tap reads (1x1 stride 2 would copy four planes to use one)
+    ((1, 3, 8, 8), (8, 3, 1, 1), dict(stride=2), -1),
+    # declined: the last output row's last tap reads input row 6 (of 7) = plane row 3,
+    # past the 3-row plane
+    ((1, 6, 7, 7), (8, 6, 3, 3), dict(stride=2), -1),
+    ((1, 6, 9, 9), (8, 6, 3, 3), dict(stride=2), -1),
+    ((1, 8, 12, 12), (8, 8, 3, 3), dict(), -1),                    # stride 1, narrower output
+])
+def test_fused_mode_phase_planes(xs, ws, kw, planes):
+    spec = _spec(xs, ws, **kw)
+    got = im2col._im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow,
+                                     spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw,
+                                     spec.pt, spec.pl)
+    assert got == planes
+    plan = Backend().plan(spec, threads=2)
+    assert (plan.mode == im2col.FLAT) == (planes >= 0)
+    if planes < 0:
+        return
+    # The plan's workspace holds the planes on top of the panels.
+    flat = im2col._im2col.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow,
+                                    plan.omp_threads)
+    assert plan.workspace_bytes == 4 * (flat + planes * spec.oh * spec.ow)
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+def test_fused_strided_mode_nan_inf_and_readonly_input():
+    """Stride-phase copies keep NaN and inf where they were and never write the input;
+    padding stays an exact zero (inf only from real inputs)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 16, 15, 15)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    x[0, 2, 7, 7] = np.nan
+    x[0, 3, 14, 14] = np.inf
+    x.setflags(write=False)
+    spec = _spec(x.shape, w.shape, stride=2, padding=1)
+    assert Backend().plan(spec, threads=2).mode == im2col.FLAT
+    out = convreg.conv2d(x, w, stride=2, padding=1, backend=NAME)
+    ref = convreg.conv2d(x, w, stride=2, padding=1, backend="python")
+    assert np.array_equal(np.isnan(out), np.isnan(ref))
+    assert np.array_equal(np.isinf(out), np.isinf(ref))
+    assert np.isnan(out[0, :, 3:5, 3:5]).all()          # outputs whose window holds the NaN
+    assert not np.isnan(out[0, :, 0, 0]).any()
+    fin = np.isfinite(ref)
+    assert np.allclose(out[fin], ref[fin], rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
@@ -427,11 +493,16 @@ def test_fused_mode_is_planned_within_the_bound():
     # A bound below the packed panel's scratch: the banded modes, within the bound.
     tight = Backend(workspace_mb=0.01).plan(spec, threads=2)
     assert tight.mode != im2col.FLAT and tight.workspace_bytes <= 0.01 * 2**20
-    # float64, strided, or narrower output: not fused.
+    # float64 or narrower output: not fused. Strided 'same' calls are (phase planes).
     assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3), "float64", padding=1),
                           threads=2).mode != im2col.FLAT
-    assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1, stride=2),
-                          threads=2).mode != im2col.FLAT
+    strided = Backend().plan(_spec((1, 64, 56, 56), (128, 64, 3, 3), padding=1, stride=2),
+                             threads=2)
+    assert (strided.mode, strided.mparts, strided.pparts) == (im2col.FLAT, 1, 2)
+    # 784 output pixels give each thread 392 >= FLAT_MIN_PIXELS: pixel parts, though
+    # there are rows enough for row parts.
+    wide = Backend().plan(_spec((1, 128, 28, 28), (128, 128, 3, 3), padding=1), threads=2)
+    assert (wide.mode, wide.mparts, wide.pparts) == (im2col.FLAT, 1, 2)
     assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3)), threads=2).mode != im2col.FLAT
 
 

@@ -36,9 +36,12 @@ SMALL_IMAGE = 64
 SMALL_IMAGE_MIN_CIN = 128
 
 
-# Calls im2col runs in its fused mode (float32, stride 1, same width, AVX-512) with at
-# least this many input channels: im2col took 0.74-0.95x direct's time after that mode
-# landed (re-sweep, 64-512 channels); at 32 channels direct was 17-29% faster.
+# Calls im2col runs in its fused mode (float32, AVX-512; stride 1 and same width, or
+# strided on stride-phase planes: im2col.fuses) with at least this many input channels:
+# im2col took 0.74-0.95x direct's time after that mode landed (re-sweep, 64-512
+# channels), and 0.57-0.93x on ResNet's stride-2 3x3 layers once it took strided calls
+# (2026-12-02, docs/chooser.md); at 32 channels direct was 17-29% faster (stride 2:
+# 0.96x), and direct keeps the 3-channel stem (0.94x fused's time).
 FUSED_MIN_CIN = 64
 
 
@@ -92,8 +95,9 @@ def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
         kind = "depthwise" if spec.cig == 1 else f"grouped ({spec.cig} input channels per group)"
         return "cython-direct", f"{kind}: per-group GEMMs would be too thin"
     if fuses is not None and fuses(spec) and spec.cig >= FUSED_MIN_CIN:
-        return "cython-im2col", (f"stride-1 same-width call over {spec.cig} input channels: "
-                                 "im2col's fused mode packs panels straight from the input")
+        return "cython-im2col", (f"{'strided' if spec.sh * spec.sw > 1 else 'same-width'} "
+                                 f"call over {spec.cig} input channels: im2col's fused mode "
+                                 "packs panels straight from the input")
     if (spec.kh == spec.kw == 1 and spec.cig >= GEMM_1X1_MIN_CIN
             and spec.cog >= GEMM_1X1_MIN_COUT):
         return "cython-im2col", (f"1x1 kernel, {spec.cig} -> {spec.cog} channels: one GEMM "

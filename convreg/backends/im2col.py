@@ -9,7 +9,12 @@ The GEMM writes straight into the NCHW result. On the avx512 build, float32 stri
 calls whose output is as wide as the input (3x3 'same' layers) skip the column buffer:
 the FLAT mode packs each 32-pixel panel of the im2col matrix from the input just before
 the multiply (a few hundred KiB of scratch per thread at most, within the workspace
-bound), with (image, group, row part, pixel part) tasks over the threads.
+bound), with (image, group, row part, pixel part) tasks over the threads. Strided calls
+take the same mode on the input's stride-phase planes (plane (r, s) holds
+x[.., sh*i + r, sw*j + s], an (oh, ow) image, so each tap reads a shifted plane as a
+stride-1 tap reads the input): one copy of the input into the workspace first, when
+every phase is read by some tap and no tap reads past a plane (ResNet's 3x3 stride-2
+'same' layers and its 7x7 stem fit; ``_im2col.flat_planes`` decides).
 A 1x1, stride-1, unpadded convolution
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
@@ -74,13 +79,21 @@ use_own_kernel = True     # False: always BLAS (for comparisons)
 SERIAL, TASKS, SHARED, FLAT = 0, 1, 2, 3
 MODE_NAMES = {SERIAL: "serial", TASKS: "tasks", SHARED: "shared", FLAT: "fused"}
 # FLAT: the avx512 build's fused im2col + GEMM for float32 stride-1 calls whose output is
-# as wide as the input (e.g. 'same' padding): no column buffer, each K-chunk of a
-# 32-pixel panel packed (zeros for padding) just before the multiply: the scratch is one
-# (K-chunk, 32) panel per thread, at most 288 KiB, and counts against workspace_mb.
+# as wide as the input (e.g. 'same' padding), and strided calls on the input's
+# stride-phase planes: no column buffer, each K-chunk of a 32-pixel panel packed (zeros
+# for padding) just before the multiply: the scratch is one (K-chunk, 32) panel per
+# thread, at most 288 KiB, plus (strided) the planes, one copy of the input; all of it
+# counts against workspace_mb.
 use_flat = True           # False: never FLAT (for comparisons)
 # In FLAT mode a (image, group) is split into row parts (output channels) when each
-# thread's part keeps at least this many rows, else into pixel parts.
+# thread's part keeps at least FLAT_MIN_ROWS rows and the output is too small to give
+# each thread FLAT_MIN_PIXELS pixels, else into pixel parts: a pixel part packs each
+# panel once for all the rows. Measured (2026-12-02, 2-core AVX-512 Xeon, in-process
+# A/B of the two splits, 2 alternating runs): pixel parts took 0.90-0.96x the time on
+# 128ch 28^2 and 64->128 stride-2 56^2 (784 pixels), row parts 0.92-0.97x on 256ch
+# 14^2 and 512ch 7^2 (196 and 49 pixels: 7 and 2 panels to share).
 FLAT_MIN_ROWS = 64
+FLAT_MIN_PIXELS = 256
 
 
 # The weight gradient's im2col bands stay near this size (and under workspace_mb).
@@ -142,9 +155,13 @@ def split_threads(spec, threads):
 def _flat_plan(spec, threads, bound):
     """A FLAT plan when the call fits it and its scratch fits the bound, else None."""
     if not (use_flat and use_own_kernel and _im2col.HAVE_KERNEL and spec.dtype == "float32"
-            and spec.cog >= KERNEL_MIN_COG and spec.sh == 1 and spec.sw == 1
-            and spec.ow == spec.w and spec.kh <= 32 and spec.kw <= 32
-            and not _is_direct(spec) and hasattr(_im2col, "flat_work")):
+            and spec.cog >= KERNEL_MIN_COG and not _is_direct(spec)
+            and hasattr(_im2col, "flat_planes")):
+        return None
+    planes = _im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow,
+                                 spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw,
+                                 spec.pt, spec.pl)
+    if planes < 0:
         return None
     ohw = spec.oh * spec.ow
     if threads == 1 or spec.flops < SMALL_FLOPS:
@@ -152,11 +169,11 @@ def _flat_plan(spec, threads, bound):
     items = spec.n * spec.groups
     mparts = pparts = 1
     if threads > 1 and items % threads:       # (image, group) items don't balance: split
-        if spec.cog >= FLAT_MIN_ROWS * threads:
+        if spec.cog >= FLAT_MIN_ROWS * threads and ohw < FLAT_MIN_PIXELS * threads:
             mparts = threads
         else:
             pparts = threads
-    work = _im2col.flat_work(spec.cig, spec.kh * spec.kw, ohw, threads) * 4
+    work = _im2col.flat_work(spec.cig, spec.kh * spec.kw, ohw, threads, planes) * 4
     if work > bound:
         return None
     return Plan(False, ohw, 1, FLAT, threads, 1, work, bound, True,

@@ -2,11 +2,13 @@
  *
  * Stride 1 with ow == w (e.g. 'same' padding): output pixel q of tap t reads plane
  * element q + off[t], so per K-chunk and panel of 32 output pixels the input is packed
- * straight from x (masked loads: 0 for padding, so inf*0 = NaN as in torch) into an
+ * straight from x (strided calls: from its stride-phase planes, cr_flat_phases, which
+ * make every tap such a shifted read) (masked loads: 0 for padding, so inf*0 = NaN as in torch) into an
  * aligned (kc, 32) panel that the GEMM tiles of gemm.h (cr_gemm_tile_f32,
  * cr_gemm_tile1_f32) multiply by every 8-row block of W. No column buffer.
  *
  *   cr_flat_f32    the whole call, tasks over OpenMP threads
+ *   cr_flat_phases the stride-phase planes a strided call reads instead of the input
  *   cr_flat_work   float32 scratch it needs (masks + one packed panel per thread)
  *
  * Only float32 is implemented. Without AVX-512, CR_HAVE_FLAT is 0 and the entry points
@@ -21,10 +23,12 @@
 #if CR_HAVE_GEMM
 #define CR_HAVE_FLAT 1
 
-/* Fused im2col + GEMM for float32, stride 1 with ow == w (any padding that keeps the
-   width, any dilation): output pixel q of tap (u, v) reads plane element q + off[t],
-   t = u*kw + v, off[t] = (u*dh - pt)*w + v*dw - pl, where the lane mask says it lies
-   inside the image (else the packed value is 0, as in the column buffer). No column
+/* Fused im2col + GEMM for float32 on planes as wide as the output: output pixel q of
+   tap (u, v) reads plane element q + off[t], t = u*kw + v (stride 1 with ow == w, any
+   padding that keeps the width, any dilation: the input itself, off[t] = (u*dh - pt)*w
+   + v*dw - pl; strided: the tap's stride-phase plane, see cr_flat_f32), where the lane
+   mask says it lies inside the plane (else the packed value is 0, as in the column
+   buffer). No column
    buffer: per K-chunk (cc channels x T taps) and panel of 32 output pixels, the
    (kc, 32) panel is packed contiguous (aligned) and multiplied by every 8-row block
    of W. */
@@ -50,25 +54,26 @@ static inline void cr_flat_pack_f32(const float* xc, ptrdiff_t hw, ptrdiff_t nc,
     }
 }
 
-/* Lane masks of panel starting at pixel q0 (nr lanes): mk[t] bit l set when pixel
-   q0 + l of tap t reads inside the image. */
-static void cr_flat_masks(ptrdiff_t q0, ptrdiff_t nr, ptrdiff_t h, ptrdiff_t w,
-                          ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t dh, ptrdiff_t dw,
-                          ptrdiff_t pt, ptrdiff_t pl, unsigned* mk) {
+/* Lane masks of panel starting at pixel q0 (nr lanes) of an output as wide as its
+   planes (wp): mk[u*kw + v] bit l set when pixel q0 + l, at output (i, j), reads plane
+   row i + ra[u] and column j + cb[v] inside the (hp, wp) plane. */
+static void cr_flat_masks(ptrdiff_t q0, ptrdiff_t nr, ptrdiff_t hp, ptrdiff_t wp,
+                          ptrdiff_t kh, ptrdiff_t kw, const ptrdiff_t* ra,
+                          const ptrdiff_t* cb, unsigned* mk) {
     unsigned rm[32], cm[32];
-    ptrdiff_t i = q0 / w, j = q0 - (q0 / w) * w;
+    ptrdiff_t i = q0 / wp, j = q0 - (q0 / wp) * wp;
     for (ptrdiff_t u = 0; u < kh; u++) rm[u] = 0;
     for (ptrdiff_t v = 0; v < kw; v++) cm[v] = 0;
     for (ptrdiff_t l = 0; l < nr; l++) {
         for (ptrdiff_t u = 0; u < kh; u++) {
-            ptrdiff_t r = i + u * dh - pt;
-            if (r >= 0 && r < h) rm[u] |= 1u << l;
+            ptrdiff_t r = i + ra[u];
+            if (r >= 0 && r < hp) rm[u] |= 1u << l;
         }
         for (ptrdiff_t v = 0; v < kw; v++) {
-            ptrdiff_t s = j + v * dw - pl;
-            if (s >= 0 && s < w) cm[v] |= 1u << l;
+            ptrdiff_t s = j + cb[v];
+            if (s >= 0 && s < wp) cm[v] |= 1u << l;
         }
-        if (++j == w) { j = 0; i++; }
+        if (++j == wp) { j = 0; i++; }
     }
     for (ptrdiff_t u = 0; u < kh; u++)
         for (ptrdiff_t v = 0; v < kw; v++)
@@ -140,16 +145,22 @@ static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int thr
     return npan * T + 16 + threads * (cr_flat_chunk(cig, T) * T * CONVREG_FLAT_NR + 16);
 }
 
-/* The whole call (float32, stride 1, ow == w, kh, kw <= 32): tasks (image, group,
-   row part, pixel part) over OpenMP threads, dynamically. Row parts split the group's
-   output channels at multiples of 8 (each >= 8 rows), pixel parts split the panels. */
-static void cr_flat_f32(const float* x, const float* wt, const float* bias, float* out,
-                        float* work, ptrdiff_t n, ptrdiff_t c_in, ptrdiff_t h, ptrdiff_t w,
-                        ptrdiff_t c_out, ptrdiff_t oh, ptrdiff_t kh, ptrdiff_t kw,
-                        ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl,
-                        ptrdiff_t groups, int threads, ptrdiff_t mparts, ptrdiff_t pparts) {
+/* The whole call (float32, kh, kw <= 32) on planes of (hp, wp) elements, each input
+   channel cs elements apart (images c_in * cs apart) and the output as wide as a
+   plane (ow == wp, oh rows): tap (u, v) reads plane poff[u*kw + v] (0 without poff)
+   at row i + ra[u], column j + cb[v] for output (i, j). A stride-1 call passes the
+   input itself (hp, wp = h, w; ra[u] = u*dh - pt; cb[v] = v*dw - pl); a strided one its
+   stride-phase planes (cr_flat_phases). Tasks (image, group, row part, pixel part) over
+   OpenMP threads, dynamically. Row parts split the group's output channels at
+   multiples of 8 (each >= 8 rows), pixel parts split the panels. */
+static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp,
+                        const float* wt, const float* bias, float* out, float* work,
+                        ptrdiff_t n, ptrdiff_t c_in, ptrdiff_t c_out, ptrdiff_t oh,
+                        ptrdiff_t kh, ptrdiff_t kw, const ptrdiff_t* ra, const ptrdiff_t* cb,
+                        const ptrdiff_t* poff, ptrdiff_t groups, int threads,
+                        ptrdiff_t mparts, ptrdiff_t pparts) {
     int T = (int)(kh * kw);
-    ptrdiff_t cig = c_in / groups, cog = c_out / groups, K = cig * T, hw = h * w, ohw = oh * w;
+    ptrdiff_t cig = c_in / groups, cog = c_out / groups, K = cig * T, ohw = oh * wp;
     ptrdiff_t npan = (ohw + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR;
     ptrdiff_t cc = cr_flat_chunk(cig, T), per = cc * T * CONVREG_FLAT_NR + 16;
     ptrdiff_t ntask = n * groups * mparts * pparts;
@@ -158,7 +169,7 @@ static void cr_flat_f32(const float* x, const float* wt, const float* bias, floa
     float* scratch = work + npan * T + 16;
     for (ptrdiff_t u = 0; u < kh; u++)
         for (ptrdiff_t v = 0; v < kw; v++)
-            off[u * kw + v] = (u * dh - pt) * w + v * dw - pl;
+            off[u * kw + v] = (poff ? poff[u * kw + v] : 0) + ra[u] * wp + cb[v];
     #pragma omp parallel num_threads(threads)
     {
         int tid = omp_get_thread_num();
@@ -168,7 +179,7 @@ static void cr_flat_f32(const float* x, const float* wt, const float* bias, floa
         for (ptrdiff_t pi = 0; pi < npan; pi++) {
             ptrdiff_t q = pi * CONVREG_FLAT_NR;
             cr_flat_masks(q, ohw - q < CONVREG_FLAT_NR ? ohw - q : CONVREG_FLAT_NR,
-                          h, w, kh, kw, dh, dw, pt, pl, masks + pi * T);
+                          hp, wp, kh, kw, ra, cb, masks + pi * T);
         }
         #pragma omp for schedule(dynamic)
         for (ptrdiff_t t = 0; t < ntask; t++) {
@@ -180,11 +191,38 @@ static void cr_flat_f32(const float* x, const float* wt, const float* bias, floa
             ptrdiff_t q1 = npan * (pp + 1) / pparts * CONVREG_FLAT_NR;
             if (q1 > ohw) q1 = ohw;
             if (hi - lo < CR_GEMM_MR || q1 <= q0) continue;
-            cr_flat_task_f32(x + (ni * c_in + g * cig) * hw, hw, cig, T, off, masks, q0, q1,
+            cr_flat_task_f32(x + (ni * c_in + g * cig) * cs, cs, cig, T, off, masks, q0, q1,
                              cc, wt + (g * cog + lo) * K, K, hi - lo,
                              bias ? bias + g * cog + lo : 0,
                              out + (ni * c_out + g * cog + lo) * ohw, ohw, Bp);
         }
+    }
+}
+
+/* Stride-phase planes of a strided call: for every image and channel (c = ni*c_in + ci),
+   plane r*sw + s of dst is (oh, ow) with dst[.., i, j] = x[ci, sh*i + r, sw*j + s], 0
+   where that lies outside the (h, w) input; so a stride-(sh, sw) convolution reads each
+   tap as a shifted plane, as a stride-1 one reads the input. Channels over threads. */
+static void cr_flat_phases(const float* x, ptrdiff_t nc, ptrdiff_t h, ptrdiff_t w,
+                           ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t oh, ptrdiff_t ow, float* dst,
+                           int threads) {
+    ptrdiff_t hw = h * w, phw = oh * ow;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (ptrdiff_t c = 0; c < nc; c++) {
+        const float* xc = x + c * hw;
+        float* d = dst + c * sh * sw * phw;
+        for (ptrdiff_t r = 0; r < sh; r++)
+            for (ptrdiff_t s = 0; s < sw; s++)
+                for (ptrdiff_t i = 0; i < oh; i++, d += ow) {
+                    ptrdiff_t row = sh * i + r, j = 0;
+                    if (row < h) {
+                        const float* xr = xc + row * w + s;
+                        ptrdiff_t nj = s < w ? (w - 1 - s) / sw + 1 : 0;   /* columns inside */
+                        if (nj > ow) nj = ow;
+                        for (; j < nj; j++) d[j] = xr[j * sw];
+                    }
+                    for (; j < ow; j++) d[j] = 0.0f;
+                }
     }
 }
 
@@ -194,14 +232,21 @@ static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int thr
     (void)cig; (void)T; (void)ohw; (void)threads;
     return 0;
 }
-static void cr_flat_f32(const float *x, const float *wt, const float *bias, float *out,
-                        float *work, ptrdiff_t n, ptrdiff_t c_in, ptrdiff_t h, ptrdiff_t w,
-                        ptrdiff_t c_out, ptrdiff_t oh, ptrdiff_t kh, ptrdiff_t kw,
-                        ptrdiff_t dh, ptrdiff_t dw, ptrdiff_t pt, ptrdiff_t pl,
-                        ptrdiff_t groups, int threads, ptrdiff_t mparts, ptrdiff_t pparts) {
-    (void)x; (void)wt; (void)bias; (void)out; (void)work; (void)n; (void)c_in; (void)h;
-    (void)w; (void)c_out; (void)oh; (void)kh; (void)kw; (void)dh; (void)dw; (void)pt;
-    (void)pl; (void)groups; (void)threads; (void)mparts; (void)pparts;
+static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp,
+                        const float* wt, const float* bias, float* out, float* work,
+                        ptrdiff_t n, ptrdiff_t c_in, ptrdiff_t c_out, ptrdiff_t oh,
+                        ptrdiff_t kh, ptrdiff_t kw, const ptrdiff_t* ra, const ptrdiff_t* cb,
+                        const ptrdiff_t* poff, ptrdiff_t groups, int threads,
+                        ptrdiff_t mparts, ptrdiff_t pparts) {
+    (void)x; (void)cs; (void)hp; (void)wp; (void)wt; (void)bias; (void)out; (void)work;
+    (void)n; (void)c_in; (void)c_out; (void)oh; (void)kh; (void)kw; (void)ra; (void)cb;
+    (void)poff; (void)groups; (void)threads; (void)mparts; (void)pparts;
+}
+static void cr_flat_phases(const float* x, ptrdiff_t nc, ptrdiff_t h, ptrdiff_t w,
+                           ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t oh, ptrdiff_t ow, float* dst,
+                           int threads) {
+    (void)x; (void)nc; (void)h; (void)w; (void)sh; (void)sw; (void)oh; (void)ow; (void)dst;
+    (void)threads;
 }
 #endif
 

@@ -24,8 +24,8 @@ group has at least 8 output channels (8 output channels x 32 float32 / 16 float6
 per tile, the column buffer read in place, bias folded into the accumulators); every
 other call goes to BLAS through scipy.linalg.cython_blas.
 
-Mode 3 (avx512 build, float32, stride 1, ow == w, e.g. 'same' padding) fuses im2col into
-the GEMM: no column buffer. Output pixel q of tap t reads plane element q + off[t] (flat
+Mode 3 (avx512 build, float32; stride 1 with ow == w, e.g. 'same' padding, or strided on
+stride-phase planes, see _flat_geometry) fuses im2col into the GEMM: no column buffer. Output pixel q of tap t reads plane element q + off[t] (flat
 index), valid lanes given by a per-panel mask; per K-chunk and 32-pixel panel the input
 is packed (masked loads, 0 for padding, so inf*0 = NaN as torch) into an aligned (kc, 32)
 panel multiplied by every 8-row block of W (16-pixel tile for tails). Tasks are (image,
@@ -47,13 +47,14 @@ cdef extern from "flat.h" nogil:
     cdef Py_ssize_t cr_flat_work(Py_ssize_t cig, Py_ssize_t T, Py_ssize_t ohw, int threads)
     # its parts: masks of a 32-pixel panel, pack a (kc, 32) panel, multiply it by every
     # 8-row block of W, one task, channels per K-chunk
-    cdef void cr_flat_masks(Py_ssize_t q0, Py_ssize_t nr, Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, unsigned* mk)
+    cdef void cr_flat_masks(Py_ssize_t q0, Py_ssize_t nr, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw, const Py_ssize_t* ra, const Py_ssize_t* cb, unsigned* mk)
     cdef void cr_flat_pack_f32(const float* xc, Py_ssize_t hw, Py_ssize_t nc, int T, const Py_ssize_t* off, const unsigned* mk, float* Bp)
     cdef void cr_flat_rows_f32(Py_ssize_t kc, const float* W, Py_ssize_t ldw, const float* Bp, const float* bias, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t nr, int acc)
     cdef void cr_flat_task_f32(const float* xg, Py_ssize_t hw, Py_ssize_t cig, int T, const Py_ssize_t* off, const unsigned* masks, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t cc, const float* W, Py_ssize_t ldw, Py_ssize_t M, const float* bias, float* C, Py_ssize_t ldc, float* Bp)
     cdef Py_ssize_t cr_flat_chunk(Py_ssize_t cig, Py_ssize_t T)
-    # the whole call
-    cdef void cr_flat_f32(const float* x, const float* wt, const float* bias, float* out, float* work, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t groups, int threads, Py_ssize_t mparts, Py_ssize_t pparts)
+    # the whole call, and the stride-phase planes a strided one reads
+    cdef void cr_flat_f32(const float* x, Py_ssize_t cs, Py_ssize_t hp, Py_ssize_t wp, const float* wt, const float* bias, float* out, float* work, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t kw, const Py_ssize_t* ra, const Py_ssize_t* cb, const Py_ssize_t* poff, Py_ssize_t groups, int threads, Py_ssize_t mparts, Py_ssize_t pparts)
+    cdef void cr_flat_phases(const float* x, Py_ssize_t nc, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t oh, Py_ssize_t ow, float* dst, int threads)
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
 HAVE_KERNEL = bool(CR_HAVE_GEMM)    # this build has the AVX-512 GEMM kernel (gemm.h)
@@ -223,23 +224,12 @@ cdef _entry(const floating[:, :, :, ::1] x, const floating[:, :, :, ::1] wt,
            band, b is not None, own_kernel)
     if threads < 1 or mode == 0:
         threads = 1
-    if mode == 3:       # fused flat kernel (plan checked: float32, avx512, stride 1, ow == w)
-        if floating is double or not CR_HAVE_FLAT:
-            raise ValueError("mode 3 needs the avx512 build and float32")
-        if not (G.sh == 1 and G.sw == 1 and G.ow == G.w and G.kh <= 32 and G.kw <= 32
-                and G.cog >= CR_GEMM_MR and mparts >= 1 and pparts >= 1
-                and G.cog >= 8 * mparts):
-            raise ValueError("mode 3 does not fit this call")
-        fneed = cr_flat_work(G.cig, G.kh * G.kw, G.ohw, threads)
-        if work.shape[0] < fneed:
-            raise ValueError(f"work holds {work.shape[0]} elements, the plan fneeds {fneed}")
-        if floating is float:
-            with nogil:
-                cr_flat_f32(&x[0, 0, 0, 0], &wt[0, 0, 0, 0], &b[0] if G.has_bias else NULL,
-                                 &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.h, G.w, G.c_out,
-                                 G.oh, G.kh, G.kw, G.dh, G.dw, G.pt, G.pl, G.groups, threads,
-                                 mparts, pparts)
-        return
+    if mode == 3:       # fused flat kernel (plan checked: float32, avx512, _flat_geometry)
+        if floating is double:
+            raise ValueError("mode 3 needs float32")
+        else:
+            _flat(x, wt, b, out, work, &G, threads, mparts, pparts)
+            return
     cdef Py_ssize_t need = 0 if G.direct else (threads if mode == 1 else 1) * G.K * G.band
     if work.shape[0] < need:
         raise ValueError(f"work holds {work.shape[0]} elements, the plan needs {need}")
@@ -293,9 +283,10 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
     unpadded call, which reads the input directly. ``own_kernel`` (avx512 build, at
     least 8 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
-    Mode 3 (avx512 build, float32, stride 1, ow == w, >= 8 output channels per group):
-    fused im2col + GEMM, no column buffer; tasks (image, group, row part, pixel part)
-    with ``mparts`` x ``pparts`` parts per (image, group); ``work`` >= flat_work(...).
+    Mode 3 (avx512 build, float32, >= 8 output channels per group, flat_planes(...) >= 0:
+    stride 1 with ow == w, or strided on stride-phase planes): fused im2col + GEMM, no
+    column buffer; tasks (image, group, row part, pixel part) with ``mparts`` x
+    ``pparts`` parts per (image, group); ``work`` >= flat_work(..., planes).
     """
     if mode == 3:
         conv2d_f32(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode,
@@ -305,6 +296,110 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     f(x, wt, b, out, work, sh, sw, pt, pl, dh, dw, groups, band, threads, mode, own_kernel)
 
 
-def flat_work(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int threads):
-    """Elements of float32 scratch mode 3 needs (0 when this build lacks it)."""
-    return cr_flat_work(cig, taps, ohw, threads)
+def flat_work(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int threads,
+              Py_ssize_t planes=0):
+    """Elements of float32 scratch mode 3 needs (0 when this build lacks it), with room
+    for ``planes`` stride-phase planes of ohw elements (flat_planes)."""
+    return cr_flat_work(cig, taps, ohw, threads) + planes * ohw if CR_HAVE_FLAT else 0
+
+
+def flat_planes(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
+                Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl):
+    """Whether mode 3 fits this geometry: -1 if not, else the stride-phase planes it
+    copies the input into (0 for stride 1, which reads the input itself)."""
+    cdef Py_ssize_t ra[32]
+    cdef Py_ssize_t cb[32]
+    cdef Py_ssize_t poff[32 * 32]
+    return _flat_geometry(n, c_in, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, ra, cb, poff)
+
+
+cdef Py_ssize_t _floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return a // b if a >= 0 else -((-a + b - 1) // b)
+
+
+cdef Py_ssize_t _flat_geometry(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
+                               Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
+                               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
+                               Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t* ra, Py_ssize_t* cb,
+                               Py_ssize_t* poff) noexcept:
+    """The planes mode 3 reads, as cr_flat_f32 takes them (ra, cb, poff: kh, kw, kh*kw
+    entries): -1 when the call does not fit, else the number of stride-phase planes.
+
+    Stride 1 needs ow == w and reads the input: ra[u] = u*dh - pt, cb[v] = v*dw - pl.
+    A strided call reads (oh, ow) phase planes: input row sh*i + u*dh - pt is row
+    i + ra[u] of phase rphase[u] (ra = floor((u*dh - pt) / sh)), columns alike; it fits
+    when every phase is read by some tap (no plane is copied for nothing) and no tap
+    reads an input row or column past the plane's last (ra[u] >= 1 needs
+    sh*oh + rphase[u] >= h): every read is then the plane element or its zero padding."""
+    cdef Py_ssize_t u, v, e, rseen = 0, cseen = 0
+    cdef Py_ssize_t rphase[32]
+    cdef Py_ssize_t cphase[32]
+    if kh > 32 or kw > 32 or kh < 1 or kw < 1:
+        return -1
+    if sh == 1 and sw == 1:
+        if ow != w:
+            return -1
+        for u in range(kh):
+            ra[u] = u * dh - pt
+        for v in range(kw):
+            cb[v] = v * dw - pl
+        for u in range(kh * kw):
+            poff[u] = 0
+        return 0
+    if sh > 32 or sw > 32:
+        return -1
+    for u in range(kh):
+        e = u * dh - pt
+        ra[u] = _floor_div(e, sh)
+        rphase[u] = e - ra[u] * sh
+        rseen |= (<Py_ssize_t> 1) << rphase[u]
+        if ra[u] >= 1 and sh * oh + rphase[u] < h:
+            return -1
+    for v in range(kw):
+        e = v * dw - pl
+        cb[v] = _floor_div(e, sw)
+        cphase[v] = e - cb[v] * sw
+        cseen |= (<Py_ssize_t> 1) << cphase[v]
+        if cb[v] >= 1 and sw * ow + cphase[v] < w:
+            return -1
+    if rseen != ((<Py_ssize_t> 1) << sh) - 1 or cseen != ((<Py_ssize_t> 1) << sw) - 1:
+        return -1
+    for u in range(kh):
+        for v in range(kw):
+            poff[u * kw + v] = (rphase[u] * sw + cphase[v]) * oh * ow
+    return n * c_in * sh * sw
+
+
+cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
+                const float[::1] b, float[:, :, :, ::1] out, float[::1] work, const Geom* G, int threads, Py_ssize_t mparts, Py_ssize_t pparts) except *:
+    """Mode 3: fused im2col + GEMM on the input (stride 1) or on its stride-phase
+    planes, copied into the end of work first (strided)."""
+    cdef Py_ssize_t ra[32]
+    cdef Py_ssize_t cb[32]
+    cdef Py_ssize_t poff[32 * 32]
+    if not CR_HAVE_FLAT:
+        raise ValueError("mode 3 needs the avx512 build")
+    cdef Py_ssize_t planes = _flat_geometry(G.n, G.c_in, G.h, G.w, G.oh, G.ow, G.kh, G.kw,
+                                            G.sh, G.sw, G.dh, G.dw, G.pt, G.pl, ra, cb, poff)
+    if not (planes >= 0 and G.cog >= CR_GEMM_MR and mparts >= 1 and pparts >= 1
+            and G.cog >= 8 * mparts):
+        raise ValueError("mode 3 does not fit this call")
+    cdef Py_ssize_t fneed = cr_flat_work(G.cig, G.kh * G.kw, G.ohw, threads)
+    if work.shape[0] < fneed + planes * G.ohw:
+        raise ValueError(f"work holds {work.shape[0]} elements, the plan needs "
+                         f"{fneed + planes * G.ohw}")
+    cdef const float* bp = &b[0] if G.has_bias else NULL
+    with nogil:
+        if planes == 0:
+            cr_flat_f32(&x[0, 0, 0, 0], G.h * G.w, G.h, G.w, &wt[0, 0, 0, 0], bp,
+                        &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.c_out, G.oh, G.kh,
+                        G.kw, ra, cb, NULL, G.groups, threads, mparts, pparts)
+        else:
+            cr_flat_phases(&x[0, 0, 0, 0], G.n * G.c_in, G.h, G.w, G.sh, G.sw, G.oh,
+                           G.ow, &work[fneed], threads)
+            cr_flat_f32(&work[fneed], G.sh * G.sw * G.ohw, G.oh, G.ow, &wt[0, 0, 0, 0],
+                        bp, &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.c_out, G.oh,
+                        G.kh, G.kw, ra, cb, poff, G.groups, threads, mparts, pparts)
+
+
