@@ -383,6 +383,7 @@ FLAT_CASES = [
     ((2, 5, 4, 30), (12, 5, 1, 9), dict(padding=(0, 4))),           # stride 1, no row pad
     ((1, 6, 14, 14), (64, 6, 3, 3), dict(padding=1)),               # 196 pixels: 6 panels + 4
     ((1, 3, 2, 70), (16, 3, 2, 3), dict(padding=(0, 1))),           # fewer rows out than in
+    ((2, 260, 5, 9), (40, 260, 1, 1), dict()),                      # 1x1 reducing: K-chunks
     # strided: the fused mode on stride-phase planes (flat_planes >= 0)
     ((1, 6, 14, 14), (16, 6, 3, 3), dict(stride=2, padding=1)),     # ResNet's downsampling 3x3
     ((1, 3, 23, 23), (16, 3, 7, 7), dict(stride=2, padding=3)),     # the stem, odd size
@@ -503,6 +504,17 @@ def test_fused_mode_is_planned_within_the_bound():
     # there are rows enough for row parts.
     wide = Backend().plan(_spec((1, 128, 28, 28), (128, 128, 3, 3), padding=1), threads=2)
     assert (wide.mode, wide.mparts, wide.pparts) == (im2col.FLAT, 1, 2)
+    # 1x1 stride-1 unpadded: packed only when reducing >= 256 channels to a quarter or
+    # fewer (>= 32); otherwise the GEMM reads the input in place.
+    for xs, ws, fused in [((1, 256, 56, 56), (64, 256, 1, 1), True),
+                          ((1, 512, 28, 28), (128, 512, 1, 1), True),
+                          ((1, 256, 56, 56), (128, 256, 1, 1), False),
+                          ((1, 128, 56, 56), (32, 128, 1, 1), False),
+                          ((1, 256, 56, 56), (16, 256, 1, 1), False),
+                          ((1, 64, 56, 56), (256, 64, 1, 1), False)]:
+        plan = Backend().plan(_spec(xs, ws), threads=2)
+        assert (plan.mode == im2col.FLAT) == fused, (xs, ws)
+        assert plan.direct == (not fused)
     assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3)), threads=2).mode != im2col.FLAT
 
 
