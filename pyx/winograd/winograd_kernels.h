@@ -20,6 +20,8 @@
 #define CRW_GEMM crw_gemm_f
 #define CRW_WTRANS crw_wtrans_f
 #define CRW_WTRANS_AL crw_wtrans_al_f
+#define CRW_GATHER9 crw_gather9_f
+#define CRW_V8_STORE crw_v8_store_f
 #define CRW_DEINT crw_deint_f
 #define CRW_DEINTB crw_deintb_f
 #define CRW_INTER crw_inter_f
@@ -36,6 +38,8 @@
 #undef CRW_GEMM
 #undef CRW_WTRANS
 #undef CRW_WTRANS_AL
+#undef CRW_GATHER9
+#undef CRW_V8_STORE
 #undef CRW_DEINT
 #undef CRW_DEINTB
 #undef CRW_INTER
@@ -51,6 +55,8 @@
 #define CRW_GEMM crw_gemm_d
 #define CRW_WTRANS crw_wtrans_d
 #define CRW_WTRANS_AL crw_wtrans_al_d
+#define CRW_GATHER9 crw_gather9_d
+#define CRW_V8_STORE crw_v8_store_d
 #define CRW_DEINT crw_deint_d
 #define CRW_DEINTB crw_deintb_d
 #define CRW_INTER crw_inter_d
@@ -67,6 +73,8 @@
 #undef CRW_GEMM
 #undef CRW_WTRANS
 #undef CRW_WTRANS_AL
+#undef CRW_GATHER9
+#undef CRW_V8_STORE
 #undef CRW_DEINT
 #undef CRW_DEINTB
 #undef CRW_INTER

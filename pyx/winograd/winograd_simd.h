@@ -12,6 +12,17 @@
 #include <stddef.h>
 #include <string.h>
 
+/* 8 doubles as one value (one AVX-512 register, two or four narrower ones): the 8
+ * output channels of a weight-transform panel. */
+typedef double crw_v8d __attribute__((vector_size(64)));
+typedef float crw_v8f __attribute__((vector_size(32)));
+/* Store the 8 channels' results of one position, rounded once to the weights' type. */
+static inline void crw_v8_store_f(float *dst, crw_v8d v) {
+    crw_v8f f = __builtin_convertvector(v, crw_v8f);
+    memcpy(dst, &f, sizeof f);
+}
+static inline void crw_v8_store_d(double *dst, crw_v8d v) { memcpy(dst, &v, sizeof v); }
+
 #if defined(__AVX512F__)
 #define CRW_VBYTES 64
 #define CRW_KROWS 8         /* output channels per microkernel call */
@@ -270,6 +281,27 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
         }
 }
 #define CRW_HAVE_DEINTB 1
+/* g[k][r] = base[r*rs + k*ks] (k < 9, r < nr <= 8; 0 for r >= nr) in double: one
+   kernel's 9 taps for 8 output channels of the weight transform, 9 gathers instead of
+   72 scalar loads (rs*7 fits an int: the caller checks). */
+static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
+                                 crw_v8d g[9]) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32((int)rs));
+    const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
+    for (int k = 0; k < 9; k++)
+        g[k] = (crw_v8d)_mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mk,
+                                                                  idx, base + k * ks, 4));
+}
+static inline void crw_gather9_d(const double *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
+                                 crw_v8d g[9]) {
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                           _mm256_set1_epi32((int)rs));
+    const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
+    for (int k = 0; k < 9; k++)
+        g[k] = (crw_v8d)_mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k * ks,
+                                                 8);
+}
 /* crw_deint is crw_deintb over the whole row: every lane mask is full. */
 static inline void crw_deint_f(int m, const float *restrict src, ptrdiff_t nu,
                                float *restrict dst, ptrdiff_t ld) {
@@ -281,6 +313,16 @@ static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
 }
 #else
 #define CRW_HAVE_DEINTB 0
+static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
+                                 crw_v8d g[9]) {
+    for (int k = 0; k < 9; k++)
+        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
+}
+static inline void crw_gather9_d(const double *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
+                                 crw_v8d g[9]) {
+    for (int k = 0; k < 9; k++)
+        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
+}
 static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
                                 ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
     (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */
