@@ -459,6 +459,17 @@ def test_fused_mode_phase_planes(xs, ws, kw, planes):
     assert plan.workspace_bytes == 4 * (flat + planes * spec.oh * spec.ow)
 
 
+def test_fused_mode_declines_sizes_past_32_bit_lane_arithmetic():
+    """The panel masks compare rows, columns and tap shifts as 32-bit ints."""
+    planes = im2col._im2col.flat_planes
+    args = dict(n=1, c_in=8, h=12, w=12, oh=12, ow=12, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1,
+                pt=1, pl=1)
+    assert planes(*args.values()) == 0
+    for name, value in [("h", 2**30), ("oh", 2**30), ("pt", 2**30), ("dh", 2**29)]:
+        big = dict(args, **{name: value})
+        assert planes(*big.values()) == -1, name
+
+
 @pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
 def test_fused_strided_mode_nan_inf_and_readonly_input():
     """Stride-phase copies keep NaN and inf where they were and never write the input;

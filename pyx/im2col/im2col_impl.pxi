@@ -337,6 +337,10 @@ cdef Py_ssize_t _flat_geometry(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_s
     cdef Py_ssize_t cphase[32]
     if kh > 32 or kw > 32 or kh < 1 or kw < 1:
         return -1
+    # cr_flat_masks compares rows, columns and shifts as 32-bit ints
+    if (max(h, w, oh, ow, pt, pl) >= 2 ** 30 or (kh - 1) * dh >= 2 ** 30
+            or (kw - 1) * dw >= 2 ** 30):
+        return -1
     if sh == 1 and sw == 1:
         if ow != w:
             return -1
