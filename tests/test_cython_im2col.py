@@ -548,3 +548,53 @@ def test_fused_mode_threads_agree_and_nan_inf():
     fin = np.isfinite(outs[0])
     assert np.all(np.abs(outs[0][fin].astype(np.float64) - outs[1][fin]) <= 2 * bound[fin]
                   if np.ndim(bound) else np.abs(outs[0][fin] - outs[1][fin]) <= 2 * bound)
+
+
+def _random_fused_cases(seed, count):
+    """Random float32 layers the fused mode takes (flat_planes >= 0): strides 1-3 per
+    axis, kernels 1-7, padding 0-3, dilation 1-3, groups 1-2, 8-40 output channels."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        groups = int(rng.integers(1, 3))
+        cig, cog = int(rng.integers(1, 12)), int(rng.integers(8, 21))
+        kh, kw = (int(v) for v in rng.integers(1, 8, 2))
+        kw_ = dict(stride=tuple(int(v) for v in rng.integers(1, 4, 2)),
+                   padding=tuple(int(v) for v in rng.integers(0, 4, 2)),
+                   dilation=tuple(int(v) for v in rng.integers(1, 4, 2)), groups=groups)
+        xs = (int(rng.integers(1, 3)), cig * groups, int(rng.integers(1, 31)),
+              int(rng.integers(1, 31)))
+        ws = (cog * groups, cig, kh, kw)
+        try:
+            spec = _spec(xs, ws, **kw_)
+        except ValueError:
+            continue
+        planes = im2col._im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh,
+                                            spec.ow, spec.kh, spec.kw, spec.sh, spec.sw,
+                                            spec.dh, spec.dw, spec.pt, spec.pl)
+        if planes >= 0:
+            cases.append((xs, ws, kw_, spec, planes))
+    return cases
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.parametrize("seed", range(4))
+def test_fused_mode_random_layers_within_the_bound(seed):
+    """Every random layer the fused mode takes agrees with the float64 reference within
+    the harness bound, on 1 and 2 threads, strided ones on their phase planes."""
+    mod = im2col._im2col
+    cases = _random_fused_cases(seed, 25)
+    assert sum(spec.sh * spec.sw > 1 for *_, spec, _ in cases) >= 5
+    for xs, ws, kw_, spec, planes in cases:
+        case = Case("rand", xs, ws, bias=True, **kw_)
+        ref, bound = reference(case)
+        x, w, b = case.arrays()
+        for threads in (1, 2):
+            need = mod.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow, threads,
+                                 planes)
+            out = np.full(spec.output_shape, np.nan, np.float32)
+            mod.conv2d(x, w, b, out, np.full(need, np.nan, np.float32), spec.sh, spec.sw,
+                       spec.pt, spec.pl, spec.dh, spec.dw, spec.groups, 0, threads,
+                       im2col.FLAT, True, 1, threads)
+            ok, _, msg = compare(out, ref, bound, "float32")
+            assert ok, f"{xs} {ws} {kw_} threads={threads}: {msg}"
