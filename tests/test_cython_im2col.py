@@ -598,3 +598,38 @@ def test_fused_mode_random_layers_within_the_bound(seed):
                        im2col.FLAT, True, 1, threads)
             ok, _, msg = compare(out, ref, bound, "float32")
             assert ok, f"{xs} {ws} {kw_} threads={threads}: {msg}"
+
+
+@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+def test_weight_gradient_gemms_are_not_packed_as_reducing_layers(monkeypatch):
+    """The 3x3 weight gradient's per-tap GEMMs run as 1x1 calls that look like reducing
+    layers (thousands of "channels" onto 64); they keep the GEMM on the input, while a
+    real reducing 1x1 layer is packed (FLAT)."""
+    real = im2col._im2col
+    modes = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def conv2d(self, x, w, *args):
+            modes.append((w.shape[2:], args[12]))      # (kernel, mode)
+            return real.conv2d(x, w, *args)
+
+    monkeypatch.setattr(im2col, "_im2col", Recorder())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 64, 30, 30)).astype(np.float32)
+    go = rng.standard_normal((1, 64, 30, 30)).astype(np.float32)
+    with convreg.use_threads(2):
+        gw = convreg.grad.conv2d_weight(x, (64, 64, 3, 3), go, padding=1, backend=NAME)
+    taps = [m for k, m in modes if k == (1, 1)]
+    assert len(taps) == 9 and im2col.FLAT not in taps
+    ref = convreg.grad.conv2d_weight(x.astype(np.float64), (64, 64, 3, 3),
+                                     go.astype(np.float64), padding=1, backend="cython-direct")
+    assert np.allclose(gw, ref, rtol=1e-4, atol=1e-3)
+    modes.clear()
+    xr = rng.standard_normal((1, 256, 20, 20)).astype(np.float32)
+    wr = rng.standard_normal((64, 256, 1, 1)).astype(np.float32)
+    with convreg.use_threads(2):
+        convreg.conv2d(xr, wr, backend=NAME)
+    assert modes == [((1, 1), im2col.FLAT)]

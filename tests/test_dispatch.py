@@ -168,8 +168,10 @@ def test_winograd_option_is_validated(isolated):
 @pytest.mark.parametrize("shape,stride,runs", [
     (((1, 256, 14, 14), (1024, 256, 1, 1)), 1, "cython-im2col"),   # small image, wide GEMM
     (((8, 128, 28, 28), (256, 128, 1, 1)), 2, "cython-im2col"),    # strided: after a gather
-    (((1, 32, 112, 112), (16, 32, 1, 1)), 1, "cython-direct"),     # 16 output channels
-    (((1, 16, 112, 112), (96, 16, 1, 1)), 1, "cython-direct"),     # 16 input channels
+    (((1, 32, 112, 112), (16, 32, 1, 1)), 1, "cython-im2col"),     # 16 output channels
+    (((1, 16, 112, 112), (96, 16, 1, 1)), 1, "cython-im2col"),     # 16 input channels
+    (((1, 8, 28, 28), (32, 8, 1, 1)), 1, "cython-direct"),         # 0.4 MFLOP: too small
+    (((1, 8, 16, 16), (8, 8, 1, 1)), 1, "cython-direct"),          # the tiny layer's size
 ])
 def test_pointwise_rule(isolated, shape, stride, runs):
     _needs("cython")

@@ -118,6 +118,26 @@ def test_sub_views_use_their_leading_dimension(mod, dtype):
     assert np.all(Cbig[untouched] == -7.0)
 
 
+@pytest.mark.parametrize("n", [5, 32, 45, 100])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mod", MODULES)
+def test_packed_panels_of_wide_products(mod, dtype, n):
+    """Products of >= 64 rows copy each B panel contiguous first (gemm_tile.h): B a view
+    with a cache-aliasing row stride (256 elements), a tail panel, K over two chunks;
+    NaN in B reaches its whole column, C's neighbours are left alone."""
+    m, k = 72, 300
+    W, _, b = _operands(m, 1, k, dtype, True, seed=4)
+    Bbig = _operands(k, 1, 256, dtype, False, seed=5)[0]          # (k, 256)
+    B = Bbig[:, 3:3 + n]
+    B[17, n - 1] = np.nan
+    Cbig = np.full((m, n + 8), -7.0, dtype=dtype)
+    C = Cbig[:, 4:4 + n]
+    mod.gemm(W, B, b, C)
+    assert np.all(np.isnan(C[:, n - 1]))
+    _check(C[:, :n - 1], W, B[:, :n - 1], b)
+    assert np.all(Cbig[:, :4] == -7.0) and np.all(Cbig[:, 4 + n:] == -7.0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mod", MODULES)
 def test_nan_and_inf_propagate(mod, dtype):

@@ -18,8 +18,8 @@ from .base import Backend
 # Grouped layers with at most this many input channels per group run direct (depthwise
 # included): per-group GEMMs this thin are slower than direct by 2-13x in the sweep.
 SMALL_GROUP = 8
-# 1x1 kernels with at least GEMM_1X1_MIN_CIN input and GEMM_1X1_MIN_COUT output channels
-# per group: im2col runs them as one GEMM on the input (strided: after a gather).
+# 1x1 kernels of at least GEMM_1X1_MIN_FLOPS: im2col runs them as one GEMM on the input
+# (strided: after a gather).
 # Re-measured (2026-12-02, 2-core AVX-512, 468 GFLOP/s FMA peak; time / torch, im2col
 # against direct, same shuffled run) on ResNet-50/ResNet-18/MobileNetV2 1x1 layers at
 # every image size: 128->512 28^2 0.73 / 1.07, 256->1024 14^2 0.86 / 1.21, 1024->256 14^2
@@ -27,9 +27,16 @@ SMALL_GROUP = 8
 # 0.57 / 0.68 (batch 8: 0.80 / 1.41), 512->128 28^2 0.96 / 0.94; the old pixel threshold
 # (2048) sent all but the first of these to direct. With fewer output channels the GEMM
 # re-reads the input per 8-row tile and direct won twice of three (32->16 112^2 1.01 /
-# 0.58, 144->24 56^2 0.91 / 0.63; 96->24 56^2 0.38 / 0.54).
-GEMM_1X1_MIN_CIN = 32
-GEMM_1X1_MIN_COUT = 32
+# 0.58, 144->24 56^2 0.91 / 0.63; 96->24 56^2 0.38 / 0.54), so 1x1 layers also needed
+# >= 32 input and output channels. On the 2-core AVX-512 Xeon (Intel, 2 MiB L2, 479
+# GFLOP/s FMA peak) that came with this project's later sessions, and with the GEMM
+# packing its B panels when >= 8 row tiles share them, im2col / direct (time / torch,
+# same shuffled run, 2026-12-02) won on those too: 32->16 112^2 0.37 / 0.75, 144->24
+# 56^2 0.48 / 0.78, 96->24 56^2 0.40 / 0.69, 16->96 112^2 0.55 / 0.96, 24->144 56^2
+# 0.10 / 0.17 (batch 8: 0.15 / 0.17), 16->64 56^2 0.39 / 0.63, 32->8 56^2 0.22 / 0.41,
+# 16->16 56^2 0.33 / 0.43, 4->32 112^2 0.05 / 0.13; direct kept only the smallest: 8->32
+# 28^2 (0.4 MFLOP) 0.52 / 0.60, 8->8 16^2 0.98 / 1.56. Other machines: tune = "measure".
+GEMM_1X1_MIN_FLOPS = 1_000_000
 # Outputs of at most this many pixels per image with at least SMALL_IMAGE_MIN_CIN input
 # channels per group: im2col took 0.58-0.82x direct's time (8x8 and smaller images).
 SMALL_IMAGE = 64
@@ -98,8 +105,7 @@ def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
         return "cython-im2col", (f"{'strided' if spec.sh * spec.sw > 1 else 'same-width'} "
                                  f"call over {spec.cig} input channels: im2col's fused mode "
                                  "packs panels straight from the input")
-    if (spec.kh == spec.kw == 1 and spec.cig >= GEMM_1X1_MIN_CIN
-            and spec.cog >= GEMM_1X1_MIN_COUT):
+    if spec.kh == spec.kw == 1 and spec.flops >= GEMM_1X1_MIN_FLOPS:
         return "cython-im2col", (f"1x1 kernel, {spec.cig} -> {spec.cog} channels: one GEMM "
                                  "on the input")
     if spec.oh * spec.ow <= SMALL_IMAGE and spec.cig >= SMALL_IMAGE_MIN_CIN:
@@ -198,8 +204,8 @@ class CythonAutoBackend(Backend):
 
     def info(self) -> dict:
         return {**super().info(), "chooses_between": list(CANDIDATES),
-                "rules": {"small_group": SMALL_GROUP, "gemm_1x1_min_cin": GEMM_1X1_MIN_CIN,
-                          "gemm_1x1_min_cout": GEMM_1X1_MIN_COUT,
+                "rules": {"small_group": SMALL_GROUP,
+                          "gemm_1x1_min_flops": GEMM_1X1_MIN_FLOPS,
                           "small_image": SMALL_IMAGE,
                           "small_image_min_cin": SMALL_IMAGE_MIN_CIN,
                           "fused_min_cin": FUSED_MIN_CIN,

@@ -84,18 +84,40 @@ static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, cons
 /* The whole product, M >= MR, K >= 1. K in chunks of CR_GEMM_KC: the (M, KC) slice of W
  * stays in L2, the (KC, 2*CR_LANES) panel of B in L1; chunks after the first add to C. A
  * last, partial row block is computed as the MR rows ending at M and stores only the rows
- * the previous block did not (skip), so no row is stored twice and none is padded. */
+ * the previous block did not (skip), so no row is stored twice and none is padded.
+ *
+ * When at least 8 row tiles share a panel, it is first copied contiguous: read in place,
+ * its rows ldb apart map onto few L1 sets whenever ldb*sizeof is a multiple of a few
+ * cache lines (ldb = 128, 256, 3136 floats: pixels of a 1x1 layer, input channels of a
+ * weight gradient's per-tap GEMM), and the panel falls out of L1 between tiles. */
 static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W, ptrdiff_t ldw,
                            const CR_T *B, ptrdiff_t ldb, const CR_T *bias, CR_T *C,
                            ptrdiff_t ldc) {
+    CR_T panel[CR_GEMM_KC * 2 * CR_LANES] __attribute__((aligned(64)));
+    const int pack = M >= 8 * CR_GEMM_MR;
+    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
         ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
         for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
+            ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
+            const CR_T *Bp = B + k0 * ldb + j;
+            ptrdiff_t lb = ldb;
+            if (pack) {
+                CR_MASK m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
+                CR_MASK m1 = nr >= 2 * CR_LANES ? full :
+                             nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : 0;
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    CR_STOREU_M(panel + k * 2 * CR_LANES, full, CR_LOADU_Z(m0, Bp + k * ldb));
+                    CR_STOREU_M(panel + k * 2 * CR_LANES + CR_LANES, full,
+                                CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
+                }
+                Bp = panel;
+                lb = 2 * CR_LANES;
+            }
             for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
                 ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
-                CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
-                             bias ? bias + i : 0, C + i * ldc + j, ldc,
-                             N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES, k0 > 0, (int)(i0 - i));
+                CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
+                             C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
             }
         }
     }
