@@ -16,8 +16,7 @@ stride-1 tap reads the input): one copy of the input into the workspace first, w
 every phase is read by some tap and no tap reads past a plane (ResNet's 3x3 stride-2
 'same' layers and its 7x7 stem fit; ``_im2col.flat_planes`` decides).
 A 1x1, stride-1, unpadded convolution
-is a plain GEMM on the input (no buffer), except that one reducing >= 256 channels to a
-quarter or fewer runs FLAT (FLAT_1X1_MIN_CIN); other 1x1 calls gather through the same
+is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
 
 GEMM: the avx512 build multiplies with its own register-tiled kernel (8 output channels
@@ -95,18 +94,6 @@ use_flat = True           # False: never FLAT (for comparisons)
 # 14^2 and 512ch 7^2 (196 and 49 pixels: 7 and 2 panels to share).
 FLAT_MIN_ROWS = 64
 FLAT_MIN_PIXELS = 256
-# A 1x1, stride-1, unpadded call is a GEMM on the input itself; FLAT packs it all the
-# same (each 32-pixel panel copied contiguous, the next one prefetched) when it reduces
-# many channels to at most a quarter as many (>= 32): the GEMM then re-reads each
-# panel of the input, rows of pixels far apart, for every 8-row tile. Measured
-# (2026-12-02, 2-core AVX-512 Xeon, in-process A/B, FLAT / GEMM on the input):
-# 256->64 56^2 0.91, 512->128 28^2 0.81, 576->96 14^2 0.90, 2048->512 7^2 0.94, batch-8
-# 256->64 56^2 0.89; 1024->256 14^2 0.98, 960->160 7^2 0.99, 256->64 28^2 1.02, batch-8
-# 512->128 28^2 1.02; but 128->32 56^2 1.10, 128->64 56^2 1.04, 64->256 56^2 1.25 and
-# 32->192 56^2 2.7 (expanding: each panel serves many tiles without the copy).
-FLAT_1X1_MIN_CIN = 256
-FLAT_1X1_REDUCE = 4
-FLAT_1X1_MIN_COUT = 32
 
 
 # The weight gradient's im2col bands stay near this size (and under workspace_mb).
@@ -165,14 +152,11 @@ def split_threads(spec, threads):
     return None
 
 
-def _flat_plan(spec, threads, bound, pack_1x1=True):
-    """A FLAT plan when the call fits it and its scratch fits the bound, else None;
-    ``pack_1x1=False``: never for a 1x1 stride-1 unpadded call (a GEMM in disguise)."""
+def _flat_plan(spec, threads, bound):
+    """A FLAT plan when the call fits it and its scratch fits the bound, else None."""
     if not (use_flat and use_own_kernel and _im2col.HAVE_KERNEL and spec.dtype == "float32"
-            and spec.cog >= KERNEL_MIN_COG and hasattr(_im2col, "flat_planes")):
-        return None
-    if _is_direct(spec) and not (pack_1x1 and spec.cig >= FLAT_1X1_MIN_CIN and spec.cog >= FLAT_1X1_MIN_COUT
-                                 and spec.cig >= FLAT_1X1_REDUCE * spec.cog):
+            and spec.cog >= KERNEL_MIN_COG and not _is_direct(spec)
+            and hasattr(_im2col, "flat_planes")):
         return None
     planes = _im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow,
                                  spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw,
@@ -251,7 +235,7 @@ class CythonIm2colBackend(Backend):
         """True when the call fits the fused im2col + GEMM mode (workspace bound aside)."""
         return fuses(spec)
 
-    def plan(self, spec, threads=1, workspace_mb=None, pack_1x1=True) -> Plan:
+    def plan(self, spec, threads=1, workspace_mb=None) -> Plan:
         """Mode, band size and workspace for ``spec`` on ``threads`` threads within
         ``workspace_mb`` MiB (default: the constructor's bound, else the option default).
 
@@ -272,7 +256,7 @@ class CythonIm2colBackend(Backend):
         band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
         if forced is None:
-            flat = _flat_plan(spec, t, bound, pack_1x1)
+            flat = _flat_plan(spec, t, bound)
             if flat is not None:
                 return flat
         mode, omp = forced if forced is not None else choose_mode(spec, t, band_cache)
@@ -303,12 +287,9 @@ class CythonIm2colBackend(Backend):
 
     # ------------------------------------------------------------------ the call
     def conv2d(self, spec, x, w, b, ctx):
-        return self._conv2d(spec, x, w, b, ctx)
-
-    def _conv2d(self, spec, x, w, b, ctx, pack_1x1=True):
         # Small calls run on one thread whatever the setting.
         threads = 1 if spec.flops < SMALL_FLOPS else ctx.threads
-        plan = self.plan(spec, threads, self.workspace_mb(ctx), pack_1x1)
+        plan = self.plan(spec, threads, self.workspace_mb(ctx))
         out = np.empty(spec.output_shape, dtype=spec.dtype)
         work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
         if plan.mode == FLAT:
@@ -363,11 +344,7 @@ class CythonIm2colBackend(Backend):
           is the input itself, no copy): BLAS GEMMs of grad_output with im2col bands of
           the input, the copies under the workspace bound."""
         def conv(s, a, k):
-            # The per-tap GEMMs (pixels as the reduction, a few hundred input channels
-            # as the "image") keep the GEMM on the input: packing them as a reducing
-            # 1x1 layer took 1.04-1.12x the time on the 3x3 weight gradients of
-            # 64ch 56^2, 128ch 28^2 and batch-8 64ch 56^2 (in-process A/B).
-            return self._conv2d(s, a, k, None, ctx, pack_1x1=False)
+            return self.conv2d(s, a, k, None, ctx)
 
         if _gradops.pointwise_fits(spec):
             with blas_threads(1):       # the GEMM kernel's BLAS fallback, per OpenMP block
