@@ -284,10 +284,13 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
 /* g[k][r] = base[r*rs + k*ks] (k < 9, r < nr <= 8; 0 for r >= nr) in double: one
    kernel's 9 taps for 8 output channels of the weight transform, 9 gathers instead of
    72 scalar loads (rs*7 fits an int: the caller checks). */
+static inline __m256i crw_rows8(ptrdiff_t rs) {       /* r*rs, r < 8 */
+    return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                              _mm256_set1_epi32((int)rs));
+}
 static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
                                  crw_v8d g[9]) {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                           _mm256_set1_epi32((int)rs));
+    const __m256i idx = crw_rows8(rs);
     const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
     for (int k = 0; k < 9; k++)
         g[k] = (crw_v8d)_mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), mk,
@@ -295,8 +298,7 @@ static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, 
 }
 static inline void crw_gather9_d(const double *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
                                  crw_v8d g[9]) {
-    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-                                           _mm256_set1_epi32((int)rs));
+    const __m256i idx = crw_rows8(rs);
     const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
     for (int k = 0; k < 9; k++)
         g[k] = (crw_v8d)_mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, idx, base + k * ks,
