@@ -34,6 +34,7 @@
 #define CR_GEMM_KC CONVREG_KC
 #define CR_GEMM_TILE cr_gemm_tile_f32
 #define CR_GEMM_TILE1 cr_gemm_tile1_f32
+#define CR_GEMM_MASKS cr_gemm_masks_f32
 #define CR_GEMM_KERNEL cr_gemm_f32
 #include "gemm_tile.h"
 
@@ -49,6 +50,7 @@
 #define CR_GEMM_KC (CONVREG_KC / 2)
 #define CR_GEMM_TILE cr_gemm_tile_f64
 #define CR_GEMM_TILE1 cr_gemm_tile1_f64
+#define CR_GEMM_MASKS cr_gemm_masks_f64
 #define CR_GEMM_KERNEL cr_gemm_f64
 #include "gemm_tile.h"
 

@@ -10,11 +10,20 @@
  *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile, shared by both types);
  *   function names, literally (so grep finds each instance):
  *     CR_GEMM_TILE   MR x 2*CR_LANES tile,    CR_GEMM_TILE1   MR x CR_LANES tile,
+ *     CR_GEMM_MASKS  the lane masks of a tile nr columns wide,
  *     CR_GEMM_KERNEL the whole product.
  * Everything but CR_GEMM_MR is #undef'd at the end, ready for the next instantiation.
  *
  * Every product is computed (no skipping of zeros) and FMA rounds once, so NaN and inf
  * propagate as in a plain loop. */
+
+/* The lanes of a tile's two column vectors that hold columns j < nr (0 < nr <= 2*CR_LANES). */
+static inline void CR_GEMM_MASKS(ptrdiff_t nr, CR_MASK *m0, CR_MASK *m1) {
+    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
+    *m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
+    *m1 = nr >= 2 * CR_LANES ? full :
+          nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : (CR_MASK)0;
+}
 
 /* Rows r >= skip of the tile: C[r, j] := (acc ? C[r, j] : bias[r] or 0)
  * + sum_k W[r, k] * B[k, j], r < MR, j < nr <= 2*CR_LANES. 2*MR accumulators; per k two
@@ -22,10 +31,8 @@
 static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
                                 ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
                                 ptrdiff_t nr, int acc, int skip) {
-    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
-    CR_MASK m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
-    CR_MASK m1 = nr >= 2 * CR_LANES ? full :
-                 nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : (CR_MASK)0;
+    CR_MASK m0, m1;
+    CR_GEMM_MASKS(nr, &m0, &m1);
     CR_V c0[CR_GEMM_MR], c1[CR_GEMM_MR];
     #pragma GCC unroll 8
     for (int r = 0; r < CR_GEMM_MR; r++) {
@@ -64,7 +71,9 @@ static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const
 static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
                                  ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
                                  ptrdiff_t nr, int acc, int skip) {
-    CR_MASK m0 = nr >= CR_LANES ? (CR_MASK)((1u << CR_LANES) - 1u) : (CR_MASK)((1u << nr) - 1u);
+    CR_MASK m0, m1;
+    CR_GEMM_MASKS(nr, &m0, &m1);
+    (void)m1;
     CR_V c0[CR_GEMM_MR];
     #pragma GCC unroll 8
     for (int r = 0; r < CR_GEMM_MR; r++)
@@ -103,9 +112,8 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
             const CR_T *Bp = B + k0 * ldb + j;
             ptrdiff_t lb = ldb;
             if (pack) {
-                CR_MASK m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
-                CR_MASK m1 = nr >= 2 * CR_LANES ? full :
-                             nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : 0;
+                CR_MASK m0, m1;
+                CR_GEMM_MASKS(nr, &m0, &m1);
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     CR_STOREU_M(panel + k * 2 * CR_LANES, full, CR_LOADU_Z(m0, Bp + k * ldb));
                     CR_STOREU_M(panel + k * 2 * CR_LANES + CR_LANES, full,
@@ -135,4 +143,5 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
 #undef CR_GEMM_KC
 #undef CR_GEMM_TILE
 #undef CR_GEMM_TILE1
+#undef CR_GEMM_MASKS
 #undef CR_GEMM_KERNEL
