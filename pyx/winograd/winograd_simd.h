@@ -22,6 +22,19 @@ static inline void crw_v8_store_f(float *dst, crw_v8d v) {
     memcpy(dst, &f, sizeof f);
 }
 static inline void crw_v8_store_d(double *dst, crw_v8d v) { memcpy(dst, &v, sizeof v); }
+/* g[k][r] = base[r*rs + k*ks] (k < 9, r < nr <= 8; 0 for r >= nr) in double: one
+   kernel's 9 taps for 8 output channels of the weight transform. The loop form; the
+   AVX-512 build gathers instead where the row offsets fit an int. */
+static inline void crw_gather9_loop_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
+                                      crw_v8d g[9]) {
+    for (int k = 0; k < 9; k++)
+        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
+}
+static inline void crw_gather9_loop_d(const double *base, ptrdiff_t rs, ptrdiff_t ks,
+                                      int nr, crw_v8d g[9]) {
+    for (int k = 0; k < 9; k++)
+        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
+}
 
 #if defined(__AVX512F__)
 #define CRW_VBYTES 64
@@ -281,15 +294,17 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
         }
 }
 #define CRW_HAVE_DEINTB 1
-/* g[k][r] = base[r*rs + k*ks] (k < 9, r < nr <= 8; 0 for r >= nr) in double: one
-   kernel's 9 taps for 8 output channels of the weight transform, 9 gathers instead of
-   72 scalar loads (rs*7 fits an int: the caller checks). */
+/* crw_gather9_loop_* by 9 gathers instead of 72 scalar loads. */
 static inline __m256i crw_rows8(ptrdiff_t rs) {       /* r*rs, r < 8 */
     return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
                               _mm256_set1_epi32((int)rs));
 }
 static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
                                  crw_v8d g[9]) {
+    if (rs > 2147483647 / 7) {
+        crw_gather9_loop_f(base, rs, ks, nr, g);
+        return;
+    }
     const __m256i idx = crw_rows8(rs);
     const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
     for (int k = 0; k < 9; k++)
@@ -298,6 +313,10 @@ static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, 
 }
 static inline void crw_gather9_d(const double *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
                                  crw_v8d g[9]) {
+    if (rs > 2147483647 / 7) {
+        crw_gather9_loop_d(base, rs, ks, nr, g);
+        return;
+    }
     const __m256i idx = crw_rows8(rs);
     const __mmask8 mk = (__mmask8)((1u << nr) - 1u);
     for (int k = 0; k < 9; k++)
@@ -315,16 +334,8 @@ static inline void crw_deint_d(int m, const double *restrict src, ptrdiff_t nu,
 }
 #else
 #define CRW_HAVE_DEINTB 0
-static inline void crw_gather9_f(const float *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
-                                 crw_v8d g[9]) {
-    for (int k = 0; k < 9; k++)
-        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
-}
-static inline void crw_gather9_d(const double *base, ptrdiff_t rs, ptrdiff_t ks, int nr,
-                                 crw_v8d g[9]) {
-    for (int k = 0; k < 9; k++)
-        for (int r = 0; r < 8; r++) g[k][r] = r < nr ? base[r * rs + k * ks] : 0;
-}
+#define crw_gather9_f crw_gather9_loop_f
+#define crw_gather9_d crw_gather9_loop_d
 static inline void crw_deintb_f(int m, const float *src, ptrdiff_t nu, ptrdiff_t elo,
                                 ptrdiff_t ehi, float *restrict dst, ptrdiff_t ld) {
     (void)m; (void)src; (void)nu; (void)elo; (void)ehi; (void)dst; (void)ld;  /* unused */

@@ -181,12 +181,8 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
             crw_v8d g[9], t[6][3];
             if (swap)       /* output channel r's kernel, rotated: w[c, ob*8 + r, 2-u, 2-v] */
                 CRW_GATHER9(w + (c * cog + ob * 8) * 9 + 8, 9, -1, nr, g);
-            else if (cig * 9 * 7 <= 2147483647)
-                CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
             else
-                for (int k = 0; k < 9; k++)
-                    for (int r = 0; r < 8; r++)
-                        g[k][r] = r < nr ? w[((ob * 8 + r) * cig + c) * 9 + k] : 0;
+                CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
             for (int i = 0; i < AL; i++)
                 for (int q = 0; q < 3; q++)
                     t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
