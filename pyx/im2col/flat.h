@@ -2,17 +2,18 @@
  *
  * Stride 1 with ow == w (e.g. 'same' padding): output pixel q of tap t reads plane
  * element q + off[t], so per K-chunk and panel of 32 output pixels the input is packed
- * straight from x (strided calls: from its stride-phase planes, cr_flat_phases, which
- * make every tap such a shifted read) (masked loads: 0 for padding, so inf*0 = NaN as in torch) into an
+ * straight from x (masked loads: 0 for padding, so inf*0 = NaN as in torch) into an
  * aligned (kc, 32) panel that the GEMM tiles of gemm.h (cr_gemm_tile_f32,
- * cr_gemm_tile1_f32) multiply by every 8-row block of W. No column buffer.
+ * cr_gemm_tile1_f32) multiply by every 8-row block of W. No column buffer. A strided
+ * call reads its input's stride-phase planes instead (cr_flat_phases), where every tap
+ * is such a shifted read too.
  *
  *   cr_flat_f32    the whole call, tasks over OpenMP threads
  *   cr_flat_phases the stride-phase planes a strided call reads instead of the input
  *   cr_flat_work   float32 scratch it needs (masks + one packed panel per thread)
  *
- * Only float32 is implemented. Without AVX-512, CR_HAVE_FLAT is 0 and the entry points
- * are never-called stubs. */
+ * Only float32 is implemented. Without AVX-512, CR_HAVE_FLAT is 0 and cr_flat_f32 and
+ * cr_flat_work are never-called stubs. */
 #ifndef CONVREG_IM2COL_FLAT_H
 #define CONVREG_IM2COL_FLAT_H
 
@@ -158,6 +159,41 @@ static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int thr
     return npan * T + 16 + threads * (cr_flat_chunk(cig, T) * T * CONVREG_FLAT_NR + 16);
 }
 
+#else
+#define CR_HAVE_FLAT 0
+static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int threads) {
+    (void)cig; (void)T; (void)ohw; (void)threads;
+    return 0;
+}
+#endif
+
+/* Stride-phase planes of a strided call: for every image and channel (c = ni*c_in + ci),
+   plane r*sw + s of dst is (oh, ow) with dst[.., i, j] = x[ci, sh*i + r, sw*j + s], 0
+   where that lies outside the (h, w) input; so a stride-(sh, sw) convolution reads each
+   tap as a shifted plane, as a stride-1 one reads the input. Channels over threads. */
+static void cr_flat_phases(const float* x, ptrdiff_t nc, ptrdiff_t h, ptrdiff_t w,
+                           ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t oh, ptrdiff_t ow, float* dst,
+                           int threads) {
+    ptrdiff_t hw = h * w, phw = oh * ow;
+    #pragma omp parallel for num_threads(threads) schedule(static)
+    for (ptrdiff_t c = 0; c < nc; c++) {
+        const float* xc = x + c * hw;
+        float* d = dst + c * sh * sw * phw;
+        for (ptrdiff_t r = 0; r < sh; r++)
+            for (ptrdiff_t s = 0; s < sw; s++)
+                for (ptrdiff_t i = 0; i < oh; i++, d += ow) {
+                    ptrdiff_t row = sh * i + r, j = 0;
+                    if (row < h) {
+                        const float* xr = xc + row * w + s;
+                        ptrdiff_t nj = s < w ? (w - 1 - s) / sw + 1 : 0;   /* columns inside */
+                        if (nj > ow) nj = ow;
+                        for (; j < nj; j++) d[j] = xr[j * sw];
+                    }
+                    for (; j < ow; j++) d[j] = 0.0f;
+                }
+    }
+}
+
 /* The whole call (float32, kh, kw <= 32) on planes of (hp, wp) elements, each input
    channel cs elements apart (images c_in * cs apart) and the output as wide as a
    plane (ow == wp, oh rows): tap (u, v) reads plane poff[u*kw + v] (0 without poff)
@@ -172,6 +208,7 @@ static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp
                         ptrdiff_t kh, ptrdiff_t kw, const ptrdiff_t* ra, const ptrdiff_t* cb,
                         const ptrdiff_t* poff, ptrdiff_t groups, int threads,
                         ptrdiff_t mparts, ptrdiff_t pparts) {
+#if CR_HAVE_FLAT
     int T = (int)(kh * kw);
     ptrdiff_t cig = c_in / groups, cog = c_out / groups, K = cig * T, ohw = oh * wp;
     ptrdiff_t npan = (ohw + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR;
@@ -210,57 +247,11 @@ static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp
                              out + (ni * c_out + g * cog + lo) * ohw, ohw, Bp);
         }
     }
-}
-
-/* Stride-phase planes of a strided call: for every image and channel (c = ni*c_in + ci),
-   plane r*sw + s of dst is (oh, ow) with dst[.., i, j] = x[ci, sh*i + r, sw*j + s], 0
-   where that lies outside the (h, w) input; so a stride-(sh, sw) convolution reads each
-   tap as a shifted plane, as a stride-1 one reads the input. Channels over threads. */
-static void cr_flat_phases(const float* x, ptrdiff_t nc, ptrdiff_t h, ptrdiff_t w,
-                           ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t oh, ptrdiff_t ow, float* dst,
-                           int threads) {
-    ptrdiff_t hw = h * w, phw = oh * ow;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (ptrdiff_t c = 0; c < nc; c++) {
-        const float* xc = x + c * hw;
-        float* d = dst + c * sh * sw * phw;
-        for (ptrdiff_t r = 0; r < sh; r++)
-            for (ptrdiff_t s = 0; s < sw; s++)
-                for (ptrdiff_t i = 0; i < oh; i++, d += ow) {
-                    ptrdiff_t row = sh * i + r, j = 0;
-                    if (row < h) {
-                        const float* xr = xc + row * w + s;
-                        ptrdiff_t nj = s < w ? (w - 1 - s) / sw + 1 : 0;   /* columns inside */
-                        if (nj > ow) nj = ow;
-                        for (; j < nj; j++) d[j] = xr[j * sw];
-                    }
-                    for (; j < ow; j++) d[j] = 0.0f;
-                }
-    }
-}
-
 #else
-#define CR_HAVE_FLAT 0
-static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int threads) {
-    (void)cig; (void)T; (void)ohw; (void)threads;
-    return 0;
-}
-static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp,
-                        const float* wt, const float* bias, float* out, float* work,
-                        ptrdiff_t n, ptrdiff_t c_in, ptrdiff_t c_out, ptrdiff_t oh,
-                        ptrdiff_t kh, ptrdiff_t kw, const ptrdiff_t* ra, const ptrdiff_t* cb,
-                        const ptrdiff_t* poff, ptrdiff_t groups, int threads,
-                        ptrdiff_t mparts, ptrdiff_t pparts) {
     (void)x; (void)cs; (void)hp; (void)wp; (void)wt; (void)bias; (void)out; (void)work;
     (void)n; (void)c_in; (void)c_out; (void)oh; (void)kh; (void)kw; (void)ra; (void)cb;
     (void)poff; (void)groups; (void)threads; (void)mparts; (void)pparts;
-}
-static void cr_flat_phases(const float* x, ptrdiff_t nc, ptrdiff_t h, ptrdiff_t w,
-                           ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t oh, ptrdiff_t ow, float* dst,
-                           int threads) {
-    (void)x; (void)nc; (void)h; (void)w; (void)sh; (void)sw; (void)oh; (void)ow; (void)dst;
-    (void)threads;
-}
 #endif
+}
 
 #endif
