@@ -25,12 +25,13 @@ per tile, the column buffer read in place, bias folded into the accumulators); e
 other call goes to BLAS through scipy.linalg.cython_blas.
 
 Mode 3 (avx512 build, float32; stride 1 with ow == w, e.g. 'same' padding, or strided on
-stride-phase planes, see _flat_geometry) fuses im2col into the GEMM: no column buffer. Output pixel q of tap t reads plane element q + off[t] (flat
-index), valid lanes given by a per-panel mask; per K-chunk and 32-pixel panel the input
-is packed (masked loads, 0 for padding, so inf*0 = NaN as torch) into an aligned (kc, 32)
-panel multiplied by every 8-row block of W (16-pixel tile for tails). Tasks are (image,
-group, row part, pixel part) over OpenMP threads, so batch 1 splits over the threads
-without filling any column twice. The C is in im2col/flat.h; the fill of the other modes
+stride-phase planes, see _flat_geometry) fuses im2col into the GEMM: no column buffer.
+Output pixel q of tap t reads plane element q + off[t] (flat index), valid lanes given
+by a per-panel mask; per K-chunk and 32-pixel panel the input is packed (masked loads,
+0 for padding, so inf*0 = NaN as torch) into an aligned (kc, 32) panel multiplied by
+every 8-row block of W (16-pixel tile for tails). Tasks are (image, group, row part,
+pixel part) over OpenMP threads, so batch 1 splits over the threads without filling any
+column twice. The C is in im2col/flat.h; the fill of the other modes
 in im2col/fill.pxi.
 """
 
@@ -376,7 +377,8 @@ cdef Py_ssize_t _flat_geometry(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_s
 
 
 cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
-                const float[::1] b, float[:, :, :, ::1] out, float[::1] work, const Geom* G, int threads, Py_ssize_t mparts, Py_ssize_t pparts) except *:
+                const float[::1] b, float[:, :, :, ::1] out, float[::1] work, const Geom* G,
+                int threads, Py_ssize_t mparts, Py_ssize_t pparts) except *:
     """Mode 3: fused im2col + GEMM on the input (stride 1) or on its stride-phase
     planes, copied into the end of work first (strided)."""
     cdef Py_ssize_t ra[32]
@@ -405,5 +407,3 @@ cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
             cr_flat_f32(&work[fneed], G.sh * G.sw * G.ohw, G.oh, G.ow, &wt[0, 0, 0, 0],
                         bp, &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.c_out, G.oh,
                         G.kh, G.kw, ra, cb, poff, G.groups, threads, mparts, pparts)
-
-
