@@ -462,6 +462,25 @@ def test_workspace_argument():
         mod.winograd_conv2d(x.astype(np.float64), w, b, out2, 1, 1, 1, 1, 1, 2, 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reused_workspace_contents_never_reach_the_output(dtype):
+    """A workspace full of NaN from earlier use gives the same outputs as a fresh one: the
+    GEMM's whole vectors past a block's last tile are set, not taken from the buffer."""
+    rng = np.random.default_rng(7)
+    mod = BE._mod
+    for n, c, hw in [(1, 16, 11), (3, 24, 13), (1, 128, 28)]:
+        x, w, b = arrays(rng, n, c, c, hw, hw, dtype=dtype)
+        need = mod.workspace_elems(n, 1, c, c, hw, hw, 1, 1, 2, x.itemsize, 2)
+        outs = []
+        for fill in (0.0, np.nan):
+            out = np.empty((n, c, hw, hw), dtype)
+            mod.winograd_conv2d(x, w, b, out, 1, 1, 1, 1, 1, 2, 2,
+                                np.full(need, fill, dtype))
+            outs.append(out)
+        assert np.isfinite(outs[1]).all()
+        np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_workspace_is_bounded_by_the_work():
     """Per-thread memory depends on the channels and the tile block, not on the image size
     or the padding: a 2000x2000 image needs no more than a 200x200 one."""

@@ -24,6 +24,7 @@
 #define CRW_V8_STORE crw_v8_store_f
 #define CRW_DEINT crw_deint_f
 #define CRW_DEINTB crw_deintb_f
+#define CRW_ROW2 crw_row2_f
 #define CRW_INTER crw_inter_f
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
@@ -42,6 +43,7 @@
 #undef CRW_V8_STORE
 #undef CRW_DEINT
 #undef CRW_DEINTB
+#undef CRW_ROW2
 #undef CRW_INTER
 
 #define WT double
@@ -59,6 +61,7 @@
 #define CRW_V8_STORE crw_v8_store_d
 #define CRW_DEINT crw_deint_d
 #define CRW_DEINTB crw_deintb_d
+#define CRW_ROW2 crw_row2_d
 #define CRW_INTER crw_inter_d
 #include "winograd_transforms.h"
 #include "winograd_gemm.h"
@@ -77,6 +80,7 @@
 #undef CRW_V8_STORE
 #undef CRW_DEINT
 #undef CRW_DEINTB
+#undef CRW_ROW2
 #undef CRW_INTER
 
 #pragma GCC pop_options

@@ -294,6 +294,40 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
         }
 }
 #define CRW_HAVE_DEINTB 1
+/* crw_row2: one input row of an F(2,3) chunk of tiles straight into registers,
+ * d[k] lane u = src[e0 + 2u + k] (k < 4), 0 where that index lies outside [elo, ehi),
+ * which is never read (masked loads). The transform then takes d from registers: read
+ * back from the phase-split rows in memory, the loads spanned a vector and a scalar store
+ * and stalled on store forwarding (a third of the input transform's time). */
+static inline void crw_row2_f(const float *src, ptrdiff_t e0, ptrdiff_t elo, ptrdiff_t ehi,
+                              crw_vf d[4]) {
+    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                         28, 30);
+    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
+                                         29, 31);
+#define CRW_LDF(e) _mm512_maskz_loadu_ps(crw_mask16(ehi - (e)) & ~crw_mask16(elo - (e)), \
+                                         src + (e))
+    const __m512 a = CRW_LDF(e0), b = CRW_LDF(e0 + 16);
+    const __m512 c = CRW_LDF(e0 + 2), e = CRW_LDF(e0 + 18);
+#undef CRW_LDF
+    d[0] = (crw_vf)_mm512_permutex2var_ps(a, ev, b);
+    d[1] = (crw_vf)_mm512_permutex2var_ps(a, od, b);
+    d[2] = (crw_vf)_mm512_permutex2var_ps(c, ev, e);
+    d[3] = (crw_vf)_mm512_permutex2var_ps(c, od, e);
+}
+static inline void crw_row2_d(const double *src, ptrdiff_t e0, ptrdiff_t elo, ptrdiff_t ehi,
+                              crw_vd d[4]) {
+    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
+#define CRW_LDD(e) _mm512_maskz_loadu_pd(crw_mask8(ehi - (e)) & ~crw_mask8(elo - (e)), src + (e))
+    const __m512d a = CRW_LDD(e0), b = CRW_LDD(e0 + 8);
+    const __m512d c = CRW_LDD(e0 + 2), e = CRW_LDD(e0 + 10);
+#undef CRW_LDD
+    d[0] = (crw_vd)_mm512_permutex2var_pd(a, ev, b);
+    d[1] = (crw_vd)_mm512_permutex2var_pd(a, od, b);
+    d[2] = (crw_vd)_mm512_permutex2var_pd(c, ev, e);
+    d[3] = (crw_vd)_mm512_permutex2var_pd(c, od, e);
+}
 /* crw_gather9_loop_* by 9 gathers instead of 72 scalar loads. */
 static inline __m256i crw_rows8(ptrdiff_t rs) {       /* r*rs, r < 8 */
     return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),

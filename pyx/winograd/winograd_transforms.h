@@ -26,7 +26,9 @@ static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
  * P is scratch of (alpha + 1)*m*(roundup(nt, WVL) + WVL) elements: the alpha input rows
  * of the segment, each split into its m column phases, P[(r*m + f)*lp + u] = d_u[r][f],
  * so d_u[r][k] = P[(r*m + k%m)*lp + u + k/m] and every (r, k) is one contiguous vector
- * load; then one zero-padded input row for segments that touch the padding. */
+ * load; then one zero-padded input row for segments that touch the padding. F(2,3)
+ * without column dilation on AVX-512 skips P: each row's four phases go from masked
+ * loads of x straight into registers (CRW_ROW2). */
 static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
                       ptrdiff_t row0, ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw,
                       ptrdiff_t nt, WT *restrict P, WT *restrict V, ptrdiff_t vps)
@@ -44,7 +46,12 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     if (ehi > ne) ehi = ne;
     if (ehi < elo) ehi = elo;
     const int inside = dw == 1 && elo == 0 && ehi == ne;
-    for (int r = 0; r < al; r++) {
+#if CRW_HAVE_DEINTB
+    const int inreg = m == 2 && dw == 1;    /* F(2,3) rows go straight to registers */
+#else
+    const int inreg = 0;
+#endif
+    for (int r = 0; r < al && !inreg; r++) {
         const ptrdiff_t row = row0 + dh * r;
         WT *pr = P + (ptrdiff_t)r * m * lp;
         if (row < 0 || row >= h) {
@@ -73,9 +80,18 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     if (m == 2) {
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
             WV d[4][4], t[4][4], e[4], o[4];
-            for (int r = 0; r < 4; r++)
+            for (int r = 0; r < 4; r++) {
+                const ptrdiff_t row = row0 + dh * r;
+#if CRW_HAVE_DEINTB
+                if (inreg && row >= 0 && row < h) {
+                    CRW_ROW2(x + row * w + col0, 2 * u0, elo, ehi, d[r]);
+                    continue;
+                }
+#endif
                 for (int k = 0; k < 4; k++)
-                    d[r][k] = CRW_LOADU(P + (r * 2 + (k & 1)) * lp + u0 + (k >> 1));
+                    d[r][k] = inreg ? (WV){0}
+                                    : CRW_LOADU(P + (r * 2 + (k & 1)) * lp + u0 + (k >> 1));
+            }
             for (int k = 0; k < 4; k++) {
                 for (int r = 0; r < 4; r++) e[r] = d[r][k];
                 CRW_BT4(WT, o, e);
