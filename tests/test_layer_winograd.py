@@ -83,3 +83,36 @@ def test_nan_weights_compare_by_bits(counting):
     b = layer(x)
     assert counting.transforms == 1 and np.array_equal(a, b, equal_nan=True)
     assert np.isnan(a[0, 0]).any()
+
+
+def test_large_weights_see_a_change_in_any_chunk(counting):
+    """Weights over 256 KiB are compared in 64 KiB chunks on two threads: a one-bit change
+    in the first, a middle or the last byte is seen, and unchanged weights are reused."""
+    layer = convreg.Conv2d(96, 96, 3, padding=1, seed=2, backend="cython-winograd")
+    assert layer.weight.nbytes > 256 * 1024
+    x = np.random.default_rng(3).standard_normal((1, 96, 6, 6)).astype(np.float32)
+    with convreg.use_threads(2):
+        _check(layer, x)
+        bits = layer.weight.reshape(-1).view(np.uint8)
+        seen = 1
+        for at in (0, 64 * 1024 + 5, bits.size // 2, bits.size - 1):
+            bits[at] ^= 1
+            _check(layer, x)
+            seen += 1
+            assert counting.transforms == seen
+            _check(layer, x)
+            assert counting.transforms == seen
+
+
+def test_same_bytes():
+    mod = convreg.get_backend("cython-winograd")._mod
+    a = np.random.default_rng(4).integers(0, 256, 700_001, dtype=np.uint8)
+    for threads in (1, 2, 3):
+        assert mod.same_bytes(a, a.copy(), threads)
+        for at in (0, 65535, 65536, 300_000, a.size - 1):
+            b = a.copy()
+            b[at] ^= 0x80
+            assert not mod.same_bytes(a, b, threads)
+        assert not mod.same_bytes(a, a[:-1].copy(), threads)
+    empty = np.empty(0, np.uint8)
+    assert mod.same_bytes(empty, empty) and not mod.same_bytes(empty, a[:1].copy())

@@ -131,23 +131,25 @@ def _tile_option(ctx, name):
     return ctx.options_for(name).get("tile", 0) if ctx is not None else 0
 
 
-def cached_transform(cache, key, w, make):
+def cached_transform(cache, key, w, make, same_bytes, threads=1):
     """The transformed weights kept in a layer's ``cache`` under ``key``, remade when ``w``
-    differs in any way from the weights they were made from: a copy of those is kept and
-    compared element by element (bit patterns, so NaNs compare too) on every call. That
-    read costs a few times less than the transform, and no write to the weights, in place
-    or through any view, can leave a stale transform in use."""
+    (C-contiguous) differs in any way from the weights they were made from: a copy of
+    those is kept and compared byte for byte (so NaNs compare too) on every call by
+    ``same_bytes(a, b, threads)``. That read costs a few times less than the transform,
+    and no write to the weights, in place or through any view, can leave a stale transform
+    in use."""
     entry = cache.get(key)
     if (entry is not None and entry[0].shape == w.shape and entry[0].dtype == w.dtype
-            and np.array_equal(entry[0].view(_bits(w.dtype)), w.view(_bits(w.dtype)))):
+            and same_bytes(_bytes(entry[0]), _bytes(w), threads)):
         return entry[1]
     wt = make()
     cache[key] = (w.copy(), wt)
     return wt
 
 
-def _bits(dtype):
-    return np.uint32 if np.dtype(dtype).itemsize == 4 else np.uint64
+def _bytes(a):
+    """A C-contiguous array's buffer as flat bytes (a view)."""
+    return a.reshape(-1).view(np.uint8)
 
 
 class CythonWinogradBackend(Backend):
@@ -222,7 +224,8 @@ class CythonWinogradBackend(Backend):
             return self._functional(spec, x, w, b, ctx, tile, threads)
         wt = cached_transform(
             cache, (self.name, tile, spec.groups), w,
-            lambda: self._mod.transform_weights(w, tile, spec.groups, threads))
+            lambda: self._mod.transform_weights(w, tile, spec.groups, threads),
+            self._mod.same_bytes, threads)
         return self._run(spec, x, wt, b, ctx, tile)
 
     def _functional(self, spec, x, w, b, ctx, tile, threads):
