@@ -28,6 +28,10 @@ CRW_KERNEL(const int NV, ptrdiff_t K, const WT *restrict A, const WT *restrict B
         WV b[CRW_NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) memcpy(&b[v], B + v * WVL, sizeof(WV));
+        /* the same row of the next panel of U towards L2 (a line per two rows): in a
+           network U comes from the last-level cache, and a whole panel prefetched at once
+           cost more than it saved */
+        __builtin_prefetch(A + K * CRW_MR, 0, 2);
 #pragma GCC unroll 8
         for (int r = 0; r < CRW_KROWS; r++) {
             const WV a = A[r] - (WV){0};
