@@ -246,8 +246,8 @@ def test_weight_cache_presence_is_part_of_the_key():
     from convreg.backends import auto
 
     # Channels and pixels enough for a layer's Winograd, too few for a functional call's.
-    c = max(auto.WINOGRAD_MIN_C, 8)
-    side = int(np.ceil(np.sqrt(auto.WINOGRAD_MIN_PIXELS_CACHED)))
+    c, pixels = auto.WINOGRAD_CACHED[-1]
+    side = int(np.ceil(np.sqrt(pixels)))
     spec = prepare(np.zeros((1, c, side, side), np.float32), np.zeros((c, c, 3, 3), np.float32),
                    None, 1, 1)[0]
     if auto.winograd_fits(spec) or not auto.winograd_fits(spec, cached=True):

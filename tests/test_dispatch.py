@@ -199,13 +199,34 @@ def test_layers_take_winograd_on_smaller_calls(isolated):
     call of the same shape does not."""
     _needs("cython-winograd")
     from convreg.backends.auto import winograd_fits
-    spec = convreg.spec_for_shapes((1, 64, 28, 28), (64, 64, 3, 3), padding=1)
+    spec = convreg.spec_for_shapes((1, 64, 40, 40), (64, 64, 3, 3), padding=1)
     assert winograd_fits(spec, cached=True) and not winograd_fits(spec, cached=False)
-    spec = convreg.spec_for_shapes((1, 64, 28, 28), (64, 64, 3, 3), padding=1, dilation=2)
+    spec = convreg.spec_for_shapes((1, 64, 40, 40), (64, 64, 3, 3), padding=1, dilation=2)
     assert not winograd_fits(spec, cached=True)
-    # small images do not repay streaming the transformed weights, even cached; a batch
-    # of them does
-    spec = convreg.spec_for_shapes((1, 256, 14, 14), (256, 256, 3, 3), padding=1)
-    assert not winograd_fits(spec, cached=True)
-    spec = convreg.spec_for_shapes((8, 256, 14, 14), (256, 256, 3, 3), padding=1)
-    assert winograd_fits(spec, cached=True)
+
+
+@pytest.mark.parametrize("shape,winograd", [
+    (((1, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 196 pixels
+    (((4, 512, 7, 7), (512, 512, 3, 3)), True),
+    (((1, 384, 13, 13), (384, 384, 3, 3)), False),    # 169 pixels
+    (((1, 512, 7, 7), (512, 512, 3, 3)), False),
+    (((1, 128, 20, 20), (128, 128, 3, 3)), True),     # >= 96 channels, >= 400 pixels
+    (((1, 96, 28, 28), (96, 96, 3, 3)), True),
+    (((1, 192, 14, 14), (192, 192, 3, 3)), False),
+    (((2, 128, 14, 14), (128, 128, 3, 3)), False),    # 392 pixels
+    (((2, 64, 28, 28), (64, 64, 3, 3)), True),        # >= 64 channels, >= 1536 pixels
+    (((1, 64, 28, 28), (64, 64, 3, 3)), False),
+    (((1, 64, 28, 28), (256, 64, 3, 3)), False),      # the smaller channel count decides
+    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 3072 pixels
+    (((1, 32, 28, 28), (32, 32, 3, 3)), False),
+    (((1, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never
+])
+def test_layer_winograd_rule(isolated, shape, winograd):
+    _needs("cython-winograd")
+    layer = convreg.Conv2d(shape[1][1], shape[1][0], 3, padding=1, backend="cython", seed=0)
+    x = np.zeros(shape[0], np.float32)
+    layer(x)
+    from convreg.backends.auto import winograd_fits
+    spec = convreg.spec_for_shapes(shape[0], shape[1], padding=1)
+    assert winograd_fits(spec, cached=True) == winograd
+    assert any(key[0] == "cython-winograd" for key in layer._weight_cache) == winograd

@@ -66,15 +66,18 @@ FUSED_MIN_CIN = 64
 # measured no faster.
 WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
 # A layer keeps its transformed weights (checked against its weights on every call), so
-# it needs fewer pixels than a functional call; but every call still streams the
-# transformed weights (16/9 of the weights' size) once per block of tiles, which small
-# images do not repay. Measured through layers (2026-12-02, 2-core AVX-512 with a
-# measured 468 GFLOP/s FMA peak, time / torch F.conv2d in the same shuffled run):
-# Winograd / best of direct and im2col 64ch 56^2 0.76-0.79 / 0.87-0.94, 128ch 28^2
-# 0.73-0.80 / 0.87-0.90, batch-8 256ch 14^2 0.71 / 0.92, but 256ch 14^2 (196 pixels)
-# 1.17-1.21 / 0.81-0.90 and batch-8 512ch 7^2 (392 pixels) 1.17 / 1.12.
-WINOGRAD_MIN_C = 16
-WINOGRAD_MIN_PIXELS_CACHED = 512
+# it needs fewer pixels than a functional call, by the same kind of table. Small images
+# still cost: every call streams the transformed weights (16/9 of the weights' size) once
+# per block of tiles, and a tile row of a small image fills few of a vector's lanes in the
+# input and output transforms. Measured through layers (2026-12-02, 2-core AVX-512 Xeon,
+# 461 GFLOP/s FMA peak, after the in-register input rows and the U prefetch; time / torch
+# F.conv2d, Winograd / best of im2col and direct, shuffled runs, docs/chooser.md):
+# 256ch 14^2 0.86-0.88 / 0.94-0.95, batch-4 512ch 7^2 0.90 / 1.03, 128ch 20^2 0.82 /
+# 0.97, 96ch 28^2 0.70 / 0.87, 64ch 40^2 0.76 / 0.90, batch-2 64ch 28^2 0.79 / 0.94, 32ch
+# 56^2 0.75-0.76 / 0.80-0.81; but 384ch 13^2 0.87-0.89 / 0.81, 192ch 14^2 0.84 / 0.86,
+# 128ch 14^2 0.97 / 0.88, batch-2 128ch 14^2 0.93-0.98 / 0.95-0.97, 64ch 28^2 0.79-0.81 /
+# 0.76, 32ch 28^2 0.74 / 0.55, 512ch 7^2 1.09 / 0.60, 16ch 112^2 0.84 / 0.81.
+WINOGRAD_CACHED = ((256, 196), (96, 400), (64, 1536), (32, 3072))
 
 
 def winograd_fits(spec, cached=False) -> bool:
@@ -83,9 +86,8 @@ def winograd_fits(spec, cached=False) -> bool:
         return False
     channels = min(spec.cig, spec.cog)
     pixels = spec.n * spec.oh * spec.ow
-    if cached:
-        return channels >= WINOGRAD_MIN_C and pixels >= WINOGRAD_MIN_PIXELS_CACHED
-    return any(channels >= c and pixels >= p for c, p in WINOGRAD_FUNCTIONAL)
+    table = WINOGRAD_CACHED if cached else WINOGRAD_FUNCTIONAL
+    return any(channels >= c and pixels >= p for c, p in table)
 
 
 def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
@@ -211,5 +213,5 @@ class CythonAutoBackend(Backend):
                           "fused_min_cin": FUSED_MIN_CIN,
                           "winograd_functional_min_channels_pixels":
                               [list(t) for t in WINOGRAD_FUNCTIONAL],
-                          "winograd_cached_min_c": WINOGRAD_MIN_C,
-                          "winograd_cached_min_pixels": WINOGRAD_MIN_PIXELS_CACHED}}
+                          "winograd_cached_min_channels_pixels":
+                              [list(t) for t in WINOGRAD_CACHED]}}
