@@ -392,6 +392,7 @@ FLAT_CASES = [
     ((1, 3, 8, 8), (8, 3, 4, 4), dict(stride=2, padding=1)),        # even kernel
     ((1, 40, 9, 9), (300, 40, 3, 3), dict(stride=2, padding=1)),    # K-chunks, 300 rows
     ((1, 6, 10, 10), (8, 6, 3, 3), dict(stride=3, padding=1)),      # nine phases
+    ((3, 5, 9, 9), (16, 5, 3, 3), dict(stride=2, padding=1)),       # images in 2 + 1 copies
     ((1, 2, 5, 30), (9, 2, 1, 9), dict(stride=(1, 2), padding=(0, 4))),  # column phases only
 ]
 
@@ -412,8 +413,10 @@ def test_fused_mode_every_split(xs, ws, kw, parts, bias):
     spec = _spec(xs, ws, **kw)
     mod = im2col._im2col
     planes = mod.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow, spec.kh,
-                             spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.pt, spec.pl)
-    assert planes == (0 if spec.sh == spec.sw == 1 else spec.n * spec.c_in * spec.sh * spec.sw)
+                             spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, spec.pt, spec.pl,
+                             threads)
+    images = min(spec.n, threads)       # the images whose planes are held at once
+    assert planes == (0 if spec.sh == spec.sw == 1 else images * spec.c_in * spec.sh * spec.sw)
     if spec.cog < 8 * mparts:
         mparts = 1
     need = mod.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow, threads, planes)
@@ -433,6 +436,8 @@ def test_fused_mode_every_split(xs, ws, kw, parts, bias):
 @pytest.mark.parametrize("xs,ws,kw,planes", [
     ((1, 64, 56, 56), (64, 64, 3, 3), dict(stride=2, padding=1), 64 * 4),
     ((2, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), 2 * 3 * 4),
+    # a batch: the planes of one image per thread at a time, not the batch's
+    ((8, 64, 56, 56), (128, 64, 3, 3), dict(stride=2, padding=1), 2 * 64 * 4),
     ((1, 6, 10, 10), (8, 6, 3, 3), dict(stride=3, padding=1), 6 * 9),
     ((1, 8, 12, 12), (8, 8, 3, 3), dict(padding=1), 0),            # stride 1: the input
     # declined: a phase no tap reads (1x1 stride 2 would copy four planes to use one)
@@ -447,7 +452,7 @@ def test_fused_mode_phase_planes(xs, ws, kw, planes):
     spec = _spec(xs, ws, **kw)
     got = im2col._im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow,
                                      spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw,
-                                     spec.pt, spec.pl)
+                                     spec.pt, spec.pl, 2)
     assert got == planes
     plan = Backend().plan(spec, threads=2)
     assert (plan.mode == im2col.FLAT) == (planes >= 0)
@@ -463,7 +468,7 @@ def test_fused_mode_declines_sizes_past_32_bit_lane_arithmetic():
     """The panel masks compare rows, columns and tap shifts as 32-bit ints."""
     planes = im2col._im2col.flat_planes
     args = dict(n=1, c_in=8, h=12, w=12, oh=12, ow=12, kh=3, kw=3, sh=1, sw=1, dh=1, dw=1,
-                pt=1, pl=1)
+                pt=1, pl=1, threads=2)
     assert planes(*args.values()) == 0
     for name, value in [("h", 2**30), ("oh", 2**30), ("pt", 2**30), ("dh", 2**29)]:
         big = dict(args, **{name: value})
@@ -564,7 +569,7 @@ def _random_fused_cases(seed, count):
             continue
         planes = im2col._im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh,
                                             spec.ow, spec.kh, spec.kw, spec.sh, spec.sw,
-                                            spec.dh, spec.dw, spec.pt, spec.pl)
+                                            spec.dh, spec.dw, spec.pt, spec.pl, 2)
         if planes >= 0:
             cases.append((xs, ws, kw_, spec, planes))
     return cases

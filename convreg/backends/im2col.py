@@ -158,14 +158,14 @@ def _flat_plan(spec, threads, bound):
             and spec.cog >= KERNEL_MIN_COG and not _is_direct(spec)
             and hasattr(_im2col, "flat_planes")):
         return None
+    if threads == 1 or spec.flops < SMALL_FLOPS:
+        threads = 1
     planes = _im2col.flat_planes(spec.n, spec.c_in, spec.h, spec.w, spec.oh, spec.ow,
                                  spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw,
-                                 spec.pt, spec.pl)
+                                 spec.pt, spec.pl, threads)
     if planes < 0:
         return None
     ohw = spec.oh * spec.ow
-    if threads == 1 or spec.flops < SMALL_FLOPS:
-        threads = 1
     items = spec.n * spec.groups
     mparts = pparts = 1
     if threads > 1 and items % threads:       # (image, group) items don't balance: split

@@ -306,26 +306,39 @@ def flat_work(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int threads,
 
 def flat_planes(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
                 Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl):
+                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, int threads):
     """Whether mode 3 fits this geometry: -1 if not, else the stride-phase planes it
-    copies the input into (0 for stride 1, which reads the input itself)."""
+    holds at once on ``threads`` threads (0 for stride 1, which reads the input itself):
+    those of ``_phase_images`` images."""
     cdef Py_ssize_t ra[32]
     cdef Py_ssize_t cb[32]
     cdef Py_ssize_t poff[32 * 32]
-    return _flat_geometry(n, c_in, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, ra, cb, poff)
+    cdef Py_ssize_t per = _flat_geometry(c_in, h, w, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl,
+                                         ra, cb, poff)
+    return per * _phase_images(n, threads) if per > 0 else per
+
+
+cdef Py_ssize_t _phase_images(Py_ssize_t n, int threads) noexcept nogil:
+    """Images whose stride-phase planes a strided call copies at once: one per thread, so
+    each image's planes are read back while the cache still holds them (all the batch's
+    at once, 6 MiB for a batch of 8 64-channel 56^2 images, came back from the last-level
+    cache: 0.93x the time with this on that layer) and the workspace is bounded by the
+    threads, not the batch."""
+    return min(n, max(1, <Py_ssize_t>threads))
 
 
 cdef Py_ssize_t _floor_div(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     return a // b if a >= 0 else -((-a + b - 1) // b)
 
 
-cdef Py_ssize_t _flat_geometry(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
+cdef Py_ssize_t _flat_geometry(Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
                                Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw,
                                Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw,
                                Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t* ra, Py_ssize_t* cb,
                                Py_ssize_t* poff) noexcept:
     """The planes mode 3 reads, as cr_flat_f32 takes them (ra, cb, poff: kh, kw, kh*kw
-    entries): -1 when the call does not fit, else the number of stride-phase planes.
+    entries): -1 when the call does not fit, else the number of stride-phase planes of
+    one image.
 
     Stride 1 needs ow == w and reads the input: ra[u] = u*dh - pt, cb[v] = v*dw - pl.
     A strided call reads (oh, ow) phase planes: input row sh*i + u*dh - pt is row
@@ -373,37 +386,43 @@ cdef Py_ssize_t _flat_geometry(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_s
     for u in range(kh):
         for v in range(kw):
             poff[u * kw + v] = (rphase[u] * sw + cphase[v]) * oh * ow
-    return n * c_in * sh * sw
+    return c_in * sh * sw
 
 
 cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
                 const float[::1] b, float[:, :, :, ::1] out, float[::1] work, const Geom* G,
                 int threads, Py_ssize_t mparts, Py_ssize_t pparts) except *:
     """Mode 3: fused im2col + GEMM on the input (stride 1) or on its stride-phase
-    planes, copied into the end of work first (strided)."""
+    planes, copied into the end of work a few images at a time (strided)."""
     cdef Py_ssize_t ra[32]
     cdef Py_ssize_t cb[32]
     cdef Py_ssize_t poff[32 * 32]
     if not CR_HAVE_FLAT:
         raise ValueError("mode 3 needs the avx512 build")
-    cdef Py_ssize_t planes = _flat_geometry(G.n, G.c_in, G.h, G.w, G.oh, G.ow, G.kh, G.kw,
+    cdef Py_ssize_t planes = _flat_geometry(G.c_in, G.h, G.w, G.oh, G.ow, G.kh, G.kw,
                                             G.sh, G.sw, G.dh, G.dw, G.pt, G.pl, ra, cb, poff)
     if not (planes >= 0 and G.cog >= CR_GEMM_MR and mparts >= 1 and pparts >= 1
             and G.cog >= 8 * mparts):
         raise ValueError("mode 3 does not fit this call")
     cdef Py_ssize_t fneed = cr_flat_work(G.cig, G.kh * G.kw, G.ohw, threads)
+    planes *= _phase_images(G.n, threads)
     if work.shape[0] < fneed + planes * G.ohw:
         raise ValueError(f"work holds {work.shape[0]} elements, the plan needs "
                          f"{fneed + planes * G.ohw}")
     cdef const float* bp = &b[0] if G.has_bias else NULL
+    cdef Py_ssize_t i0, nn, chunk = _phase_images(G.n, threads)
     with nogil:
         if planes == 0:
             cr_flat_f32(&x[0, 0, 0, 0], G.h * G.w, G.h, G.w, &wt[0, 0, 0, 0], bp,
                         &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.c_out, G.oh, G.kh,
                         G.kw, ra, cb, NULL, G.groups, threads, mparts, pparts)
         else:
-            cr_flat_phases(&x[0, 0, 0, 0], G.n * G.c_in, G.h, G.w, G.sh, G.sw, G.oh,
-                           G.ow, &work[fneed], threads)
-            cr_flat_f32(&work[fneed], G.sh * G.sw * G.ohw, G.oh, G.ow, &wt[0, 0, 0, 0],
-                        bp, &out[0, 0, 0, 0], &work[0], G.n, G.c_in, G.c_out, G.oh,
-                        G.kh, G.kw, ra, cb, poff, G.groups, threads, mparts, pparts)
+            i0 = 0
+            while i0 < G.n:
+                nn = min(G.n - i0, chunk)
+                cr_flat_phases(&x[i0, 0, 0, 0], nn * G.c_in, G.h, G.w, G.sh, G.sw, G.oh,
+                               G.ow, &work[fneed], threads)
+                cr_flat_f32(&work[fneed], G.sh * G.sw * G.ohw, G.oh, G.ow, &wt[0, 0, 0, 0],
+                            bp, &out[i0, 0, 0, 0], &work[0], nn, G.c_in, G.c_out, G.oh,
+                            G.kh, G.kw, ra, cb, poff, G.groups, threads, mparts, pparts)
+                i0 += nn
