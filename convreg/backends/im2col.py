@@ -12,9 +12,10 @@ the multiply (a few hundred KiB of scratch per thread at most, within the worksp
 bound), with (image, group, row part, pixel part) tasks over the threads. Strided calls
 take the same mode on the input's stride-phase planes (plane (r, s) holds
 x[.., sh*i + r, sw*j + s], an (oh, ow) image, so each tap reads a shifted plane as a
-stride-1 tap reads the input): one copy of the input into the workspace first, when
-every phase is read by some tap and no tap reads past a plane (ResNet's 3x3 stride-2
-'same' layers and its 7x7 stem fit; ``_im2col.flat_planes`` decides).
+stride-1 tap reads the input): the input is copied into the workspace one image per
+thread at a time, when every phase is read by some tap and no tap reads past a plane
+(ResNet's 3x3 stride-2 'same' layers and its 7x7 stem fit; ``_im2col.flat_planes``
+decides).
 A 1x1, stride-1, unpadded convolution
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
