@@ -77,7 +77,12 @@ WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
 # 56^2 0.75-0.76 / 0.80-0.81; but 384ch 13^2 0.87-0.89 / 0.81, 192ch 14^2 0.84 / 0.86,
 # 128ch 14^2 0.97 / 0.88, batch-2 128ch 14^2 0.93-0.98 / 0.95-0.97, 64ch 28^2 0.79-0.81 /
 # 0.76, 32ch 28^2 0.74 / 0.55, 512ch 7^2 1.09 / 0.60, 16ch 112^2 0.84 / 0.81.
-WINOGRAD_CACHED = ((256, 196), (96, 400), (64, 1536), (32, 3072))
+# Wide layers on one small image need more in a network, where each call streams U and
+# the weights' check (3.8x the weights) from the last-level cache: ResNet-18's 256ch 14^2
+# layers in the network (after a torch pass, as bench_network.py runs) took 0.78-0.87 ms
+# by Winograd against im2col's 0.71-0.78, so 256 channels need 392 pixels (a batch of 2;
+# batch-8 512ch 7^2 in sequence: Winograd 4.85-5.09 ms, im2col 6.74-6.86).
+WINOGRAD_CACHED = ((256, 392), (96, 400), (64, 1536), (32, 3072))
 
 
 def winograd_fits(spec, cached=False) -> bool:
