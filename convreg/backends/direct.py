@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _gradops
+from . import _alloc, _gradops
 from ._compact import compact, gathers
 from ._blas import blas_threads
 from ._simd import load_family
@@ -61,7 +61,7 @@ class CythonDirectBackend(Backend):
         if plan is None or plan[0] is not spec:
             plan = self._plan(spec)
         _, shape, dtype, zeros, args, small = plan
-        out = np.empty(shape, dtype=dtype)
+        out = _alloc.empty(shape, dtype)
         if args is None:            # sparse axes: gathered per call
             cspec, x = compact(spec, x)
             args = _kernel_args(cspec)

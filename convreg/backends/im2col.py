@@ -46,7 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _gradops
+from . import _alloc, _gradops
 from ._blas import blas_threads
 from ._simd import load_family
 from .base import YES, Backend, no
@@ -291,8 +291,8 @@ class CythonIm2colBackend(Backend):
         # Small calls run on one thread whatever the setting.
         threads = 1 if spec.flops < SMALL_FLOPS else ctx.threads
         plan = self.plan(spec, threads, self.workspace_mb(ctx))
-        out = np.empty(spec.output_shape, dtype=spec.dtype)
-        work = np.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, dtype=spec.dtype)
+        out = _alloc.empty(spec.output_shape, spec.dtype)
+        work = _alloc.empty(plan.workspace_bytes // np.dtype(spec.dtype).itemsize, spec.dtype)
         if plan.mode == FLAT:
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,

@@ -83,7 +83,7 @@ import threading
 
 import numpy as np
 
-from . import _gradops
+from . import _alloc, _gradops
 from ._simd import load_family
 from .base import YES, Backend, no
 from .catalog import BUILTINS
@@ -270,7 +270,7 @@ class CythonWinogradBackend(Backend):
         return self._run(spec, x, wt.array, b, ctx, wt.tile)
 
     def _run(self, spec, x, wt, b, ctx, tile):
-        out = np.empty(spec.output_shape, dtype=spec.dtype)
+        out = _alloc.empty(spec.output_shape, spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
         threads = _threads(ctx)
