@@ -384,6 +384,10 @@ FLAT_CASES = [
     ((1, 6, 14, 14), (64, 6, 3, 3), dict(padding=1)),               # 196 pixels: 6 panels + 4
     ((1, 3, 2, 70), (16, 3, 2, 3), dict(padding=(0, 1))),           # fewer rows out than in
     ((2, 260, 5, 9), (40, 260, 1, 1), dict()),                      # 1x1 reducing: K-chunks
+    # row blocks: 12-row tiles, then 8-row ones (the last may end at M, overlapping)
+    ((1, 260, 6, 6), (28, 260, 3, 3), dict(padding=1)),     # 12 + 2 x 8 rows, K-chunks
+    ((2, 7, 9, 9), (13, 7, 3, 3), dict(padding=1)),         # 12 rows + 8 ending at row 13
+    ((1, 5, 7, 7), (44, 5, 3, 3), dict(padding=1)),         # 3 x 12 + 8; 49 pixels
     # strided: the fused mode on stride-phase planes (flat_planes >= 0)
     ((1, 6, 14, 14), (16, 6, 3, 3), dict(stride=2, padding=1)),     # ResNet's downsampling 3x3
     ((1, 3, 23, 23), (16, 3, 7, 7), dict(stride=2, padding=3)),     # the stem, odd size

@@ -3,10 +3,10 @@
  * Stride 1 with ow == w (e.g. 'same' padding): output pixel q of tap t reads plane
  * element q + off[t], so per K-chunk and panel of 32 output pixels the input is packed
  * straight from x (masked loads: 0 for padding, so inf*0 = NaN as in torch) into an
- * aligned (kc, 32) panel that the GEMM tiles of gemm.h (cr_gemm_tile_f32,
- * cr_gemm_tile1_f32) multiply by every 8-row block of W. No column buffer. A strided
- * call reads its input's stride-phase planes instead (cr_flat_phases), where every tap
- * is such a shifted read too.
+ * aligned (kc, 32) panel multiplied by 12-row blocks of W (cr_flat_tile12_f32), the rows
+ * left by the 8-row tiles of gemm.h (cr_gemm_tile_f32, cr_gemm_tile1_f32). No column
+ * buffer. A strided call reads its input's stride-phase planes instead (cr_flat_phases),
+ * where every tap is such a shifted read too.
  *
  *   cr_flat_f32    the whole call, tasks over OpenMP threads
  *   cr_flat_phases the stride-phase planes a strided call reads instead of the input
@@ -20,6 +20,13 @@
 #include <stddef.h>
 #include "gemm.h"
 #include "openmp_helpers.h"
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+static inline __mmask16 cr_flat_mask16(ptrdiff_t rem) {    /* the first rem lanes */
+    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+}
+#endif
 
 #if CR_HAVE_GEMM
 #define CR_HAVE_FLAT 1
@@ -97,10 +104,64 @@ static void cr_flat_masks(ptrdiff_t q0, ptrdiff_t nr, ptrdiff_t hp, ptrdiff_t wp
 #ifndef CONVREG_FLAT_W_L2
 #define CONVREG_FLAT_W_L2 (1 << 20)
 #endif
+/* A 12-row tile: C[r, j] := (acc ? C[r, j] : bias[r] or 0)
+   + sum_k W[r, k] * Bp[k, j], j < nr (nv = 2: nr <= 32; nv = 1: nr <= 16). Twelve rows
+   (24 accumulators) instead of gemm.h's 8 read the packed panel, which streams from L2,
+   once per 12 rows of W instead of once per 8. */
+static inline __attribute__((always_inline)) void
+cr_flat_tile12_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Bp,
+                   const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t nr, int acc,
+                   const int nv) {
+    enum { R = 12 };
+    const __mmask16 m0 = cr_flat_mask16(nr), m1 = cr_flat_mask16(nr - 16);
+    __m512 c0[R], c1[R];
+    const float* w[R];
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        w[r] = W + r * ldw;
+        if (acc) {
+            c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+            c1[r] = nv == 2 ? _mm512_maskz_loadu_ps(m1, C + r * ldc + 16) : c0[r];
+        } else {
+            c0[r] = bias ? _mm512_set1_ps(bias[r]) : _mm512_setzero_ps();
+            c1[r] = c0[r];
+        }
+    }
+    #pragma GCC unroll 2
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(Bp + k * CONVREG_FLAT_NR);
+        const __m512 b1 = nv == 2 ? _mm512_load_ps(Bp + k * CONVREG_FLAT_NR + 16) : b0;
+        #pragma GCC unroll 12
+        for (int r = 0; r < R; r++) {
+            const __m512 a = _mm512_set1_ps(w[r][k]);
+            c0[r] = _mm512_fmadd_ps(a, b0, c0[r]);
+            if (nv == 2) c1[r] = _mm512_fmadd_ps(a, b1, c1[r]);
+        }
+    }
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+        _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+        if (nv == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+    }
+}
+
 static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Bp,
                                     const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t M,
                                     ptrdiff_t nr, int acc) {
-    for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+    /* As many 12-row tiles as leave a multiple of 8 rows (M = 64: 4 x 12 + 2 x 8; a
+       12-row tile ending at M would compute 8 rows twice), the rest by 8-row tiles,
+       the last one ending at M when M is no multiple of 4. */
+    ptrdiff_t n12 = M / 12, i0;
+    if (M - 12 * n12 == 4 && n12 > 0) n12--;
+    for (i0 = 0; i0 < 12 * n12; i0 += 12) {
+        if (nr > 16)
+            cr_flat_tile12_f32(kc, W + i0 * ldw, ldw, Bp, bias ? bias + i0 : 0, C + i0 * ldc,
+                               ldc, nr, acc, 2);
+        else
+            cr_flat_tile12_f32(kc, W + i0 * ldw, ldw, Bp, bias ? bias + i0 : 0, C + i0 * ldc,
+                               ldc, nr, acc, 1);
+    }
+    for (; i0 < M; i0 += CR_GEMM_MR) {
         ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
         if (nr > 16)
             cr_gemm_tile_f32(kc, W + i * ldw, ldw, Bp, CONVREG_FLAT_NR, bias ? bias + i : 0,
@@ -168,10 +229,6 @@ static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int thr
 #endif
 
 #if defined(__AVX512F__)
-static inline __mmask16 cr_flat_mask16(ptrdiff_t rem) {    /* the first rem lanes */
-    return rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-}
-
 /* d0[j] = xr[2j], d1[j] = xr[2j + 1] for j < ow, 0 where that column is >= w: both
    column phases of one input row from whole-vector reads (the element loop took 10 % of
    a 64->128 stride-2 layer's time). Masked loads never read past the row. */
