@@ -277,6 +277,39 @@ def test_nan_and_inf_propagate_depthwise_stride2():
         assert np.array_equal(np.isinf(out), np.isinf(ref))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 3, 9, 14), (5, 3, 3, 3), dict(padding=1)),              # band rows of 16: one vector
+    ((1, 2, 7, 13), (7, 2, 3, 3), dict()),                       # rows of 13 outputs in 15
+    ((1, 3, 23, 23), (13, 3, 7, 7), dict(stride=2, padding=3)),  # the stem, odd size
+    ((3, 1, 28, 28), (9, 1, 5, 5), dict()),                      # MNIST-like, no padding
+    ((1, 4, 5, 40), (6, 4, 1, 1), dict()),                       # band rows = output rows
+    ((1, 2, 6, 9), (3, 2, 3, 3), dict(dilation=(1, 4), padding=(1, 4))),
+    ((1, 2, 4, 5), (3, 2, 3, 3), dict(padding=1)),               # rows shorter than a vector
+    ((1, 3, 70, 19), (8, 3, 3, 3), dict(padding=1)),             # several row tiles
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_store_into_every_output_once(xs, ws, kw, dtype, threads):
+    """Blocks write straight into the output rows (masked stores, AVX-512) or through the
+    output tile: every output is written, with the right value, over a NaN-filled
+    output (np.empty could hand back a previous call's correct result)."""
+    mod = _simd.load_family("_direct")
+    case = Case("store", xs, ws, dtype=dtype, **kw)
+    ref, bound = reference(case)
+    x, w, b = case.arrays()
+    spec = convreg._frontend.spec.prepare(x, w, **case.kwargs())[0]
+    out = np.full(spec.output_shape, np.nan, dtype)
+    mod.conv2d_direct(x, w, b, out, spec.pt, spec.pl, spec.sh, spec.sw, spec.dh, spec.dw,
+                      spec.groups, threads)
+    ok, _, msg = compare(out, ref, bound, dtype)
+    assert ok, msg
+    p = mod.plan_info(spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.kh,
+                      spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, np.dtype(dtype).itemsize,
+                      threads)
+    lanes = mod.VECTOR_BYTES // np.dtype(dtype).itemsize
+    assert p["dstore"] == (mod.ISA == "avx512" and p["wk"] >= lanes)
+
+
 def test_readonly_inputs_and_no_bias():
     x, w, b = _big(np.float64)
     x.flags.writeable = False

@@ -6,7 +6,9 @@
  *
  *   out[o*os + t] = bias[o] + sum_{c<cig} sum_{k<kk} w[o*wos + c*kk + k] * x[c*cs + toff[k] + t]
  *
- * for o < OB and t < CR_NV*CR_VL (legend and band layout: direct_impl.pxi).
+ * for o < OB and t < CR_NV*CR_VL (legend and band layout: direct_impl.pxi); with dm
+ * (AVX-512 builds), position t of vector v goes to out[o*os + doff[..] + t % CR_VL]
+ * instead, the output rows themselves (CR_STORE_ACC).
  *
  * Before each #include: CR_T, CR_VT (GCC vector), CR_VL (lanes), CR_STORE_PART (from
  * direct_rows.h) and the function names, literally:
@@ -18,6 +20,29 @@
 
 #ifndef CR_DIRECT_BODIES
 #define CR_DIRECT_BODIES
+/* Vector v of a block's accumulators, a = acc[o][v], into its channel's rows at base.
+ * Without dm: into the output tile, contiguous (base + v*CR_VL). With dm (AVX-512): straight
+ * into the output, by up to two masked stores, the lanes of the vector's first band row
+ * at base + doff[2v] (mask dm[2v]) and those of the next row at base + doff[2v + 1]
+ * (mask dm[2v + 1]); lanes past a row's ow outputs or past the tile are never stored.
+ * Masked-off lanes are not accessed (AVX-512 suppresses their faults), so doff may point
+ * up to a vector before the rows it writes. */
+#if defined(__AVX512F__)
+#define CR_STORE_ACC(base, v, a)                                                         \
+    do {                                                                                 \
+        if (dm) {                                                                        \
+            CR_V512 t_;                                                                  \
+            memcpy(&t_, &(a), sizeof(t_));                                               \
+            CR_STOREU_M((base) + doff[2 * (v)], (CR_MASK)dm[2 * (v)], t_);                \
+            if (dm[2 * (v) + 1])                                                         \
+                CR_STOREU_M((base) + doff[2 * (v) + 1], (CR_MASK)dm[2 * (v) + 1], t_);    \
+        } else {                                                                         \
+            memcpy((base) + (v) * (CR_VL), &(a), sizeof(CR_VT));                         \
+        }                                                                                \
+    } while (0)
+#else
+#define CR_STORE_ACC(base, v, a) memcpy((base) + (v) * (CR_VL), &(a), sizeof(CR_VT))
+#endif
 /* The body for a compile-time OB (and optionally a compile-time KK, so the tap loop
  * unrolls and the offsets stay in registers). A macro, not an inline function: the
  * accumulator array must have a constant size to live in registers. */
@@ -48,8 +73,7 @@
     _Pragma("GCC unroll 8")                                                              \
     for (int o = 0; o < OB; o++) {                                                       \
         _Pragma("GCC unroll 8")                                                          \
-        for (int v = 0; v < CR_NV; v++)                                                  \
-            memcpy(out + o * os + v * (CR_VL), &acc[o][v], sizeof(CR_VT));               \
+        for (int v = 0; v < CR_NV; v++) CR_STORE_ACC(out + o * os, v, acc[o][v]);        \
     }
 
 /* OB == 1: two accumulator sets (even / odd taps) so that 2*CR_NV independent FMA
@@ -76,7 +100,7 @@
     _Pragma("GCC unroll 8")                                                              \
     for (int v = 0; v < CR_NV; v++) {                                                    \
         CR_VT r = acc[0][v] + acc[1][v];                                                 \
-        memcpy(out + v * (CR_VL), &r, sizeof(CR_VT));                                    \
+        CR_STORE_ACC(out, v, r);                                                         \
     }
 
 /* Depthwise rows: one channel, kh = kw = KH in {3, 5}, row step S = sh in {1, 2}, dh = 1.
@@ -130,8 +154,9 @@
 
 #define CR_BLOCK_ARGS const CR_T *restrict x, ptrdiff_t cs, ptrdiff_t cig,                  \
                       const ptrdiff_t *restrict toff, int kk, const CR_T *restrict w,       \
-                      ptrdiff_t wos, const CR_T *restrict bias, CR_T *restrict out, ptrdiff_t os
-#define CR_PASS x, cs, cig, toff, kk, w, wos, bias, out, os
+                      ptrdiff_t wos, const CR_T *restrict bias, CR_T *restrict out,         \
+                      ptrdiff_t os, const ptrdiff_t *restrict doff, const unsigned *restrict dm
+#define CR_PASS x, cs, cig, toff, kk, w, wos, bias, out, os, doff, dm
 #endif /* CR_DIRECT_BODIES */
 
 /* Each (OB, KK) instance is its own out-of-line function, so each gets its own register
@@ -194,3 +219,7 @@ CR_NOINLINE void CR_DWROWS(int kh, int s, const CR_T *restrict x,
 #undef CR_BLOCK_1K25
 #undef CR_BLOCK_2K25
 #undef CR_DWROWS
+/* direct_rows.h leaves these to us: CR_STORE_ACC stores with them */
+#undef CR_V512
+#undef CR_MASK
+#undef CR_STOREU_M

@@ -26,16 +26,19 @@
 #define CR_NV 4
 #define CR_OBMAX 6
 #define CR_ISA "avx512"
+#define CR_HAVE_DSTORE 1    /* blocks store straight into the output (CR_STORE_ACC) */
 #elif defined(__AVX2__)
 #define CR_VBYTES 32
 #define CR_NV 3
 #define CR_OBMAX 4
 #define CR_ISA "avx2"
+#define CR_HAVE_DSTORE 0
 #else
 #define CR_VBYTES 16
 #define CR_NV 3
 #define CR_OBMAX 4
 #define CR_ISA "baseline"
+#define CR_HAVE_DSTORE 0
 #endif
 
 typedef float cr_vf32 __attribute__((vector_size(CR_VBYTES)));

@@ -12,7 +12,8 @@
  * AVX-512 the intrinsic shim CR_MASK, CR_LOADU, CR_STOREU, CR_LOADU_Z (zero-masked load),
  * CR_STOREU_M (masked store), CR_PERMUTE2 (two-source lane permute), CR_IDX_EVEN,
  * CR_IDX_ODD (its index vectors picking lanes 0, 2, 4, ... / 1, 3, 5, ...). All are
- * #undef'd at the end.
+ * #undef'd at the end but CR_V512, CR_MASK and CR_STOREU_M, which direct_block.h (next)
+ * stores with and #undef's.
  *
  * Rows here are tens of elements: a libc memcpy/memset call costs more than the copy, so
  * the Cython side calls these once per batch of rows; they are compiled inside
@@ -125,12 +126,9 @@ static inline void CR_STORE_PART(CR_T *dst, CR_VT v, ptrdiff_t n) {
 #if defined(__AVX512F__)
 #undef CR_FULL
 #undef CR_FIRST
-#undef CR_V512
-#undef CR_MASK
 #undef CR_LOADU
 #undef CR_STOREU
 #undef CR_LOADU_Z
-#undef CR_STOREU_M
 #undef CR_PERMUTE2
 #undef CR_IDX_EVEN
 #undef CR_IDX_ODD
