@@ -600,3 +600,42 @@ def test_fused_mode_random_layers_within_the_bound(seed):
                        im2col.FLAT, True, 1, threads)
             ok, _, msg = compare(out, ref, bound, "float32")
             assert ok, f"{xs} {ws} {kw_} threads={threads}: {msg}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("xs,ws,kw", [
+    ((2, 6, 14, 14), (16, 6, 3, 3), dict(stride=2, padding=1)),     # phase planes (float32)
+    ((1, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),                # fused, stride 1
+    ((2, 5, 9, 11), (7, 5, 3, 3), dict(stride=(2, 1))),               # column buffer bands
+])
+def test_reused_workspace_contents_never_reach_the_output(xs, ws, kw, dtype):
+    """The calling thread's workspace is kept for its next call: NaN left in it changes
+    nothing, and a call on another thread gets a workspace of its own."""
+    be = Backend()
+    case = Case("reuse", xs, ws, dtype=dtype, **kw)
+    x, w, b = case.arrays()
+    first = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+    kept = be._tls.work[np.dtype(dtype)]
+    kept.fill(np.nan)
+    again = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+    assert be._tls.work[np.dtype(dtype)] is kept            # reused, not reallocated
+    assert np.isfinite(again).all()
+    np.testing.assert_array_equal(first, again)
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(
+        (convreg.conv2d(x, w, b, backend=[be], **case.kwargs()), be._tls.work)))
+    t.start()
+    t.join()
+    np.testing.assert_array_equal(seen[0][0], first)
+    assert seen[0][1][np.dtype(dtype)] is not kept
+    be.release_workspace()
+    assert not hasattr(be._tls, "work")
+
+
+def test_large_workspaces_are_not_kept(monkeypatch):
+    be = Backend()
+    monkeypatch.setattr(im2col, "WORK_CACHE_BYTES", 1024)
+    case = Case("big", (1, 6, 14, 14), (16, 6, 3, 3), stride=2, padding=1)
+    x, w, b = case.arrays()
+    convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+    assert not getattr(be._tls, "work", {})
