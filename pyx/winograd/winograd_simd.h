@@ -299,35 +299,30 @@ static inline void crw_deintb_d(int m, const double *src, ptrdiff_t nu, ptrdiff_
  * which is never read (masked loads). The transform then takes d from registers: read
  * back from the phase-split rows in memory, the loads spanned a vector and a scalar store
  * and stalled on store forwarding (a third of the input transform's time). */
-static inline void crw_row2_f(const float *src, ptrdiff_t e0, ptrdiff_t elo, ptrdiff_t ehi,
-                              crw_vf d[4]) {
-    const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
-                                         28, 30);
-    const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27,
-                                         29, 31);
-#define CRW_LDF(e) _mm512_maskz_loadu_ps(crw_mask16(ehi - (e)) & ~crw_mask16(elo - (e)), \
-                                         src + (e))
-    const __m512 a = CRW_LDF(e0), b = CRW_LDF(e0 + 16);
-    const __m512 c = CRW_LDF(e0 + 2), e = CRW_LDF(e0 + 18);
-#undef CRW_LDF
-    d[0] = (crw_vf)_mm512_permutex2var_ps(a, ev, b);
-    d[1] = (crw_vf)_mm512_permutex2var_ps(a, od, b);
-    d[2] = (crw_vf)_mm512_permutex2var_ps(c, ev, e);
-    d[3] = (crw_vf)_mm512_permutex2var_ps(c, od, e);
-}
-static inline void crw_row2_d(const double *src, ptrdiff_t e0, ptrdiff_t elo, ptrdiff_t ehi,
-                              crw_vd d[4]) {
-    const __m512i ev = _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14);
-    const __m512i od = _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15);
-#define CRW_LDD(e) _mm512_maskz_loadu_pd(crw_mask8(ehi - (e)) & ~crw_mask8(elo - (e)), src + (e))
-    const __m512d a = CRW_LDD(e0), b = CRW_LDD(e0 + 8);
-    const __m512d c = CRW_LDD(e0 + 2), e = CRW_LDD(e0 + 10);
-#undef CRW_LDD
-    d[0] = (crw_vd)_mm512_permutex2var_pd(a, ev, b);
-    d[1] = (crw_vd)_mm512_permutex2var_pd(a, od, b);
-    d[2] = (crw_vd)_mm512_permutex2var_pd(c, ev, e);
-    d[3] = (crw_vd)_mm512_permutex2var_pd(c, od, e);
-}
+/* Defines crw_row2_f (float32) and crw_row2_d (float64) below, from one body. */
+#define CRW_ROW2_DEF(NAME, T, VT, V512, VL, MASK, LOADZ, PERM, EV, OD)                  \
+    static inline void NAME(const T *src, ptrdiff_t e0, ptrdiff_t elo, ptrdiff_t ehi,       \
+                            VT d[4]) {                                                      \
+        const __m512i ev = EV, od = OD;                                                     \
+        const V512 a = LOADZ(MASK(ehi - e0) & ~MASK(elo - e0), src + e0);                   \
+        const V512 b = LOADZ(MASK(ehi - e0 - (VL)) & ~MASK(elo - e0 - (VL)),                \
+                             src + e0 + (VL));                                              \
+        const V512 c = LOADZ(MASK(ehi - e0 - 2) & ~MASK(elo - e0 - 2), src + e0 + 2);       \
+        const V512 e = LOADZ(MASK(ehi - e0 - 2 - (VL)) & ~MASK(elo - e0 - 2 - (VL)),        \
+                             src + e0 + 2 + (VL));                                          \
+        d[0] = (VT)PERM(a, ev, b);                                                          \
+        d[1] = (VT)PERM(a, od, b);                                                          \
+        d[2] = (VT)PERM(c, ev, e);                                                          \
+        d[3] = (VT)PERM(c, od, e);                                                          \
+    }
+CRW_ROW2_DEF(crw_row2_f, float, crw_vf, __m512, 16, crw_mask16, _mm512_maskz_loadu_ps,
+             _mm512_permutex2var_ps,
+             _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+             _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31))
+CRW_ROW2_DEF(crw_row2_d, double, crw_vd, __m512d, 8, crw_mask8, _mm512_maskz_loadu_pd,
+             _mm512_permutex2var_pd, _mm512_setr_epi64(0, 2, 4, 6, 8, 10, 12, 14),
+             _mm512_setr_epi64(1, 3, 5, 7, 9, 11, 13, 15))
+#undef CRW_ROW2_DEF
 /* crw_gather9_loop_* by 9 gathers instead of 72 scalar loads. */
 static inline __m256i crw_rows8(ptrdiff_t rs) {       /* r*rs, r < 8 */
     return _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),

@@ -81,8 +81,8 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
             WV d[4][4], t[4][4], e[4], o[4];
             for (int r = 0; r < 4; r++) {
-                const ptrdiff_t row = row0 + dh * r;
 #if CRW_HAVE_DEINTB
+                const ptrdiff_t row = row0 + dh * r;
                 if (inreg && row >= 0 && row < h) {
                     CRW_ROW2(x + row * w + col0, 2 * u0, elo, ehi, d[r]);
                     continue;
