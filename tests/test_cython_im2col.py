@@ -639,3 +639,26 @@ def test_large_workspaces_are_not_kept(monkeypatch):
     x, w, b = case.arrays()
     convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
     assert not getattr(be._tls, "work", {})
+
+
+def test_plans_are_remembered_per_spec_and_knob(monkeypatch):
+    """A call's plan is kept for its spec object, and made again when the threads, the
+    workspace bound or a module knob (split_threads, ...) changed."""
+    be = Backend()
+    case = Case("memo", (2, 5, 9, 11), (7, 5, 3, 3), stride=(2, 1))
+    x, w, b = case.arrays()
+    ref = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+
+    def entry():
+        (got,) = be._plans.values()
+        return got
+
+    first = entry()
+    convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+    assert entry() is first
+    monkeypatch.setattr(im2col, "split_threads", lambda spec, t: (im2col.TASKS, 2))
+    monkeypatch.setattr(im2col, "SMALL_FLOPS", 0)
+    with convreg.use_threads(2):
+        out = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
+    assert entry() is not first and entry()[2].mode == im2col.TASKS
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
