@@ -311,3 +311,29 @@ def test_docstring_examples_run(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,dtype,err,match", [
+    (np.zeros((1, 2, 5, 5)), (3, 2, 3, 3), "float32", convreg.ConvTypeError,
+     r"input_shape must be a tuple of ints, but got an array of shape \(1, 2, 5, 5\)"),
+    ((1, 2, 5, 5), "abc", "float32", convreg.ConvTypeError,
+     "weight_shape must be a tuple of ints, but got 'abc' of type str"),
+    ((1, 2, 5, 5), (3, 2, 3, True), "float32", convreg.ConvTypeError, "weight_shape"),
+    ((1, 2, 5.0, 5), (3, 2, 3, 3), "float32", convreg.ConvTypeError, "input_shape"),
+    ((1, 2, -5, 5), (3, 2, 3, 3), "float32", convreg.ConvSpecError,
+     r"input_shape must hold sizes >= 0, but got \(1, 2, -5, 5\)"),
+    ((1, 2, 5, 5), (3, 2, 3, 3), "foo", convreg.ConvTypeError,
+     "dtype must be 'float32' or 'float64', but got dtype='foo'"),
+    ((1, 2, 5, 5), (3, 2, 3, 3), "int32", convreg.ConvTypeError, "dtype='int32'"),
+])
+def test_shape_arguments_are_checked(input_shape, weight_shape, dtype, err, match):
+    """spec_for_shapes / explain name the bad argument (not numpy's broadcast error)."""
+    with pytest.raises(err, match=match):
+        convreg.spec_for_shapes(input_shape, weight_shape, dtype=dtype)
+    with pytest.raises(err, match=match):
+        convreg.explain(input_shape, weight_shape, dtype=dtype)
+
+
+def test_shape_arguments_accept_lists_and_numpy_ints():
+    a = convreg.spec_for_shapes([1, np.int64(2), 5, 5], (3, 2, np.int32(3), 3), dtype=np.float64)
+    assert a == convreg.spec_for_shapes((1, 2, 5, 5), (3, 2, 3, 3), dtype="float64")

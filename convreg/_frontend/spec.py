@@ -342,9 +342,34 @@ def _prepare(input, weight, bias, stride, padding, dilation, groups, padding_mod
 def spec_for_shapes(input_shape, weight_shape, *, bias=True, dtype="float32", stride=1,
                     padding=0, dilation=1, groups=1, padding_mode="zeros") -> ConvSpec:
     """The validated spec of a call on arrays of these shapes (nothing is allocated)."""
-    dt = np.dtype(dtype)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in DTYPE_NAMES:
+        raise ConvTypeError(f"dtype must be 'float32' or 'float64', but got dtype={dtype!r}")
     zero = dt.type(0)
-    x = np.broadcast_to(zero, tuple(input_shape))
-    w = np.broadcast_to(zero, tuple(weight_shape))
-    b = np.broadcast_to(zero, (tuple(weight_shape)[0],)) if bias and len(weight_shape) else None
+    input_shape = _shape_arg("input_shape", input_shape)
+    weight_shape = _shape_arg("weight_shape", weight_shape)
+    x = np.broadcast_to(zero, input_shape)
+    w = np.broadcast_to(zero, weight_shape)
+    b = np.broadcast_to(zero, weight_shape[:1]) if bias and weight_shape else None
     return prepare(x, w, b, stride, padding, dilation, groups, padding_mode)[0]
+
+
+def _shape_arg(name, value):
+    """``value`` as a tuple of sizes: a tuple or list of non-negative ints (an array's
+    ``.shape``), else ConvTypeError / ConvSpecError naming ``name``."""
+    if not isinstance(value, (tuple, list)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+            for v in value):
+        if isinstance(value, np.ndarray):
+            got = f"an array of shape {value.shape} (pass its .shape)"
+        else:
+            text = repr(value)
+            got = f"{text if len(text) <= 80 else text[:77] + '...'} of type " \
+                  f"{type(value).__name__}"
+        raise ConvTypeError(f"{name} must be a tuple of ints, but got {got}")
+    if any(v < 0 for v in value):
+        raise ConvSpecError(f"{name} must hold sizes >= 0, but got {tuple(value)}")
+    return tuple(int(v) for v in value)
