@@ -462,10 +462,16 @@ def test_fused_mode_phase_planes(xs, ws, kw, planes):
     assert (plan.mode == im2col.FLAT) == (planes >= 0)
     if planes < 0:
         return
-    # The plan's workspace holds the planes on top of the panels.
-    flat = im2col._im2col.flat_work(spec.cig, spec.kh * spec.kw, spec.oh * spec.ow,
-                                    plan.omp_threads)
-    assert plan.workspace_bytes == 4 * (flat + planes * spec.oh * spec.ow)
+    # The plan's workspace holds the planes on top of the panels: strided, room for a
+    # scratch per thread (a batch: each thread copies and multiplies its own images).
+    taps, ohw, t = spec.kh * spec.kw, spec.oh * spec.ow, plan.omp_threads
+    flat = im2col._im2col.flat_work(spec.cig, taps, ohw, t, planes)
+    assert plan.workspace_bytes == 4 * flat
+    if planes == 0:
+        assert flat == im2col._im2col.flat_work(spec.cig, taps, ohw, t)
+    else:
+        one = im2col._im2col.flat_work(spec.cig, taps, ohw, 1)
+        assert flat == t * (one + 16) + planes * ohw
 
 
 def test_fused_mode_declines_sizes_past_32_bit_lane_arithmetic():

@@ -13,16 +13,17 @@ bound), with (image, group, row part, pixel part) tasks over the threads. Stride
 take the same mode on the input's stride-phase planes (plane (r, s) holds
 x[.., sh*i + r, sw*j + s], an (oh, ow) image, so each tap reads a shifted plane as a
 stride-1 tap reads the input): the input is copied into the workspace one image per
-thread at a time, when every phase is read by some tap and no tap reads past a plane
-(ResNet's 3x3 stride-2 'same' layers and its 7x7 stem fit; ``_im2col.flat_planes``
-decides).
+thread at a time (a batch of at least one image per thread: each thread copies and
+multiplies its own images, no barrier between), when every phase is read by some tap
+and no tap reads past a plane (ResNet's 3x3 stride-2 'same' layers and its 7x7 stem
+fit; ``_im2col.flat_planes`` decides).
 A 1x1, stride-1, unpadded convolution
 is a plain GEMM on the input (no buffer); other 1x1 calls gather through the same
 im2col loop, which for 1x1 is a strided copy.
 
 GEMM: the avx512 build multiplies with its own register-tiled kernel (8 output channels
-x 32 float32 / 16 float64 pixels per tile) when a group has at least 8 output channels;
-otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
+x 32 float32 / 16 float64 pixels per tile; the fused mode's 12 x 32) when a group has at
+least 8 output channels; otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
 OpenBLAS runs its Haswell kernels, as ``OPENBLAS_CORETYPE=Haswell`` asks, at ~100
 GFLOP/s per core; the own kernel reaches ~250 GFLOP/s per core there.)
 

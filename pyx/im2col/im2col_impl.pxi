@@ -301,7 +301,18 @@ def flat_work(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int threads,
               Py_ssize_t planes=0):
     """Elements of float32 scratch mode 3 needs (0 when this build lacks it), with room
     for ``planes`` stride-phase planes of ohw elements (flat_planes)."""
-    return cr_flat_work(cig, taps, ohw, threads) + planes * ohw if CR_HAVE_FLAT else 0
+    if not CR_HAVE_FLAT:
+        return 0
+    return _flat_need(cig, taps, ohw, threads, planes)
+
+
+cdef Py_ssize_t _flat_need(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int threads,
+                           Py_ssize_t planes) noexcept nogil:
+    """Scratch of mode 3: stride 1, cr_flat_work; strided, room for either split of
+    _flat (one scratch per thread and image, or one shared) and the planes."""
+    if planes == 0:
+        return cr_flat_work(cig, taps, ohw, threads)
+    return threads * (cr_flat_work(cig, taps, ohw, 1) + 16) + planes * ohw
 
 
 def flat_planes(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
@@ -319,11 +330,12 @@ def flat_planes(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ss
 
 
 cdef Py_ssize_t _phase_images(Py_ssize_t n, int threads) noexcept nogil:
-    """Images whose stride-phase planes a strided call copies at once: one per thread, so
+    """Images whose stride-phase planes a strided call holds at once: one per thread, so
     each image's planes are read back while the cache still holds them (all the batch's
     at once, 6 MiB for a batch of 8 64-channel 56^2 images, came back from the last-level
     cache: 0.93x the time with this on that layer) and the workspace is bounded by the
-    threads, not the batch."""
+    threads, not the batch. With at least one image per thread each thread copies and
+    multiplies its own (_flat); else the threads share each image."""
     return min(n, max(1, <Py_ssize_t>threads))
 
 
@@ -404,13 +416,29 @@ cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
     if not (planes >= 0 and G.cog >= CR_GEMM_MR and mparts >= 1 and pparts >= 1
             and G.cog >= 8 * mparts):
         raise ValueError("mode 3 does not fit this call")
-    cdef Py_ssize_t fneed = cr_flat_work(G.cig, G.kh * G.kw, G.ohw, threads)
+    cdef Py_ssize_t T = G.kh * G.kw, fneed = cr_flat_work(G.cig, T, G.ohw, threads)
+    cdef Py_ssize_t per = planes, need
     planes *= _phase_images(G.n, threads)
-    if work.shape[0] < fneed + planes * G.ohw:
-        raise ValueError(f"work holds {work.shape[0]} elements, the plan needs "
-                         f"{fneed + planes * G.ohw}")
+    need = _flat_need(G.cig, T, G.ohw, threads, planes)
+    if work.shape[0] < need:
+        raise ValueError(f"work holds {work.shape[0]} elements, the plan needs {need}")
     cdef const float* bp = &b[0] if G.has_bias else NULL
     cdef Py_ssize_t i0, nn, chunk = _phase_images(G.n, threads)
+    cdef Py_ssize_t one = cr_flat_work(G.cig, T, G.ohw, 1) + 16, tw = one + per * G.ohw
+    cdef float* mine
+    if planes > 0 and threads > 1 and G.n >= threads and mparts == 1 and pparts == 1:
+        # A batch: each thread copies one image's phase planes into its own scratch and
+        # multiplies them right away, one image after another; no barrier between the
+        # copy and the GEMM, and the planes stay in the core that wrote them.
+        with nogil, parallel(num_threads=threads):
+            mine = &work[0] + omp_get_thread_num() * tw
+            for i0 in prange(G.n, schedule='dynamic'):
+                cr_flat_phases(&x[i0, 0, 0, 0], G.c_in, G.h, G.w, G.sh, G.sw, G.oh, G.ow,
+                               mine + one, 1)
+                cr_flat_f32(mine + one, G.sh * G.sw * G.ohw, G.oh, G.ow, &wt[0, 0, 0, 0],
+                            bp, &out[i0, 0, 0, 0], mine, 1, G.c_in, G.c_out, G.oh,
+                            G.kh, G.kw, ra, cb, poff, G.groups, 1, 1, 1)
+        return
     with nogil:
         if planes == 0:
             cr_flat_f32(&x[0, 0, 0, 0], G.h * G.w, G.h, G.w, &wt[0, 0, 0, 0], bp,
