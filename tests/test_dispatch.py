@@ -232,3 +232,21 @@ def test_layer_winograd_rule(isolated, shape, winograd):
     spec = convreg.spec_for_shapes(shape[0], shape[1], padding=1)
     assert winograd_fits(spec, cached=True) == winograd
     assert any(key[0] == "cython-winograd" for key in layer._weight_cache) == winograd
+
+
+@pytest.mark.parametrize("shape,kw,fused", [
+    (((1, 40, 56, 56), (40, 40, 3, 3)), dict(padding=1), True),     # from 40 channels
+    (((1, 48, 56, 56), (96, 48, 3, 3)), dict(stride=2, padding=1), True),
+    (((1, 32, 56, 56), (32, 32, 3, 3)), dict(padding=1), False),    # 32: direct
+    (((1, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), False),  # the stem
+])
+def test_fused_im2col_rule(shape, kw, fused):
+    """Calls im2col's fused mode takes go to it from FUSED_MIN_CIN (40) input channels."""
+    _needs("cython-im2col")
+    from convreg.backends import auto, im2col
+    spec = convreg.spec_for_shapes(*shape, **kw)
+    if not im2col.fuses(spec):
+        pytest.skip("no fused mode in this build")
+    name, _ = auto.choose(spec, fuses=im2col.fuses)
+    assert name == ("cython-im2col" if fused else "cython-direct")
+    assert (spec.cig >= auto.FUSED_MIN_CIN) == fused

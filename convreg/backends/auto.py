@@ -48,8 +48,12 @@ SMALL_IMAGE_MIN_CIN = 128
 # im2col took 0.74-0.95x direct's time after that mode landed (re-sweep, 64-512
 # channels), and 0.57-0.93x on ResNet's stride-2 3x3 layers once it took strided calls
 # (2026-12-02, docs/chooser.md); at 32 channels direct was 17-29% faster (stride 2:
-# 0.96x), and direct keeps the 3-channel stem (0.94x fused's time).
-FUSED_MIN_CIN = 64
+# 0.96x), and direct keeps the 3-channel stem (0.94x fused's time). Re-measured after the
+# fused mode's 12-row tiles and direct's stores into the output (2026-12-03, layers,
+# fused / direct, shuffled against torch): 40ch 56^2 0.85, 48ch 56^2 0.84, 48ch 112^2
+# 0.91, batch-8 48ch 56^2 0.87, 48->96 stride 2 0.84, 48ch 28^2 0.81, 56ch 56^2 0.83; at
+# 32 channels a draw (0.87-1.04 over eight layers), so 40.
+FUSED_MIN_CIN = 40
 
 
 # Winograd F(2x2,3x3) for dense 3x3 stride-1 undilated layers (it holds the harness bound
