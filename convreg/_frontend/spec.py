@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import ConvSpecError, ConvTypeError
 from .arrays import DTYPE_NAMES, as_array, check_memory, torch_to_numpy
-from .hyper import four_sided_padding, normalize_hyper, output_size
+from .hyper import four_sided_padding, is_int, normalize_hyper, output_size
 
 
 _ndarray = np.ndarray
@@ -360,9 +360,7 @@ def spec_for_shapes(input_shape, weight_shape, *, bias=True, dtype="float32", st
 def _shape_arg(name, value):
     """``value`` as a tuple of sizes: a tuple or list of non-negative ints (an array's
     ``.shape``), else ConvTypeError / ConvSpecError naming ``name``."""
-    if not isinstance(value, (tuple, list)) or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-            for v in value):
+    if not isinstance(value, (tuple, list)) or not all(is_int(v) for v in value):
         if isinstance(value, np.ndarray):
             got = f"an array of shape {value.shape} (pass its .shape)"
         else:
