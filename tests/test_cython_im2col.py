@@ -12,6 +12,7 @@ from conftest import assert_releases_gil
 from convreg.harness import check_case, compare, random_cases, reference, standard_cases, Case
 
 im2col = pytest.importorskip("convreg.backends.im2col")
+from convreg.backends import _gradops  # noqa: E402
 Backend = im2col.CythonIm2colBackend
 
 NAME = "cython-im2col"
@@ -621,30 +622,37 @@ def test_reused_workspace_contents_never_reach_the_output(xs, ws, kw, dtype):
     case = Case("reuse", xs, ws, dtype=dtype, **kw)
     x, w, b = case.arrays()
     first = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
-    kept = be._tls.work[np.dtype(dtype)]
+    kept = _kept_work(dtype)
     kept.fill(np.nan)
     again = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
-    assert be._tls.work[np.dtype(dtype)] is kept            # reused, not reallocated
+    assert _kept_work(dtype) is kept                        # reused, not reallocated
     assert np.isfinite(again).all()
     np.testing.assert_array_equal(first, again)
     seen = []
     t = threading.Thread(target=lambda: seen.append(
-        (convreg.conv2d(x, w, b, backend=[be], **case.kwargs()), be._tls.work)))
+        (convreg.conv2d(x, w, b, backend=[be], **case.kwargs()), _kept_work(dtype))))
     t.start()
     t.join()
     np.testing.assert_array_equal(seen[0][0], first)
-    assert seen[0][1][np.dtype(dtype)] is not kept
+    assert seen[0][1] is not None and seen[0][1] is not kept
     be.release_workspace()
-    assert not hasattr(be._tls, "work")
+    assert _kept_work(dtype) is None
+
+
+def _kept_work(dtype):
+    """The calling thread's kept im2col workspace (_gradops._scratch), or None."""
+    arrays = getattr(_gradops._local, "arrays", {})
+    return arrays.get((im2col.WORK_SCRATCH, np.dtype(dtype)))
 
 
 def test_large_workspaces_are_not_kept(monkeypatch):
     be = Backend()
-    monkeypatch.setattr(im2col, "WORK_CACHE_BYTES", 1024)
+    be.release_workspace()
+    monkeypatch.setattr(_gradops, "SCRATCH_KEEP_BYTES", 1024)
     case = Case("big", (1, 6, 14, 14), (16, 6, 3, 3), stride=2, padding=1)
     x, w, b = case.arrays()
     convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
-    assert not getattr(be._tls, "work", {})
+    assert _kept_work("float32") is None
 
 
 def test_plans_are_remembered_per_spec_and_knob(monkeypatch):

@@ -47,6 +47,7 @@ from dataclasses import replace as _dc_replace
 
 import numpy as np
 
+from . import _alloc
 from ._compact import compact
 from ._simd import load_family
 
@@ -122,8 +123,10 @@ SCRATCH_KEEP_BYTES = 64 * 2**20
 
 def _scratch(name, shape, dtype):
     """A per-thread scratch array, reused across calls (fresh multi-MiB allocations
-    page-fault on first touch, which cost as much as the work for 512-channel weights);
-    only arrays a call uses internally and drops before returning come from here."""
+    page-fault on first touch, which cost as much as the work for 512-channel weights;
+    a fresh workspace is written at new addresses, each line fetched before it is
+    overwritten); contents undefined. Only arrays a call uses internally and drops before
+    returning come from here. Arrays over SCRATCH_KEEP_BYTES are allocated per call."""
     cache = getattr(_local, "arrays", None)
     if cache is None:
         cache = _local.arrays = {}
@@ -131,10 +134,17 @@ def _scratch(name, shape, dtype):
     dtype = np.dtype(dtype)
     buf = cache.get((name, dtype))
     if buf is None or buf.size < count:
-        buf = np.empty(count, dtype=dtype)
-        if buf.nbytes <= SCRATCH_KEEP_BYTES:
-            cache[(name, dtype)] = buf
+        if count * dtype.itemsize > SCRATCH_KEEP_BYTES:
+            return _alloc.empty(count, dtype).reshape(shape)
+        buf = cache[(name, dtype)] = np.empty(count, dtype=dtype)
     return buf[:count].reshape(shape)
+
+
+def _drop_scratch(name):
+    """Forget the calling thread's scratch arrays called ``name`` (every dtype)."""
+    cache = getattr(_local, "arrays", None) or {}
+    for key in [key for key in cache if key[0] == name]:
+        del cache[key]
 
 
 def _step(taps):

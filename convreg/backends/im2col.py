@@ -43,7 +43,6 @@ thread.
 
 from __future__ import annotations
 
-import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -76,8 +75,11 @@ SMALL_FLOPS = 2_000_000
 # Plans remembered per spec object (_call_plan), at most.
 _PLANS_MAX = 512
 
-# Workspaces up to this size are kept per calling thread for the next call (_work).
-WORK_CACHE_BYTES = 64 * MIB
+# The workspace is the calling thread's scratch (_gradops._scratch: kept for the next call
+# up to 64 MiB): inside ResNet-18 at batch 8 a fresh 1.6 MB of stride-phase planes per
+# call cost the 64->128 stride-2 layer 11 % (4.39 -> 3.92 ms), its lines fetched from
+# memory before being overwritten.
+WORK_SCRATCH = "im2col_work"
 
 # The avx512 build's own GEMM kernel takes groups with at least this many output channels.
 KERNEL_MIN_COG = 8
@@ -225,11 +227,6 @@ class CythonIm2colBackend(Backend):
             workspace_mb = self.options["workspace_mb"].check(
                 workspace_mb, "CythonIm2colBackend(workspace_mb=...)")
         self._workspace_mb = workspace_mb
-        # One workspace per calling thread and dtype, grown on demand and reused up to
-        # WORK_CACHE_BYTES (as cython-winograd's): inside ResNet-18 at batch 8 a fresh
-        # 1.6 MB of stride-phase planes per call cost the 64->128 stride-2 layer 11 %
-        # (4.39 -> 3.92 ms), its lines fetched from memory before being overwritten.
-        self._tls = threading.local()
         self._plans = {}
 
     def _call_plan(self, spec, threads, workspace_mb):
@@ -249,20 +246,9 @@ class CythonIm2colBackend(Backend):
         self._plans[id(spec)] = (spec, key, plan, elems)    # holds spec: its id stays unique
         return plan, elems
 
-    def _work(self, elems: int, dtype) -> np.ndarray:
-        """Scratch of ``elems`` elements for one call on this thread, contents undefined."""
-        dtype = np.dtype(dtype)
-        if elems * dtype.itemsize > WORK_CACHE_BYTES:
-            return _alloc.empty(elems, dtype)
-        cache = self._tls.__dict__.setdefault("work", {})
-        buf = cache.get(dtype)
-        if buf is None or buf.size < elems:
-            buf = cache[dtype] = np.empty(max(elems, 1), dtype)
-        return buf[:elems]
-
     def release_workspace(self) -> None:
-        """Drop the calling thread's cached workspace."""
-        self._tls.__dict__.pop("work", None)
+        """Drop the calling thread's kept workspace."""
+        _gradops._drop_scratch(WORK_SCRATCH)
 
     def workspace_mb(self, ctx=None) -> float:
         """The workspace bound: the constructor argument, else the call's option."""
@@ -336,7 +322,7 @@ class CythonIm2colBackend(Backend):
     def conv2d(self, spec, x, w, b, ctx):
         plan, elems = self._call_plan(spec, ctx.threads, self.workspace_mb(ctx))
         out = _alloc.empty(spec.output_shape, spec.dtype)
-        work = self._work(elems, spec.dtype)
+        work = _gradops._scratch(WORK_SCRATCH, (elems,), spec.dtype)
         if plan.mode == FLAT:
             _im2col.conv2d(x, w, b, out, work, spec.sh, spec.sw, spec.pt, spec.pl,
                            spec.dh, spec.dw, spec.groups, plan.band, plan.omp_threads,

@@ -79,7 +79,6 @@ against a bound ~4e-5: worst |err|/bound ~9e2 (F(2)) / ~7e3 (F(4)) in float32, ~
 
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 
@@ -89,6 +88,7 @@ from .base import YES, Backend, no
 from .catalog import BUILTINS
 
 NAME = "cython-winograd"
+WS_SCRATCH = "winograd_ws"      # the kernel's workspace (_gradops._scratch)
 
 # Automatic tile choice: always F(2x2); F(4x4) breaks the elementwise bound (module
 # docstring) and runs only when asked for with the ``tile`` option.
@@ -162,10 +162,6 @@ class CythonWinogradBackend(Backend):
 
     def __init__(self, variant: str = None):
         self._mod = load_family("_winograd", variant)
-        # One workspace per calling thread and dtype, grown on demand and reused: a fresh
-        # buffer per call costs page faults comparable to a small layer. Its size is set by
-        # the work (channels x tile block x threads), never by the image or the padding.
-        self._tls = threading.local()
 
     @property
     def variant(self) -> str:
@@ -277,17 +273,17 @@ class CythonWinogradBackend(Backend):
         need = self._mod.workspace_elems(spec.n, spec.groups, spec.cig, spec.cog, spec.oh,
                                          spec.ow, spec.dh, spec.dw, tile,
                                          np.dtype(spec.dtype).itemsize, threads)
-        cache = self._tls.__dict__.setdefault("ws", {})
-        ws = cache.get(spec.dtype)
-        if ws is None or ws.size < need:
-            ws = cache[spec.dtype] = np.empty(need, dtype=spec.dtype)
+        # The calling thread's scratch, kept for its next call: a fresh buffer per call
+        # costs page faults comparable to a small layer. Its size is set by the work
+        # (channels x tile block x threads), never by the image or the padding.
+        ws = _gradops._scratch(WS_SCRATCH, (need,), spec.dtype)
         self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
                                   spec.groups, tile, threads, ws)
         return out
 
     def release_workspace(self) -> None:
-        """Drop the calling thread's cached workspace."""
-        self._tls.__dict__.pop("ws", None)
+        """Drop the calling thread's kept workspace."""
+        _gradops._drop_scratch(WS_SCRATCH)
 
     def info(self) -> dict:
         out = super().info()
