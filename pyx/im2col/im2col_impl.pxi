@@ -312,7 +312,12 @@ cdef Py_ssize_t _flat_need(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw, int 
     _flat (one scratch per thread and image, or one shared) and the planes."""
     if planes == 0:
         return cr_flat_work(cig, taps, ohw, threads)
-    return threads * (cr_flat_work(cig, taps, ohw, 1) + 16) + planes * ohw
+    return threads * _flat_own(cig, taps, ohw) + planes * ohw
+
+
+cdef Py_ssize_t _flat_own(Py_ssize_t cig, Py_ssize_t taps, Py_ssize_t ohw) noexcept nogil:
+    """A thread's own one-thread scratch when it handles whole images (_flat), padded."""
+    return cr_flat_work(cig, taps, ohw, 1) + 16
 
 
 def flat_planes(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
@@ -424,7 +429,7 @@ cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
         raise ValueError(f"work holds {work.shape[0]} elements, the plan needs {need}")
     cdef const float* bp = &b[0] if G.has_bias else NULL
     cdef Py_ssize_t i0, nn, chunk = _phase_images(G.n, threads)
-    cdef Py_ssize_t one = cr_flat_work(G.cig, T, G.ohw, 1) + 16, tw = one + per * G.ohw
+    cdef Py_ssize_t one = _flat_own(G.cig, T, G.ohw), tw = one + per * G.ohw
     cdef float* mine
     if planes > 0 and threads > 1 and G.n >= threads and mparts == 1 and pparts == 1:
         # A batch: each thread copies one image's phase planes into its own scratch and
