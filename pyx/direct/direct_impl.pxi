@@ -358,22 +358,22 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     # Channel blocks of (nearly) equal size: nb blocks of ob or ob + 1 channels.
     cdef Py_ssize_t nb = _cdiv(o_hi - o_lo, CR_OBMAX), ib, obase = (o_hi - o_lo) // nb
     cdef Py_ssize_t big = (o_hi - o_lo) % nb
+    # Blocks write into channel o0's output plane (dstore: offsets and masks per block of
+    # positions) or into the output tile at the block's positions, copied out below.
     cdef Py_ssize_t doff[8]                # 2 * CR_NV <= 8
     cdef unsigned dm[8]
-    cdef Py_ssize_t ohw = oh * ow, vl = CR_VBYTES // sizeof(floating)
+    cdef Py_ssize_t vl = CR_VBYTES // sizeof(floating)
+    cdef floating* dst = out + (nn * c_out + o_lo) * oh * ow if pl.dstore else otile
+    cdef Py_ssize_t ds = oh * ow if pl.dstore else pl.otl
     for tb in range(nblk):
         o0 = o_lo
         if pl.dstore:
             _dstore_masks(pl, tb, i0, tht, ow, vl, doff, dm)
         for ib in range(nb):
             ob = <int>(obase + (1 if ib < big else 0))
-            if pl.dstore:
-                _block(ob, band + tb * pl.bl, pl.cs, cig, toff, kk, wt + o0 * wos, wos,
-                       bias + o0, out + (nn * c_out + o0) * ohw, ohw, doff, dm)
-            else:
-                _block(ob, band + tb * pl.bl, pl.cs, cig, toff, kk, wt + o0 * wos, wos,
-                       bias + o0, otile + (o0 - o_lo) * pl.otl + tb * pl.bl, pl.otl,
-                       NULL, NULL)
+            _block(ob, band + tb * pl.bl, pl.cs, cig, toff, kk, wt + o0 * wos, wos,
+                   bias + o0, dst + (o0 - o_lo) * ds + (0 if pl.dstore else tb * pl.bl), ds,
+                   doff if pl.dstore else NULL, dm if pl.dstore else NULL)
             o0 += ob
     if pl.dstore:
         return
