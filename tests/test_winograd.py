@@ -334,15 +334,16 @@ def test_limit_f4_single_channel_random():
 # ----------------------------------------------------------------------------- API
 
 @pytest.mark.parametrize("tile", [2, 4])
-def test_weight_transform_round_trip(tile):
+@pytest.mark.parametrize("cig", [5, 13, 24])     # input channels in blocks of 8: part, 1+part, 3
+def test_weight_transform_round_trip(tile, cig):
     rng = np.random.default_rng(3)
-    w = rng.standard_normal((11, 5, 3, 3))
+    w = rng.standard_normal((11, cig, 3, 3))
     mod = BE._mod
     U = mod.transform_weights(w, tile, 1)
     al = tile + 2
-    assert U.shape == (1, al * al, 2, 5, 8)
+    assert U.shape == (1, al * al, 2, cig, 8)
     # unpack (g, p, ob, c, r) -> (o, c, i, j) and invert U = G w G^T with G's pseudo-inverse
-    full = U.transpose(0, 2, 4, 3, 1).reshape(16, 5, al, al)[:11]
+    full = U.transpose(0, 2, 4, 3, 1).reshape(16, cig, al, al)[:11]
     G = mod._G[tile]
     Gp = np.linalg.pinv(G)
     back = np.einsum("pi,ocij,qj->ocpq", Gp, full, Gp)
@@ -350,7 +351,7 @@ def test_weight_transform_round_trip(tile):
     assert not U[0, :, 1, :, 3:].any()       # padded output channels 11..15 are zero
     # grouped: groups are independent blocks
     Ug = mod.transform_weights(w[:10], tile, 2)
-    assert Ug.shape == (2, al * al, 1, 5, 8)
+    assert Ug.shape == (2, al * al, 1, cig, 8)
     np.testing.assert_array_equal(Ug[1], mod.transform_weights(w[5:10], tile, 1)[0])
 
 

@@ -14,6 +14,8 @@
 
 /* 8 doubles as one value (one AVX-512 register, two or four narrower ones): the 8
  * output channels of a weight-transform panel. */
+/* input channels per block of the weight transform (winograd_transforms.h) */
+#define CRW_WCB 8
 typedef double crw_v8d __attribute__((vector_size(64)));
 typedef float crw_v8f __attribute__((vector_size(32)));
 /* Store the 8 channels' results of one position, rounded once to the weights' type. */

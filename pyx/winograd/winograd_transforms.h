@@ -188,25 +188,39 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
               ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
 {
     const ptrdiff_t nob = (cog + 7) / 8;
+    /* Results of CRW_WCB input channels are kept in B and written position by position
+       as runs of whole lines: the alpha^2 positions lie nob*cig*8 elements apart, often
+       a multiple of 4 KiB, and 16-36 interleaved 32-byte stores into them fell into one
+       L1 set and evicted each other before their lines were complete. */
+    WT B[36][CRW_WCB * 8];
     for (ptrdiff_t ob = ob0; ob < ob1; ob++) {
         const int nr = cog - ob * 8 < 8 ? (int)(cog - ob * 8) : 8;
-        for (ptrdiff_t c = 0; c < cig; c++) {
-            /* One value per kernel element, 8 output channels wide, held in registers
-               (arrays of 8 doubles written and read at different widths stall on store
-               forwarding: 60 % of the transform's time was one such reload). */
-            crw_v8d g[9], t[6][3];
-            if (swap)       /* output channel r's kernel, rotated: w[c, ob*8 + r, 2-u, 2-v] */
-                CRW_GATHER9(w + (c * cog + ob * 8) * 9 + 8, 9, -1, nr, g);
+        for (ptrdiff_t c0 = 0; c0 < cig; c0 += CRW_WCB) {
+            const int nc = cig - c0 < CRW_WCB ? (int)(cig - c0) : CRW_WCB;
+            for (int k = 0; k < nc; k++) {
+                const ptrdiff_t c = c0 + k;
+                /* One value per kernel element, 8 output channels wide, held in registers
+                   (arrays of 8 doubles written and read at different widths stall on
+                   store forwarding: 60 % of the transform's time was one such reload). */
+                crw_v8d g[9], t[6][3];
+                if (swap)   /* output channel r's kernel, rotated: w[c, ob*8 + r, 2-u, 2-v] */
+                    CRW_GATHER9(w + (c * cog + ob * 8) * 9 + 8, 9, -1, nr, g);
+                else
+                    CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
+                for (int i = 0; i < AL; i++)
+                    for (int q = 0; q < 3; q++)
+                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
+                for (int i = 0; i < AL; i++)
+                    for (int j = 0; j < AL; j++)
+                        CRW_V8_STORE(B[i * AL + j] + k * 8,
+                                     t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+            }
+            if (nc == CRW_WCB)      /* a fixed size: inline vector moves, no libc call */
+                for (int p = 0; p < AL * AL; p++)
+                    memcpy(U + ((p * nob + ob) * cig + c0) * 8, B[p], sizeof B[p]);
             else
-                CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
-            for (int i = 0; i < AL; i++)
-                for (int q = 0; q < 3; q++)
-                    t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
-            for (int i = 0; i < AL; i++)
-                for (int j = 0; j < AL; j++) {
-                    WT *dst = U + (((i * AL + j) * nob + ob) * cig + c) * 8;
-                    CRW_V8_STORE(dst, t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
-                }
+                for (int p = 0; p < AL * AL; p++)
+                    memcpy(U + ((p * nob + ob) * cig + c0) * 8, B[p], nc * 8 * sizeof(WT));
         }
     }
 }
