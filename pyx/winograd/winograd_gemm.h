@@ -58,8 +58,8 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
         const WT *Up = U + p * ups;
         const WT *Vp = V + p * vps;
         WT *Mp = M + p * mps;
-        for (ptrdiff_t t0 = 0; t0 < nt; t0 += nr) {
-            for (ptrdiff_t ob = 0; ob < nob; ob++) {
+        for (ptrdiff_t ob = 0; ob < nob; ob++) {
+            for (ptrdiff_t t0 = 0; t0 < nt; t0 += nr) {
                 for (int kr = 0; kr < CRW_MR; kr += CRW_KROWS) {
                     const WT *a = Up + ob * K * CRW_MR + kr;
                     WT *c = Mp + (ob * CRW_MR + kr) * ldm + t0;
