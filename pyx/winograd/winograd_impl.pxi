@@ -31,7 +31,9 @@ The weight transform (crw_wtrans, in double, rounded once) is a separate entry p
 docstring of convreg/backends/winograd.py (F(2x2) holds the elementwise bound, F(4x4)
 does not and is only used when asked for).
 
-Work items (group, tile block, output-channel part) go to the OpenMP threads; the
+Work items (group, tile block) go to the OpenMP threads; when they are too few for the
+threads, the team shares each block instead: each thread transforms a range of its input
+channels into one V, and after a barrier computes a range of its output channels. The
 buffers of a thread (V, M and two small scratch rows) are sized by the block, never by
 the image or the padding. Every output element is computed by the same sequence of
 operations whatever the thread count or block size (the GEMM sums channels in order,
@@ -44,7 +46,8 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcmp, memset
 
-from openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
+from openmp_helpers cimport (CONVREG_HAVE_OPENMP, cr_omp_barrier, omp_get_num_threads,
+                              omp_get_thread_num)
 
 cdef extern from "winograd_kernels.h" nogil:
     int CRW_VBYTES
@@ -211,7 +214,8 @@ cdef struct Plan:
     Py_ssize_t nblocks
     Py_ssize_t nob       # panels of 8 output channels per group
     Py_ssize_t pob       # panels per part
-    Py_ssize_t nparts
+    Py_ssize_t nparts    # output-channel parts of a block (threads sharing it, or 1)
+    bint shared          # the threads share each block (rounds of transform, barrier, GEMM)
     Py_ssize_t ocb       # panels per GEMM chunk (M holds one chunk)
     Py_ssize_t items     # groups * nblocks * nparts
     Py_ssize_t vps       # elements between tile positions in V (``_odd_lines``)
@@ -318,12 +322,15 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.nvec = nvec
     pl.vl = vl
     pl.Tp = pl.T + vl
-    # Output-channel parts when the tile blocks alone are too few items.
+    # When the tile blocks alone are too few items, the threads share each block instead:
+    # they transform its input channels into one V, then each takes a part of the output
+    # channels (``shared``). Separate items per part transformed the block's input once
+    # per part (batch-8 512ch 7^2: 13 % of the time, half of it repeated).
     pl.nparts = 1
-    if groups * pl.nblocks < want:
-        pl.nparts = min(pl.nob, _cdiv(want, groups * pl.nblocks))
+    pl.shared = threads > 1 and groups * pl.nblocks < want and pl.nob > 1
+    if pl.shared:
+        pl.nparts = min(pl.nob, <Py_ssize_t>threads)
     pl.pob = _cdiv(pl.nob, pl.nparts)
-    pl.nparts = _cdiv(pl.nob, pl.pob)
     pl.ocb = max(1, min(pl.pob, MCAP // (pl.npos * CRW_MR * pl.Tp * itemsize)))
     pl.ocb = _cdiv(pl.pob, _cdiv(pl.pob, pl.ocb))      # equal chunks
     pl.items = groups * pl.nblocks * pl.nparts
@@ -350,41 +357,23 @@ cdef inline Py_ssize_t _segment(const Plan* pl, const Py_ssize_t* cend, Py_ssize
     return min(cend[tc[0]] - tc[0], t1 - t)
 
 
-cdef void _item(Py_ssize_t item, const Plan* pl,
-                const floating* x,            # IN  (n, c_in, h, w)
-                const floating* U,            # IN  (groups, npos, nob, cig, 8)
-                const floating* bias,         # IN  (c_out,)
-                floating* out,                # OUT (n, c_out, oh, ow)
-                floating* buf,                # thread scratch, pl.per_thread elements
-                const Py_ssize_t* trow,       # output row of tile row (TR,)
-                const Py_ssize_t* ccol,       # output column of tile column (TC,)
-                const Py_ssize_t* cend,       # end of the residue run of tile column (TC,)
-                Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h,
-                Py_ssize_t w, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t pt,
-                Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
-    """One work item: tiles [t0, t1) of group g, output-channel panels of one part."""
-    cdef Py_ssize_t part = item % pl.nparts
-    cdef Py_ssize_t rest = item // pl.nparts
-    cdef Py_ssize_t blk = rest % pl.nblocks
-    cdef Py_ssize_t g = rest // pl.nblocks
-    cdef Py_ssize_t c_in = groups * cig, c_out = groups * cog
-    cdef Py_ssize_t t0 = _block_start(blk, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
-    cdef Py_ssize_t t1 = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
-    cdef Py_ssize_t nt = t1 - t0
-    cdef Py_ssize_t Tp = pl.Tp, npos = pl.npos
-    cdef floating* V = buf
-    cdef floating* M = V + pl.vn
-    cdef floating* P = M + pl.mn
-    cdef floating* Q = P + pl.pn
-    cdef Py_ssize_t t, img, tr, tc, seg, c, o, oc0, oc1, olo, ohi, pimg, pr0, pr1, pos
-    cdef Py_ssize_t ob_lo = part * pl.pob, ob_hi = min(pl.nob, ob_lo + pl.pob)
-    cdef Py_ssize_t mps = pl.mps, vps = pl.vps
-    cdef const floating* Ug = U + g * npos * pl.nob * cig * CRW_MR
-    # 1. input transform of the block, channel by channel and within a channel segment by
-    #    segment, in order (the vector tail of one segment is overwritten by the next).
-    #    Channel-outer: the segments of one channel read consecutive input rows, which the
-    #    hardware prefetcher follows; segment-outer jumped a whole plane per channel and
-    #    stalled on every row (64ch 56^2: a third of the transform's time).
+cdef void _input_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1,
+                       Py_ssize_t c_lo, Py_ssize_t c_hi,
+                       const floating* x,         # IN  (n, c_in, h, w)
+                       floating* V,               # OUT block's transformed input
+                       floating* P,               # thread scratch of the transform
+                       const Py_ssize_t* trow, const Py_ssize_t* ccol,
+                       const Py_ssize_t* cend, Py_ssize_t groups, Py_ssize_t cig,
+                       Py_ssize_t h, Py_ssize_t w, Py_ssize_t pt, Py_ssize_t pleft,
+                       Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Stage 1 for tiles [t0, t1) of group g, input channels [c_lo, c_hi) of the group."""
+    cdef Py_ssize_t c_in = groups * cig, nt = t1 - t0, Tp = pl.Tp, vps = pl.vps
+    cdef Py_ssize_t t, img, tr, tc, seg, c, pos, pimg, pr0, pr1
+    # Channel by channel and within a channel segment by segment, in order (the vector
+    # tail of one segment is overwritten by the next). Channel-outer: the segments of one
+    # channel read consecutive input rows, which the hardware prefetcher follows;
+    # segment-outer jumped a whole plane per channel and stalled on every row (64ch 56^2:
+    # a third of the transform's time).
     # The block's input rows of one image (when it lies in one): those of the next
     # channel are prefetched while this channel's are transformed.
     pimg = t0 // pl.tpi
@@ -392,8 +381,8 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     if (t1 - 1) // pl.tpi == pimg:
         pr0 = max(0, trow[(t0 - pimg * pl.tpi) // pl.TC] - pt)
         pr1 = min(h, trow[(t1 - 1 - pimg * pl.tpi) // pl.TC] - pt + dh * (pl.al - 1) + 1)
-    for c in range(cig):
-        if c + 1 < cig and pr1 > pr0:
+    for c in range(c_lo, c_hi):
+        if c + 1 < c_hi and pr1 > pr0:
             crw_prefetch(x + ((pimg * c_in + g * cig + c + 1) * h + pr0) * w,
                          (pr1 - pr0) * w * sizeof(floating))
         t = t0
@@ -411,19 +400,36 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
     # The GEMM reads whole vectors of tiles: lanes past the block's last tile, which no
     # segment may have written (a reused buffer holds anything there), are set to zero.
     if nt % pl.vl:
-        for pos in range(npos):
-            for c in range(cig):
+        for pos in range(pl.npos):
+            for c in range(c_lo, c_hi):
                 memset(V + pos * vps + c * Tp + nt, 0, (pl.vl - nt % pl.vl) * sizeof(floating))
-    # 2. + 3. per chunk of output-channel panels: GEMM into M, then output transform
+
+
+cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1,
+                      Py_ssize_t ob_lo, Py_ssize_t ob_hi,
+                      const floating* U,          # IN  (groups, npos, nob, cig, 8)
+                      const floating* bias,       # IN  (c_out,)
+                      floating* out,              # OUT (n, c_out, oh, ow)
+                      const floating* V,          # IN  block's transformed input
+                      floating* M, floating* Q,   # thread scratch
+                      const Py_ssize_t* trow, const Py_ssize_t* ccol,
+                      const Py_ssize_t* cend, Py_ssize_t groups, Py_ssize_t cig,
+                      Py_ssize_t cog, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
+                      Py_ssize_t dw) noexcept nogil:
+    """Stages 2 and 3 for tiles [t0, t1) of group g, output-channel panels [ob_lo, ob_hi),
+    per chunk of panels: GEMM into M, then output transform."""
+    cdef Py_ssize_t c_out = groups * cog, nt = t1 - t0, Tp = pl.Tp
+    cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi
+    cdef const floating* Ug = U + g * pl.npos * pl.nob * cig * CRW_MR
     oc0 = ob_lo
     while oc0 < ob_hi:
         oc1 = min(ob_hi, oc0 + pl.ocb)
         if floating is float:
-            call_crw_gemm_f(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
-                       oc1 - oc0, V, vps, Tp, M, mps, Tp, nt)
+            call_crw_gemm_f(<int>pl.npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+                       oc1 - oc0, V, pl.vps, Tp, M, pl.mps, Tp, nt)
         else:
-            call_crw_gemm_d(<int>npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
-                       oc1 - oc0, V, vps, Tp, M, mps, Tp, nt)
+            call_crw_gemm_d(<int>pl.npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
+                       oc1 - oc0, V, pl.vps, Tp, M, pl.mps, Tp, nt)
         olo = oc0 * CRW_MR
         ohi = min(cog, oc1 * CRW_MR)
         t = t0
@@ -431,17 +437,35 @@ cdef void _item(Py_ssize_t item, const Plan* pl,
             seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
             for o in range(olo, ohi):
                 if floating is float:
-                    call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                    call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), pl.mps, seg,
                                  bias[g * cog + o],
                                  out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
                                  trow[tr], dh, ccol[tc], dw, Q)
                 else:
-                    call_crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), mps, seg,
+                    call_crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), pl.mps, seg,
                                  bias[g * cog + o],
                                  out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
                                  trow[tr], dh, ccol[tc], dw, Q)
             t += seg
         oc0 = oc1
+
+
+cdef void _item(Py_ssize_t item, const Plan* pl, const floating* x, const floating* U,
+                const floating* bias, floating* out, floating* buf, const Py_ssize_t* trow,
+                const Py_ssize_t* ccol, const Py_ssize_t* cend, Py_ssize_t groups,
+                Py_ssize_t cig, Py_ssize_t cog, Py_ssize_t h, Py_ssize_t w, Py_ssize_t oh,
+                Py_ssize_t ow, Py_ssize_t pt, Py_ssize_t pleft, Py_ssize_t dh,
+                Py_ssize_t dw) noexcept nogil:
+    """One work item of a plan whose threads do not share blocks: every stage of tile
+    block (item % nblocks) of group (item // nblocks), in the thread's own buffer."""
+    cdef Py_ssize_t g = item // pl.nblocks, blk = item % pl.nblocks
+    cdef Py_ssize_t t0 = _block_start(blk, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    cdef Py_ssize_t t1 = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    _input_block(pl, g, t0, t1, 0, cig, x, buf, buf + pl.vn + pl.mn, trow, ccol, cend,
+                 groups, cig, h, w, pt, pleft, dh, dw)
+    _gemm_block(pl, g, t0, t1, 0, pl.nob, U, bias, out, buf, buf + pl.vn,
+                buf + pl.vn + pl.mn + pl.pn, trow, ccol, cend, groups, cig, cog, oh, ow, dh,
+                dw)
 
 
 def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b, int threads=1):
@@ -528,16 +552,36 @@ def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
     cdef const Py_ssize_t* ccp = &ccol[0]
     cdef const Py_ssize_t* cep = &cend[0]
     cdef floating* buf
-    cdef Py_ssize_t item, off
-    cdef int tid
+    cdef floating* sV = ws + ((16 - (<size_t>ws // sizeof(floating)) % 16) % 16)
+    cdef Py_ssize_t item, off, g, blk, t0, t1, r, rounds = groups * plan.nblocks
+    cdef int tid, team
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
         buf = ws + tid * plan.per_thread
         off = (<size_t>buf // sizeof(floating)) % 16        # 64-byte alignment
         buf = buf + ((16 - off) % 16)
-        for item in prange(plan.items, schedule='dynamic'):
-            _item(item, &plan, xp, up, bp, op, buf, trp, ccp, cep, groups, cig, cog, h, w,
-                  oh, ow, pt, pleft, dh, dw)
+        if plan.shared:
+            # Every thread runs every round (the barriers need the whole team): its input
+            # channels of the block into thread 0's V, then its output-channel panels.
+            team = omp_get_num_threads()
+            for r in range(rounds):
+                g = r // plan.nblocks
+                blk = r % plan.nblocks
+                t0 = _block_start(blk, plan.nblocks, plan.nvec, plan.vl, plan.ttot)
+                t1 = _block_start(blk + 1, plan.nblocks, plan.nvec, plan.vl, plan.ttot)
+                _input_block(&plan, g, t0, t1, cig * tid // team, cig * (tid + 1) // team,
+                             xp, sV, buf + plan.vn + plan.mn, trp, ccp, cep, groups, cig,
+                             h, w, pt, pleft, dh, dw)
+                cr_omp_barrier()
+                _gemm_block(&plan, g, t0, t1, plan.nob * tid // team,
+                            plan.nob * (tid + 1) // team, up, bp, op, sV, buf + plan.vn,
+                            buf + plan.vn + plan.mn + plan.pn, trp, ccp, cep, groups, cig,
+                            cog, oh, ow, dh, dw)
+                cr_omp_barrier()
+        else:
+            for item in prange(plan.items, schedule='dynamic'):
+                _item(item, &plan, xp, up, bp, op, buf, trp, ccp, cep, groups, cig, cog, h, w,
+                      oh, ow, pt, pleft, dh, dw)
 
 
 def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
