@@ -183,6 +183,17 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
  * the transposed convolution (the input gradient of a stride-1 layer): output channel o
  * and input channel c of this transform read the layer's w[c][o] rotated by 180 degrees,
  * so no flipped copy of the weights is ever made. */
+/* r[0]*a + r[1]*b + r[2]*d without the terms whose coefficient is 0: G is a constant
+   table, so the tests fold away and half of F(2x2)'s multiply-adds with a zero (which
+   the compiler must keep, as 0 * inf is NaN) are not executed. */
+#ifndef CRW_G3
+#define CRW_G3(r, a, b, d)                                                                  \
+    ((r)[0] != 0 ? ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[0] * (a) + (r)[1] * (b) + (r)[2] * (d)   \
+                                               : (r)[0] * (a) + (r)[1] * (b))               \
+                                : ((r)[2] != 0 ? (r)[0] * (a) + (r)[2] * (d) : (r)[0] * (a))) \
+                 : ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[1] * (b) + (r)[2] * (d) : (r)[1] * (b)) \
+                                : (r)[2] * (d)))
+#endif
 static inline __attribute__((always_inline)) void
 CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
               ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
@@ -207,13 +218,17 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
                     CRW_GATHER9(w + (c * cog + ob * 8) * 9 + 8, 9, -1, nr, g);
                 else
                     CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
+#pragma GCC unroll 6
                 for (int i = 0; i < AL; i++)
+#pragma GCC unroll 3
                     for (int q = 0; q < 3; q++)
-                        t[i][q] = G[i][0] * g[q] + G[i][1] * g[3 + q] + G[i][2] * g[6 + q];
+                        t[i][q] = CRW_G3(G[i], g[q], g[3 + q], g[6 + q]);
+#pragma GCC unroll 6
                 for (int i = 0; i < AL; i++)
+#pragma GCC unroll 6
                     for (int j = 0; j < AL; j++)
                         CRW_V8_STORE(B[i * AL + j] + k * 8,
-                                     t[i][0] * G[j][0] + t[i][1] * G[j][1] + t[i][2] * G[j][2]);
+                                     CRW_G3(G[j], t[i][0], t[i][1], t[i][2]));
             }
             if (nc == CRW_WCB)      /* a fixed size: inline vector moves, no libc call */
                 for (int p = 0; p < AL * AL; p++)
