@@ -288,7 +288,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
                 Py_ssize_t itemsize, int threads) noexcept:
     cdef Plan pl
-    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec, mcap
     cdef double best, span
     pl.m = m
     pl.al = m + 2
@@ -331,7 +331,14 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     if pl.shared:
         pl.nparts = min(pl.nob, <Py_ssize_t>threads)
     pl.pob = _cdiv(pl.nob, pl.nparts)
-    pl.ocb = max(1, min(pl.pob, MCAP // (pl.npos * CRW_MR * pl.Tp * itemsize)))
+    # Every chunk reads the block's V again: when V is at least twice M's budget
+    # (batch-8 512ch 7^2: 2.6 MB, three chunks), M may grow to V's size (one chunk:
+    # 0.955-0.96x the time there, batch-4 0.95x, batch-8 256ch 14^2 0.98x); a larger M
+    # for a smaller V (128ch 28^2: 655 KB) made those layers 1.01-1.04x slower.
+    mcap = pl.npos * cig * pl.Tp * itemsize
+    if mcap < 2 * MCAP:
+        mcap = MCAP
+    pl.ocb = max(1, min(pl.pob, mcap // (pl.npos * CRW_MR * pl.Tp * itemsize)))
     pl.ocb = _cdiv(pl.pob, _cdiv(pl.pob, pl.ocb))      # equal chunks
     pl.items = groups * pl.nblocks * pl.nparts
     pl.vps = _odd_lines(cig * pl.Tp, itemsize)
