@@ -179,13 +179,16 @@ def test_pointwise_rule(isolated, shape, stride, runs):
 
 
 @pytest.mark.parametrize("shape,winograd", [
-    (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 768 pixels
+    (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 576 pixels
     (((1, 128, 14, 14), (128, 128, 3, 3)), False),    # 196 pixels: transforms dominate
-    (((1, 64, 56, 56), (64, 64, 3, 3)), True),        # >= 64 channels, >= 2048 pixels
+    (((2, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 384 pixels
+    (((1, 256, 14, 14), (256, 256, 3, 3)), False),
+    (((1, 96, 28, 28), (96, 96, 3, 3)), True),        # >= 96 channels, >= 784 pixels
+    (((1, 64, 56, 56), (64, 64, 3, 3)), True),        # >= 64 channels, >= 1200 pixels
     (((1, 64, 28, 28), (64, 64, 3, 3)), False),
     (((1, 64, 28, 28), (128, 64, 3, 3)), False),      # the smaller channel count decides
-    (((4, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 8192 pixels
-    (((1, 32, 56, 56), (32, 32, 3, 3)), False),
+    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 2304 pixels
+    (((1, 32, 40, 40), (32, 32, 3, 3)), False),
     (((8, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never for a function
 ])
 def test_functional_winograd_rule(isolated, shape, winograd):
@@ -199,14 +202,14 @@ def test_layers_take_winograd_on_smaller_calls(isolated):
     call of the same shape does not."""
     _needs("cython-winograd")
     from convreg.backends.auto import winograd_fits
-    spec = convreg.spec_for_shapes((1, 64, 40, 40), (64, 64, 3, 3), padding=1)
+    spec = convreg.spec_for_shapes((1, 96, 20, 20), (96, 96, 3, 3), padding=1)
     assert winograd_fits(spec, cached=True) and not winograd_fits(spec, cached=False)
-    spec = convreg.spec_for_shapes((1, 64, 40, 40), (64, 64, 3, 3), padding=1, dilation=2)
+    spec = convreg.spec_for_shapes((1, 96, 20, 20), (96, 96, 3, 3), padding=1, dilation=2)
     assert not winograd_fits(spec, cached=True)
 
 
 @pytest.mark.parametrize("shape,winograd", [
-    (((2, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 392 pixels
+    (((2, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 384 pixels
     (((8, 512, 7, 7), (512, 512, 3, 3)), True),
     (((1, 256, 14, 14), (256, 256, 3, 3)), False),    # 196 pixels
     (((4, 512, 7, 7), (512, 512, 3, 3)), False),
@@ -216,10 +219,10 @@ def test_layers_take_winograd_on_smaller_calls(isolated):
     (((1, 96, 28, 28), (96, 96, 3, 3)), True),
     (((1, 192, 14, 14), (192, 192, 3, 3)), False),
     (((2, 128, 14, 14), (128, 128, 3, 3)), False),    # 392 pixels
-    (((2, 64, 28, 28), (64, 64, 3, 3)), True),        # >= 64 channels, >= 1536 pixels
+    (((2, 64, 28, 28), (64, 64, 3, 3)), True),        # >= 64 channels, >= 1200 pixels
     (((1, 64, 28, 28), (64, 64, 3, 3)), False),
     (((1, 64, 28, 28), (256, 64, 3, 3)), False),      # the smaller channel count decides
-    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 3072 pixels
+    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 2304 pixels
     (((1, 32, 28, 28), (32, 32, 3, 3)), False),
     (((1, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never
 ])

@@ -59,16 +59,22 @@ FUSED_MIN_CIN = 40
 # Winograd F(2x2,3x3) for dense 3x3 stride-1 undilated layers (it holds the harness bound
 # from 8 summed channels on random, scaled and cancelling data, and declines fewer:
 # convreg/backends/winograd.py).
-# A functional call transforms its weights every time (~6-12 ns per channel pair on 2
-# threads) and pays the input and output transforms per channel and pixel, so Winograd
-# needs both channels and pixels: at least WINOGRAD_FUNCTIONAL[k][1] output pixels over
-# the batch when both channel counts are at least WINOGRAD_FUNCTIONAL[k][0]. Measured
-# (scripts/bench_winograd.py and a 3x3 sweep, docs/chooser.md, 2026-12-02), Winograd /
-# best of direct and im2col: 128ch 28^2 0.82-0.87, 256ch 28^2 0.72, batch-8 128ch 14^2
-# 0.88-1.09, 64ch 56^2 0.86-0.89, 96ch 28^2 0.97, 64ch 28^2 1.47, 128ch 14^2 1.81, 32ch
-# 56^2 1.07-1.29, 32ch 112^2 0.96, 16ch 112^2 1.19-1.29. Dilated and small-group layers
-# measured no faster.
-WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
+# A functional call transforms its weights every time (2-3.3 ns per channel pair on 2
+# threads since 2026-12-03, was 4-12) and pays the input and output transforms per
+# channel and pixel, so Winograd needs both channels and pixels: at least
+# WINOGRAD_FUNCTIONAL[k][1] output pixels over the batch when both channel counts are at
+# least WINOGRAD_FUNCTIONAL[k][0]. Re-measured after the cheaper weight transform
+# (2026-12-03, 2-core AVX-512 Xeon, functional calls, shuffled; Winograd / best of
+# im2col and direct): 256ch 14^2 1.11, batch-2 256ch 14^2 0.85-0.89, batch-6 256ch 8^2
+# 0.91, batch-8 256ch 7^2 0.92, 256ch 20^2 0.95, 384ch 13^2 1.23, batch-2 512ch 7^2
+# 1.23, 512ch 14^2 0.95; 128ch 24^2 0.90-0.98, batch-3 128ch 14^2 0.93, batch-4 128ch
+# 12^2 0.99, batch-2 128ch 14^2 1.04, 128ch 20^2 0.90; 96ch 28^2 0.79, 96ch 24^2 0.94,
+# batch-4 96ch 12^2 1.06, 96ch 20^2 1.05; 64ch 36^2 0.88, 64ch 32^2 0.90, batch-2 64ch
+# 24^2 1.08, 64ch 28^2 1.05, 64ch 40^2 0.78, batch-2 64ch 28^2 0.79; 32ch 56^2 0.88,
+# 32ch 48^2 0.91, 32ch 40^2 1.60, 32ch 80^2 0.80. (Before: 128ch 28^2 0.82-0.87, 64ch
+# 56^2 0.86-0.89, 128ch 14^2 1.81, 16ch 112^2 1.19-1.29, docs/chooser.md.) Dilated and
+# small-group layers measured no faster.
+WINOGRAD_FUNCTIONAL = ((256, 384), (128, 576), (96, 784), (64, 1200), (32, 2304))
 # A layer keeps its transformed weights (checked against its weights on every call), so
 # it needs fewer pixels than a functional call, by the same kind of table. Small images
 # still cost: every call streams the transformed weights (16/9 of the weights' size) once
@@ -86,7 +92,9 @@ WINOGRAD_FUNCTIONAL = ((128, 768), (64, 2048), (32, 8192))
 # layers in the network (after a torch pass, as bench_network.py runs) took 0.78-0.87 ms
 # by Winograd against im2col's 0.71-0.78, so 256 channels need 392 pixels (a batch of 2;
 # batch-8 512ch 7^2 in sequence: Winograd 4.85-5.09 ms, im2col 6.74-6.86).
-WINOGRAD_CACHED = ((256, 392), (96, 400), (64, 1536), (32, 3072))
+# A layer never needs more than a functional call (its transform is free), so the
+# functional table's 64 and 32 channel rows, re-measured later, bound this one.
+WINOGRAD_CACHED = ((256, 384), (96, 400), (64, 1200), (32, 2304))
 
 
 def winograd_fits(spec, cached=False) -> bool:
