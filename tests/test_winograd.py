@@ -522,20 +522,21 @@ def test_nonfinite_propagates():
     assert np.isnan(out[0, 0, 1:4, 1:4]).all()
 
 
-@pytest.mark.parametrize("groups,cin,cout,hw", [(1, 37, 40, 9), (2, 34, 36, 7), (1, 64, 24, 14)])
-def test_shared_blocks_split_channels_among_the_team(groups, cin, cout, hw):
-    """Few tile blocks: the threads share each block (input channels split for the
-    transform, output channels for the GEMM, a barrier between); any team size gives the
-    one-thread result, within the bound of the float64 reference."""
+@pytest.mark.parametrize("groups,cin,cout,hw,teams", [
+    (1, 64, 48, 5, (2, 3, 5)), (1, 40, 64, 3, (2, 3, 5)), (1, 37, 40, 9, (3, 5)),
+    (2, 34, 36, 7, (3, 5))])
+def test_shared_blocks_split_channels_among_the_team(groups, cin, cout, hw, teams):
+    """Fewer tile blocks than threads: the threads share each block (input channels split
+    for the transform, output channels for the GEMM, a barrier between); any team size
+    gives the one-thread result, within the bound of the float64 reference."""
     rng = np.random.default_rng(8)
     x, w, b = arrays(rng, 1, cin, cout, hw, hw, groups=groups)
     ref, bound = reference(x, w, b, (1, 1, 1, 1), (1, 1), groups)
-    for t in (2, 3, 5):
-        assert BE._mod.plan_info(1, groups, cin // groups, cout // groups, hw, hw, 1, 1, 2,
-                                 4, t)["shared"]
-    assert not BE._mod.plan_info(1, groups, cin // groups, cout // groups, hw, hw, 1, 1, 2,
-                                 4, 1)["shared"]
-    outs = [run(x, w, b, (1, 1, 1, 1), groups=groups, threads=t) for t in (1, 2, 3, 5)]
-    for t, o in zip((2, 3, 5), outs[1:]):
+    cig, cog = cin // groups, cout // groups
+    for t in teams:
+        assert BE._mod.plan_info(1, groups, cig, cog, hw, hw, 1, 1, 2, 4, t)["shared"]
+    assert not BE._mod.plan_info(1, groups, cig, cog, hw, hw, 1, 1, 2, 4, 1)["shared"]
+    outs = [run(x, w, b, (1, 1, 1, 1), groups=groups, threads=t) for t in (1,) + teams]
+    for t, o in zip(teams, outs[1:]):
         np.testing.assert_array_equal(o, outs[0], err_msg=f"threads={t}")
     assert ratio(outs[0], ref, bound) < 1

@@ -322,12 +322,14 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.nvec = nvec
     pl.vl = vl
     pl.Tp = pl.T + vl
-    # When the tile blocks alone are too few items, the threads share each block instead:
-    # they transform its input channels into one V, then each takes a part of the output
+    # With fewer tile blocks than threads, the threads share each block instead: they
+    # transform its input channels into one V, then each takes a part of the output
     # channels (``shared``). Separate items per part transformed the block's input once
-    # per part (batch-8 512ch 7^2: 13 % of the time, half of it repeated).
+    # per part (512ch 7^2: 0.91-0.94x the time shared). From one block per thread on,
+    # blocks are items of their own (sharing them cost 32ch 40^2 1.39x, 256ch 14^2
+    # 1.06x, 128ch 20^2 1.07x the time).
     pl.nparts = 1
-    pl.shared = threads > 1 and groups * pl.nblocks < want and pl.nob > 1
+    pl.shared = threads > 1 and groups * pl.nblocks < threads and pl.nob > 1
     if pl.shared:
         pl.nparts = min(pl.nob, <Py_ssize_t>threads)
     pl.pob = _cdiv(pl.nob, pl.nparts)
