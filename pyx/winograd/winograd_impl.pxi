@@ -63,11 +63,15 @@ cdef extern from "winograd_kernels.h" nogil:
                      Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt,
                      double* P, double* V, Py_ssize_t vps)
     void crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias,
-                      float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
-                      Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, float* Q)
+                      float* Q, Py_ssize_t ldq)
     void crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias,
-                      double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0,
-                      Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q)
+                      double* Q, Py_ssize_t ldq)
+    void crw_outstore_f(int m, const float* Q, Py_ssize_t ldq, Py_ssize_t nt, float* out,
+                        Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh,
+                        Py_ssize_t col0, Py_ssize_t dw)
+    void crw_outstore_d(int m, const double* Q, Py_ssize_t ldq, Py_ssize_t nt, double* out,
+                        Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh,
+                        Py_ssize_t col0, Py_ssize_t dw)
     void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
                       Py_ssize_t ob0, Py_ssize_t ob1, float* U)
     void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
@@ -84,10 +88,14 @@ cdef inline void call_crw_input_f(int m, const float* x, Py_ssize_t h, Py_ssize_
     crw_input_f(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
 cdef inline void call_crw_input_d(int m, const double* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, Py_ssize_t nt, double* P, double* V, Py_ssize_t vps) noexcept nogil:
     crw_input_d(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps)
-cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, float* Q) noexcept nogil:
-    crw_output_f(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
-cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw, double* Q) noexcept nogil:
-    crw_output_d(m, M, mps, nt, bias, out, oh, ow, row0, dh, col0, dw, Q)
+cdef inline void call_crw_output_f(int m, const float* M, Py_ssize_t mps, Py_ssize_t nt, float bias, float* Q, Py_ssize_t ldq) noexcept nogil:
+    crw_output_f(m, M, mps, nt, bias, Q, ldq)
+cdef inline void call_crw_output_d(int m, const double* M, Py_ssize_t mps, Py_ssize_t nt, double bias, double* Q, Py_ssize_t ldq) noexcept nogil:
+    crw_output_d(m, M, mps, nt, bias, Q, ldq)
+cdef inline void call_crw_outstore_f(int m, const float* Q, Py_ssize_t ldq, Py_ssize_t nt, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw) noexcept nogil:
+    crw_outstore_f(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
+cdef inline void call_crw_outstore_d(int m, const double* Q, Py_ssize_t ldq, Py_ssize_t nt, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw) noexcept nogil:
+    crw_outstore_d(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
 cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U) noexcept nogil:
     crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U)
 cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U) noexcept nogil:
@@ -348,7 +356,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.vn = _up16(pl.npos * pl.vps)
     pl.mn = _up16(pl.npos * pl.mps)
     pl.pn = _up16((pl.al + 1) * m * (pl.T + 2 * vl))
-    pl.qn = _up16(m * m * (pl.T + vl))
+    pl.qn = _up16(m * m * pl.Tp + vl)            # phases Tp apart, a vector of room
     pl.per_thread = pl.vn + pl.mn + pl.pn + pl.qn + 16
     return pl
 
@@ -441,21 +449,27 @@ cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1
                        oc1 - oc0, V, pl.vps, Tp, M, pl.mps, Tp, nt)
         olo = oc0 * CRW_MR
         ohi = min(cog, oc1 * CRW_MR)
-        t = t0
-        while t < t1:
-            seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
-            for o in range(olo, ohi):
+        for o in range(olo, ohi):
+            # the block's tiles at once into Q (phases Tp apart), then segment by segment
+            # into the output rows
+            if floating is float:
+                call_crw_output_f(pl.m, M + (o - olo) * Tp, pl.mps, nt, bias[g * cog + o],
+                                  Q, Tp)
+            else:
+                call_crw_output_d(pl.m, M + (o - olo) * Tp, pl.mps, nt, bias[g * cog + o],
+                                  Q, Tp)
+            t = t0
+            while t < t1:
+                seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
                 if floating is float:
-                    call_crw_output_f(pl.m, M + (o - olo) * Tp + (t - t0), pl.mps, seg,
-                                 bias[g * cog + o],
-                                 out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
-                                 trow[tr], dh, ccol[tc], dw, Q)
+                    call_crw_outstore_f(pl.m, Q + (t - t0), Tp, seg,
+                                        out + ((img * c_out + g * cog + o) * oh) * ow, oh,
+                                        ow, trow[tr], dh, ccol[tc], dw)
                 else:
-                    call_crw_output_d(pl.m, M + (o - olo) * Tp + (t - t0), pl.mps, seg,
-                                 bias[g * cog + o],
-                                 out + ((img * c_out + g * cog + o) * oh) * ow, oh, ow,
-                                 trow[tr], dh, ccol[tc], dw, Q)
-            t += seg
+                    call_crw_outstore_d(pl.m, Q + (t - t0), Tp, seg,
+                                        out + ((img * c_out + g * cog + o) * oh) * ow, oh,
+                                        ow, trow[tr], dh, ccol[tc], dw)
+                t += seg
         oc0 = oc1
 
 

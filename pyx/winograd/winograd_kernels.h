@@ -16,6 +16,7 @@
 #define CRW_STOREU crw_storeu_f
 #define CRW_INPUT crw_input_f
 #define CRW_OUTPUT crw_output_f
+#define CRW_OUTSTORE crw_outstore_f
 #define CRW_KERNEL crw_kernel_f
 #define CRW_GEMM crw_gemm_f
 #define CRW_WTRANS crw_wtrans_f
@@ -35,6 +36,7 @@
 #undef CRW_STOREU
 #undef CRW_INPUT
 #undef CRW_OUTPUT
+#undef CRW_OUTSTORE
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_WTRANS
@@ -53,6 +55,7 @@
 #define CRW_STOREU crw_storeu_d
 #define CRW_INPUT crw_input_d
 #define CRW_OUTPUT crw_output_d
+#define CRW_OUTSTORE crw_outstore_d
 #define CRW_KERNEL crw_kernel_d
 #define CRW_GEMM crw_gemm_d
 #define CRW_WTRANS crw_wtrans_d
@@ -72,6 +75,7 @@
 #undef CRW_STOREU
 #undef CRW_INPUT
 #undef CRW_OUTPUT
+#undef CRW_OUTSTORE
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_WTRANS

@@ -2,7 +2,8 @@
  * per dtype by winograd_kernels.h, which #defines before each inclusion
  *
  *   WT  scalar type       WV  vector type       WVL  lanes per vector
- *   CRW_INPUT / CRW_OUTPUT / CRW_LOADU / CRW_STOREU   the function names (literal)
+ *   CRW_INPUT / CRW_OUTPUT / CRW_OUTSTORE / CRW_LOADU / CRW_STOREU   the function names
+ *   (literal)
  *
  * (no include guard on purpose). Both transforms run on a *segment*: nt consecutive
  * tiles of one tile row that share a column residue (dilation sub-grid), so tile u of
@@ -119,13 +120,12 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     }
 }
 
-/* out[row0 + dh*i][col0 + dw*(u*m + j)] := bias + (A^T M_u A)[i][j] for u < nt, cropped
- * to the oh x ow plane, where M_u[p][q] = M[(p*alpha + q)*mps + u] (lanes up to the next
- * multiple of WVL are read). Q is scratch of m*m*roundup(nt, WVL) + WVL elements (the
- * phase merge reads whole vectors). */
+/* Q[(i*m + j)*ldq + u] := bias + (A^T M_u A)[i][j] for u < nt (lanes up to the next
+ * multiple of WVL), where M_u[p][q] = M[(p*alpha + q)*mps + u]. Lanes are tiles of the
+ * whole block, whatever segment they belong to: a segment of a small image (4 tiles of
+ * a 7x7 one) filled a quarter of each vector when this ran per segment. */
 static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt, WT bias,
-                       WT *restrict out, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t row0,
-                       ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw, WT *restrict Q)
+                       WT *restrict Q, ptrdiff_t ldq)
 {
     const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL;
     const WV bv = bias - (WV){0};
@@ -140,7 +140,7 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
             }
             for (int i = 0; i < 2; i++) {
                 CRW_AT4(WT, y, t[i]);
-                for (int j = 0; j < 2; j++) CRW_STOREU(Q + (i * 2 + j) * nv + u0, y[j] + bv);
+                for (int j = 0; j < 2; j++) CRW_STOREU(Q + (i * 2 + j) * ldq + u0, y[j] + bv);
             }
         }
     } else {
@@ -153,10 +153,19 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
             }
             for (int i = 0; i < 4; i++) {
                 CRW_AT6(WT, y, t[i]);
-                for (int j = 0; j < 4; j++) CRW_STOREU(Q + (i * 4 + j) * nv + u0, y[j] + bv);
+                for (int j = 0; j < 4; j++) CRW_STOREU(Q + (i * 4 + j) * ldq + u0, y[j] + bv);
             }
         }
     }
+}
+
+/* out[row0 + dh*i][col0 + dw*(u*m + j)] := Q[(i*m + j)*ldq + u] for the nt tiles u of one
+ * segment (Q at the segment's first tile, as CRW_OUTPUT left it), cropped to the oh x ow
+ * plane. The phase merge reads whole vectors: ldq leaves a vector of room past them. */
+static void CRW_OUTSTORE(int m, const WT *restrict Q, ptrdiff_t ldq, ptrdiff_t nt,
+                         WT *restrict out, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t row0,
+                         ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw)
+{
     /* valid columns q = u*m + j of the segment: col0 + dw*q < ow */
     ptrdiff_t nq = col0 < ow ? (ow - col0 + dw - 1) / dw : 0;
     if (nq > nt * m) nq = nt * m;
@@ -164,11 +173,11 @@ static void CRW_OUTPUT(int m, const WT *restrict M, ptrdiff_t mps, ptrdiff_t nt,
         const ptrdiff_t row = row0 + dh * i;
         if (row >= oh) break;
         WT *orow = out + row * ow + col0;
-        const WT *qi = Q + (ptrdiff_t)i * m * nv;
+        const WT *qi = Q + (ptrdiff_t)i * m * ldq;
         if (dw == 1) {
-            CRW_INTER(m, qi, nv, nq, orow);
+            CRW_INTER(m, qi, ldq, nq, orow);
         } else {
-            for (ptrdiff_t q = 0; q < nq; q++) orow[dw * q] = qi[(q % m) * nv + q / m];
+            for (ptrdiff_t q = 0; q < nq; q++) orow[dw * q] = qi[(q % m) * ldq + q / m];
         }
     }
 }
