@@ -676,3 +676,24 @@ def test_plans_are_remembered_per_spec_and_knob(monkeypatch):
         out = convreg.conv2d(x, w, b, backend=[be], **case.kwargs())
     assert entry() is not first and entry()[2].mode == im2col.TASKS
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_shared_mode_threads_agree_every_run(threads, monkeypatch):
+    """SHARED fills one col by input channels, then splits the GEMM, task after task:
+    both steps must see the whole col (a barrier after each, as Cython's prange inside a
+    parallel block ends with none). Repeated calls give the one-thread bits."""
+    monkeypatch.setattr(im2col, "split_threads", lambda spec, t: (im2col.SHARED, t))
+    monkeypatch.setattr(im2col, "SMALL_FLOPS", 0)
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((1, 200, 9, 9))
+    w = rng.standard_normal((72, 200, 3, 3))
+    be = Backend(workspace_mb=0.3)          # several bands: several fill/GEMM rounds
+    spec = _spec(x.shape, w.shape, "float64", padding=1)
+    plan = be.plan(spec, threads=threads)
+    assert plan.mode == im2col.SHARED and plan.nbands > 1
+    with convreg.use_threads(1):
+        one = convreg.conv2d(x, w, padding=1, backend=be)
+    with convreg.use_threads(threads):
+        for _ in range(30):
+            np.testing.assert_array_equal(convreg.conv2d(x, w, padding=1, backend=be), one)

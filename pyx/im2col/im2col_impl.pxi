@@ -39,7 +39,7 @@ from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy, memset
 
-from openmp_helpers cimport CONVREG_HAVE_OPENMP, omp_get_thread_num
+from openmp_helpers cimport CONVREG_HAVE_OPENMP, cr_omp_barrier, omp_get_thread_num
 
 from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, gemm_product
 
@@ -154,6 +154,10 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
                     _fill(xg, col, G, p0, p1, G.jlo, G.jhi, c, c + 1)
                 src = col
                 ldb = bp
+                # Cython ends a prange inside a parallel block without a barrier ("omp
+                # for nowait"): every thread's rows of col must be filled before any
+                # thread's GEMM reads them all.
+                cr_omp_barrier()
             for part in prange(threads, schedule='static'):
                 if split_m:     # rows [lo, hi) of the output block, multiples of 8
                     lo = ((G.cog * part // threads) // 8) * 8
@@ -169,6 +173,8 @@ cdef void _run_shared(const floating* x, const floating* wt, const floating* b,
                         gemm_product(G.cog, hi - lo, G.K, wg, G.K, src + lo, ldb,
                                  b + g * G.cog if G.has_bias else NULL,
                                  dst + lo, G.ohw, G.own_kernel)
+            if not G.direct:
+                cr_omp_barrier()    # and no thread refills col while another reads it
 
 
 cdef int _setup(Geom* G, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w,
