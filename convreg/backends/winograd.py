@@ -79,7 +79,6 @@ against a bound ~4e-5: worst |err|/bound ~9e2 (F(2)) / ~7e3 (F(4)) in float32, ~
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from . import _alloc, _gradops

@@ -266,6 +266,13 @@ cdef Py_ssize_t _block_start(Py_ssize_t b, Py_ssize_t nb, Py_ssize_t nvec,
     return min(ttot, (b * nvec // nb) * vl)
 
 
+cdef inline void _block_tiles(const Plan* pl, Py_ssize_t blk, Py_ssize_t* t0,
+                              Py_ssize_t* t1) noexcept nogil:
+    """Tiles [t0, t1) of block blk of the plan (``_block_start``)."""
+    t0[0] = _block_start(blk, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    t1[0] = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+
+
 cdef double _makespan(Py_ssize_t ttot, Py_ssize_t nb, Py_ssize_t vl, Py_ssize_t groups,
                       int threads) noexcept:
     """Finish time of nb balanced blocks per group (``_block_start``) taken in order by the
@@ -481,9 +488,8 @@ cdef void _item(Py_ssize_t item, const Plan* pl, const floating* x, const floati
                 Py_ssize_t dw) noexcept nogil:
     """One work item of a plan whose threads do not share blocks: every stage of tile
     block (item % nblocks) of group (item // nblocks), in the thread's own buffer."""
-    cdef Py_ssize_t g = item // pl.nblocks, blk = item % pl.nblocks
-    cdef Py_ssize_t t0 = _block_start(blk, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
-    cdef Py_ssize_t t1 = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
+    cdef Py_ssize_t g = item // pl.nblocks, t0, t1
+    _block_tiles(pl, item % pl.nblocks, &t0, &t1)
     _input_block(pl, g, t0, t1, 0, cig, x, buf, buf + pl.vn + pl.mn, trow, ccol, cend,
                  groups, cig, h, w, pt, pleft, dh, dw)
     _gemm_block(pl, g, t0, t1, 0, pl.nob, U, bias, out, buf, buf + pl.vn,
@@ -576,7 +582,7 @@ def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
     cdef const Py_ssize_t* cep = &cend[0]
     cdef floating* buf
     cdef floating* sV = ws + ((16 - (<size_t>ws // sizeof(floating)) % 16) % 16)
-    cdef Py_ssize_t item, off, g, blk, t0, t1, r, rounds = groups * plan.nblocks
+    cdef Py_ssize_t item, off, g, t0, t1, r, rounds = groups * plan.nblocks
     cdef int tid, team
     with nogil, parallel(num_threads=nt):
         tid = omp_get_thread_num()
@@ -589,9 +595,7 @@ def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
             team = omp_get_num_threads()
             for r in range(rounds):
                 g = r // plan.nblocks
-                blk = r % plan.nblocks
-                t0 = _block_start(blk, plan.nblocks, plan.nvec, plan.vl, plan.ttot)
-                t1 = _block_start(blk + 1, plan.nblocks, plan.nvec, plan.vl, plan.ttot)
+                _block_tiles(&plan, r % plan.nblocks, &t0, &t1)
                 _input_block(&plan, g, t0, t1, cig * tid // team, cig * (tid + 1) // team,
                              xp, sV, buf + plan.vn + plan.mn, trp, ccp, cep, groups, cig,
                              h, w, pt, pleft, dh, dw)

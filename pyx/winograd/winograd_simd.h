@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <string.h>
 
-/* 8 doubles as one value (one AVX-512 register, two or four narrower ones): the 8
- * output channels of a weight-transform panel. */
 /* input channels per block of the weight transform (winograd_transforms.h) */
 #define CRW_WCB 8
+/* 8 doubles as one value (one AVX-512 register, two or four narrower ones): the 8
+ * output channels of a weight-transform panel. */
 typedef double crw_v8d __attribute__((vector_size(64)));
 typedef float crw_v8f __attribute__((vector_size(32)));
 /* Store the 8 channels' results of one position, rounded once to the weights' type. */
@@ -108,6 +108,17 @@ typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
         y[2] = p12 + (T)4 * p34;                                                        \
         y[3] = m12 + (T)8 * m34 + s[5];                                                 \
     } while (0)
+
+/* r[0]*a + r[1]*b + r[2]*d without the terms whose coefficient is 0, for the weight
+ * transform's constant interpolation matrices: the tests fold away at compile time, and
+ * half of F(2x2)'s multiply-adds with a zero (which the compiler must keep, as 0 * inf
+ * is NaN) are not executed. */
+#define CRW_G3(r, a, b, d)                                                                  \
+    ((r)[0] != 0 ? ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[0] * (a) + (r)[1] * (b) + (r)[2] * (d)   \
+                                               : (r)[0] * (a) + (r)[1] * (b))               \
+                                : ((r)[2] != 0 ? (r)[0] * (a) + (r)[2] * (d) : (r)[0] * (a))) \
+                 : ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[1] * (b) + (r)[2] * (d) : (r)[1] * (b)) \
+                                : (r)[2] * (d)))
 
 /* Hint the cache about `bytes` bytes from p, a line at a time (prefetches never fault). */
 static inline void crw_prefetch(const void *p, ptrdiff_t bytes) {

@@ -5,11 +5,12 @@
  *   CRW_INPUT / CRW_OUTPUT / CRW_OUTSTORE / CRW_LOADU / CRW_STOREU   the function names
  *   (literal)
  *
- * (no include guard on purpose). Both transforms run on a *segment*: nt consecutive
- * tiles of one tile row that share a column residue (dilation sub-grid), so tile u of
- * the segment covers the output columns col0 + dw*(u*m + j), j < m, and reads the
- * (padded) input columns col0 - pl + dw*(u*m + k), k < alpha = m + 2. Vectors run over
- * the tiles u: lane l of a vector is tile u0 + l.
+ * (no include guard on purpose). The input transform and the output store run on a
+ * *segment*: nt consecutive tiles of one tile row that share a column residue (dilation
+ * sub-grid), so tile u of the segment covers the output columns col0 + dw*(u*m + j),
+ * j < m, and reads the (padded) input columns col0 - pl + dw*(u*m + k), k < alpha = m + 2.
+ * Vectors run over the tiles u: lane l of a vector is tile u0 + l. The output transform's
+ * arithmetic (CRW_OUTPUT) runs over all the tiles of a block at once.
  */
 
 static inline WV CRW_LOADU(const WT *p) {
@@ -192,17 +193,6 @@ static void CRW_OUTSTORE(int m, const WT *restrict Q, ptrdiff_t ldq, ptrdiff_t n
  * the transposed convolution (the input gradient of a stride-1 layer): output channel o
  * and input channel c of this transform read the layer's w[c][o] rotated by 180 degrees,
  * so no flipped copy of the weights is ever made. */
-/* r[0]*a + r[1]*b + r[2]*d without the terms whose coefficient is 0: G is a constant
-   table, so the tests fold away and half of F(2x2)'s multiply-adds with a zero (which
-   the compiler must keep, as 0 * inf is NaN) are not executed. */
-#ifndef CRW_G3
-#define CRW_G3(r, a, b, d)                                                                  \
-    ((r)[0] != 0 ? ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[0] * (a) + (r)[1] * (b) + (r)[2] * (d)   \
-                                               : (r)[0] * (a) + (r)[1] * (b))               \
-                                : ((r)[2] != 0 ? (r)[0] * (a) + (r)[2] * (d) : (r)[0] * (a))) \
-                 : ((r)[1] != 0 ? ((r)[2] != 0 ? (r)[1] * (b) + (r)[2] * (d) : (r)[1] * (b)) \
-                                : (r)[2] * (d)))
-#endif
 static inline __attribute__((always_inline)) void
 CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
               ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
