@@ -430,13 +430,17 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
     cdef int failed = 0
     cdef int* failp = &failed
     cdef int nt = <int>min(<Py_ssize_t>threads, plan.items)
+    # The output tile only for blocks that do not write the output rows themselves.
+    cdef Py_ssize_t otn = 0 if plan.dstore or plan.rowmode or plan.dwdirect \
+        else plan.chunk * plan.otl
+    cdef bint ready
     if nt == 1:
         # On the calling thread: no OpenMP region to enter (its set-up costs about as
         # much as a tiny layer's arithmetic).
         with nogil:
             band = <floating*> calloc(plan.bufn, sizeof(floating))
-            otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
-            if band == NULL or otile == NULL:
+            otile = <floating*> malloc(otn * sizeof(floating)) if otn else NULL
+            if band == NULL or (otn and otile == NULL):
                 failed = 1
             else:
                 for item in range(plan.items):
@@ -451,19 +455,20 @@ def conv2d_direct(const floating[:, :, :, ::1] x,      # IN  (n, c_in, h, w)
         return
     with nogil, parallel(num_threads=nt):
         band = <floating*> calloc(plan.bufn, sizeof(floating))
-        otile = <floating*> malloc(plan.chunk * plan.otl * sizeof(floating))
-        if band == NULL or otile == NULL:
+        otile = <floating*> malloc(otn * sizeof(floating)) if otn else NULL
+        ready = band != NULL and (otile != NULL or otn == 0)
+        if not ready:
             failp[0] = 1
         if plan.items >= 16 * nt:
             # many small items (depthwise): static, no scheduling traffic
             for item in prange(plan.items, schedule='static'):
-                if band != NULL and otile != NULL:
+                if ready:
                     _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
                           groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         else:
             # few large items of possibly unequal cost: balance them dynamically
             for item in prange(plan.items, schedule='dynamic'):
-                if band != NULL and otile != NULL:
+                if ready:
                     _item(item, &plan, xp, wp, bp, op, band, otile, toff, vtoff, <int>kh,
                           groups, cig, cog, h, w, oh, ow, kk, sh, sw, pt, pl)
         free(band)

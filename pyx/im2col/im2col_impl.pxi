@@ -428,13 +428,12 @@ cdef void _flat(const float[:, :, :, ::1] x, const float[:, :, :, ::1] wt,
             and G.cog >= 8 * mparts):
         raise ValueError("mode 3 does not fit this call")
     cdef Py_ssize_t T = G.kh * G.kw, fneed = cr_flat_work(G.cig, T, G.ohw, threads)
-    cdef Py_ssize_t per = planes, need
-    planes *= _phase_images(G.n, threads)
+    cdef Py_ssize_t per = planes, need, i0, nn, chunk = _phase_images(G.n, threads)
+    planes *= chunk
     need = _flat_need(G.cig, T, G.ohw, threads, planes)
     if work.shape[0] < need:
         raise ValueError(f"work holds {work.shape[0]} elements, the plan needs {need}")
     cdef const float* bp = &b[0] if G.has_bias else NULL
-    cdef Py_ssize_t i0, nn, chunk = _phase_images(G.n, threads)
     cdef Py_ssize_t one = _flat_own(G.cig, T, G.ohw), tw = one + per * G.ohw
     cdef float* mine
     if planes > 0 and threads > 1 and G.n >= threads and mparts == 1 and pparts == 1:
