@@ -90,10 +90,11 @@ WINOGRAD_FUNCTIONAL = ((256, 384), (128, 576), (96, 784), (64, 1200), (32, 2304)
 # Wide layers on one small image need more in a network, where each call streams U and
 # the weights' check (3.8x the weights) from the last-level cache: ResNet-18's 256ch 14^2
 # layers in the network (after a torch pass, as bench_network.py runs) took 0.78-0.87 ms
-# by Winograd against im2col's 0.71-0.78, so 256 channels need 392 pixels (a batch of 2;
-# batch-8 512ch 7^2 in sequence: Winograd 4.85-5.09 ms, im2col 6.74-6.86).
+# by Winograd against im2col's 0.71-0.78, so 256 channels need a batch of 2 (batch-8
+# 512ch 7^2 in sequence: Winograd 4.85-5.09 ms, im2col 6.74-6.86).
 # A layer never needs more than a functional call (its transform is free), so the
-# functional table's 64 and 32 channel rows, re-measured later, bound this one.
+# functional table's 256, 64 and 32 channel rows, re-measured later, bound this one
+# (they were 392, 1536 and 3072 pixels).
 WINOGRAD_CACHED = ((256, 384), (96, 400), (64, 1200), (32, 2304))
 
 
