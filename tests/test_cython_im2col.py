@@ -299,8 +299,8 @@ KERNEL_CASES = [
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_reference(xs, ws, kw_items, dtype):
-    return reference(Case("kernel", xs, ws, dtype=dtype, **dict(kw_items)))
+def _cached_reference(xs, ws, kw_items, dtype, bias=True):
+    return reference(Case("kernel", xs, ws, dtype=dtype, bias=bias, **dict(kw_items)))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -389,6 +389,13 @@ FLAT_CASES = [
     ((1, 260, 6, 6), (28, 260, 3, 3), dict(padding=1)),     # 12 + 2 x 8 rows, K-chunks
     ((2, 7, 9, 9), (13, 7, 3, 3), dict(padding=1)),         # 12 rows + 8 ending at row 13
     ((1, 5, 7, 7), (44, 5, 3, 3), dict(padding=1)),         # 3 x 12 + 8; 49 pixels
+    # remainder pixels past the last whole vector (<= 8) as dot products along K, in the
+    # last panel's row loop (or alone when there is no panel)
+    ((1, 7, 7, 7), (13, 7, 3, 3), dict(padding=1)),         # 48 + 1 pixel, rows 12 + 1
+    ((1, 5, 4, 6), (20, 5, 3, 3), dict(padding=1)),         # 16 + 8 pixels (two groups)
+    ((2, 3, 2, 2), (10, 3, 3, 3), dict(padding=1)),         # 4 pixels, no panel at all
+    ((1, 260, 7, 7), (118, 260, 3, 3), dict(padding=1)),    # W > 1 MiB, two K-chunks
+    ((1, 9, 5, 5), (16, 9, 3, 3), dict(padding=1)),         # 16 + 9: a vector tile again
     # strided: the fused mode on stride-phase planes (flat_planes >= 0)
     ((1, 6, 14, 14), (16, 6, 3, 3), dict(stride=2, padding=1)),     # ResNet's downsampling 3x3
     ((1, 3, 23, 23), (16, 3, 7, 7), dict(stride=2, padding=3)),     # the stem, odd size
@@ -412,7 +419,7 @@ def test_fused_mode_every_split(xs, ws, kw, parts, bias):
     input (stride 1) or on its stride-phase planes (strided)."""
     mparts, pparts, threads = parts
     case = Case("flat", xs, ws, bias=bias, **kw)
-    ref, bound = reference(case)
+    ref, bound = _cached_reference(xs, ws, tuple(sorted(kw.items())), "float32", bias)
     x, w, b = case.arrays()
     x_before = x.copy()
     spec = _spec(xs, ws, **kw)

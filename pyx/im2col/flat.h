@@ -145,9 +145,111 @@ cr_flat_tile12_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Bp,
     }
 }
 
+/* Remainder pixels. A task's pixels past its last whole vector (q1 - q0 not a multiple
+   of 16: 196 = 12*16 + 4 on 14^2 images, 49 = 3*16 + 1 on 7^2) would cost a vector tile
+   each, mostly empty lanes (the 7^2 layers' last panel did 1 pixel of 16 or 17 of 32 at
+   the price of a full one). Up to CONVREG_FLAT_DOT pixels are instead dot products along
+   K: their columns packed transposed (Xt: CONVREG_FLAT_DOT rows of kcp = kc rounded up
+   to 16, zero past kc), multiplied by the rows of W with vectors over k and reduced at
+   the end. Same products, summed in another order. They run inside the last panel's row
+   loop (cr_flat_rows_f32), on the rows of W its tiles just read: alone, a 512x4608 W
+   came again from memory for one pixel. */
+#ifndef CONVREG_FLAT_DOT
+#define CONVREG_FLAT_DOT 8
+#endif
+static inline ptrdiff_t cr_flat_kcp(ptrdiff_t kc) { return (kc + 15) / 16 * 16; }
+
+/* Xt[l*kcp + c*T + t] := lane lane0 + l of the panel whose masks are mk (tap t of
+   channel c, 0 where masked off), l < np; the tail past kc set to 0. */
+static void cr_flat_packt_f32(const float* xc, ptrdiff_t hw, ptrdiff_t nc, int T,
+                              const ptrdiff_t* off, const unsigned* mk, int lane0, int np,
+                              float* Xt) {
+    const ptrdiff_t kc = nc * T, kcp = cr_flat_kcp(kc);
+    for (int l = 0; l < np; l++) {
+        float* d = Xt + l * kcp;
+        ptrdiff_t k = 0;
+        for (ptrdiff_t c = 0; c < nc; c++)
+            for (int t = 0; t < T; t++, k++)
+                d[k] = (mk[t] >> (lane0 + l)) & 1u ? xc[c * hw + off[t] + l] : 0.0f;
+        for (; k < kcp; k++) d[k] = 0.0f;
+    }
+}
+
+/* C[r*ldc + l] := (acc ? C[r*ldc + l] : bias[r] or 0) + sum_k W[r*ldw + k] * Xt[l*kcp + k]
+   for r < R, l < NP (R x NP accumulators). */
+static inline __attribute__((always_inline)) void
+cr_flat_dot_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Xt,
+                const float* bias, float* C, ptrdiff_t ldc, int acc, const int R,
+                const int NP) {
+    const ptrdiff_t kcp = cr_flat_kcp(kc);
+    __m512 s[4][4];
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int l = 0; l < NP; l++) s[r][l] = _mm512_setzero_ps();
+    for (ptrdiff_t k = 0; k < kcp; k += 16) {
+        /* W's row may end inside this vector (kc no multiple of 16): lanes past kc are
+           loaded as 0, and Xt is 0 there too */
+        const __mmask16 m = cr_flat_mask16(kc - k);
+        __m512 x[4];
+        #pragma GCC unroll 4
+        for (int l = 0; l < NP; l++) x[l] = _mm512_load_ps(Xt + l * kcp + k);
+        #pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const __m512 a = _mm512_maskz_loadu_ps(m, W + r * ldw + k);
+            #pragma GCC unroll 4
+            for (int l = 0; l < NP; l++) s[r][l] = _mm512_fmadd_ps(a, x[l], s[r][l]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+        #pragma GCC unroll 4
+        for (int l = 0; l < NP; l++) {
+            const float base = acc ? C[r * ldc + l] : bias ? bias[r] : 0.0f;
+            C[r * ldc + l] = base + _mm512_reduce_add_ps(s[r][l]);
+        }
+}
+
+#define CR_FLAT_DOT_NP(R, NP) cr_flat_dot_f32(kc, W + i * ldw, ldw, X, b, C + i * ldc, ldc, \
+                                              acc, R, NP)
+/* Rows [r0, r1) of the np <= CONVREG_FLAT_DOT remainder pixels (C: the first one). */
+static void cr_flat_dots_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Xt,
+                             const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t r0,
+                             ptrdiff_t r1, int np, int acc) {
+    const ptrdiff_t kcp = cr_flat_kcp(kc);
+    for (int l0 = 0; l0 < np; l0 += 4, C += 4) {
+        const float* X = Xt + l0 * kcp;
+        const int n = np - l0 < 4 ? np - l0 : 4;
+        for (ptrdiff_t i = r0; i < r1; i += 4) {
+            const float* b = bias ? bias + i : 0;
+            const int R = r1 - i < 4 ? (int)(r1 - i) : 4;
+            if (R == 4) {
+                switch (n) {
+                case 1: CR_FLAT_DOT_NP(4, 1); break;
+                case 2: CR_FLAT_DOT_NP(4, 2); break;
+                case 3: CR_FLAT_DOT_NP(4, 3); break;
+                default: CR_FLAT_DOT_NP(4, 4);
+                }
+                continue;
+            }
+            for (int r = 0; r < R; r++, i++) {      /* the last 1-3 rows one by one */
+                b = bias ? bias + i : 0;
+                switch (n) {
+                case 1: CR_FLAT_DOT_NP(1, 1); break;
+                case 2: CR_FLAT_DOT_NP(1, 2); break;
+                case 3: CR_FLAT_DOT_NP(1, 3); break;
+                default: CR_FLAT_DOT_NP(1, 4);
+                }
+            }
+        }
+    }
+}
+#undef CR_FLAT_DOT_NP
+
 static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Bp,
                                     const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t M,
-                                    ptrdiff_t nr, int acc) {
+                                    ptrdiff_t nr, int acc, const float* Xt, int np,
+                                    ptrdiff_t dt) {
     /* As many 12-row tiles as leave a multiple of 8 rows (M = 64: 4 x 12 + 2 x 8; a
        12-row tile ending at M would compute 8 rows twice), the rest by 8-row tiles,
        the last one ending at M when M is no multiple of 4. */
@@ -160,6 +262,7 @@ static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw,
         else
             cr_flat_tile12_f32(kc, W + i0 * ldw, ldw, Bp, bias ? bias + i0 : 0, C + i0 * ldc,
                                ldc, nr, acc, 1);
+        if (np > 0) cr_flat_dots_f32(kc, W, ldw, Xt, bias, C + dt, ldc, i0, i0 + 12, np, acc);
     }
     for (; i0 < M; i0 += CR_GEMM_MR) {
         ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
@@ -169,6 +272,9 @@ static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw,
         else
             cr_gemm_tile1_f32(kc, W + i * ldw, ldw, Bp, CONVREG_FLAT_NR, bias ? bias + i : 0,
                               C + i * ldc, ldc, nr, acc, (int)(i0 - i));
+        if (np > 0)
+            cr_flat_dots_f32(kc, W, ldw, Xt, bias, C + dt, ldc, i0,
+                             i0 + CR_GEMM_MR < M ? i0 + CR_GEMM_MR : M, np, acc);
     }
 }
 
@@ -178,29 +284,40 @@ static void cr_flat_task_f32(const float* xg, ptrdiff_t hw, ptrdiff_t cig, int T
                              const ptrdiff_t* off, const unsigned* masks, ptrdiff_t q0,
                              ptrdiff_t q1, ptrdiff_t cc, const float* W, ptrdiff_t ldw,
                              ptrdiff_t M, const float* bias, float* C, ptrdiff_t ldc,
-                             float* Bp) {
-    if (M * ldw * (ptrdiff_t)sizeof(float) <= CONVREG_FLAT_W_L2) {
-        /* W stays in L2: panels outside, so each C tile is finished while in L1. */
-        const unsigned* mk = masks + (q0 / CONVREG_FLAT_NR) * T;
-        for (ptrdiff_t j = q0; j < q1; j += CONVREG_FLAT_NR, mk += T) {
-            ptrdiff_t nr = q1 - j < CONVREG_FLAT_NR ? q1 - j : CONVREG_FLAT_NR;
-            for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc) {
-                ptrdiff_t nc = cig - c0 < cc ? cig - c0 : cc, kc = nc * T, k0 = c0 * T;
-                cr_flat_pack_f32(xg + c0 * hw + j, hw, nc, T, off, mk, Bp);
-                cr_flat_rows_f32(kc, W + k0, ldw, Bp, bias, C + j, ldc, M, nr, k0 > 0);
+                             float* Bp, float* Xt) {
+    /* [q0, qd) by vector tiles, [qd, q1) (at most CONVREG_FLAT_DOT pixels past the last
+       whole vector) by dot products, in the last panel's row loop (or alone when there
+       is no panel) */
+    const ptrdiff_t rem = (q1 - q0) % 16;
+    const ptrdiff_t qd = rem <= CONVREG_FLAT_DOT ? q1 - rem : q1;
+    const int np = (int)(q1 - qd);
+    const int fused = M * ldw * (ptrdiff_t)sizeof(float) <= CONVREG_FLAT_W_L2;
+    /* W in L2: panels outside, so each C tile is finished while in L1; else K-chunks
+       outside, so each chunk of W is read once per panel from memory */
+    const ptrdiff_t nj = qd > q0 ? (qd - q0 + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR : 0;
+    const ptrdiff_t outer = fused ? (nj > 0 ? nj : 1) : 1;
+    for (ptrdiff_t jo = 0; jo < outer; jo++)
+        for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc) {
+            ptrdiff_t nc = cig - c0 < cc ? cig - c0 : cc, kc = nc * T, k0 = c0 * T;
+            ptrdiff_t ja = fused ? jo : 0, jb = fused ? jo + 1 : nj;
+            if (np > 0 && (fused ? jo == outer - 1 : 1))
+                cr_flat_packt_f32(xg + c0 * hw + qd, hw, nc, T, off,
+                                  masks + (qd / CONVREG_FLAT_NR) * T,
+                                  (int)(qd % CONVREG_FLAT_NR), np, Xt);
+            if (nj == 0) {      /* remainder only */
+                cr_flat_dots_f32(kc, W + k0, ldw, Xt, bias, C + qd, ldc, 0, M, np, k0 > 0);
+                continue;
+            }
+            for (ptrdiff_t jj = ja; jj < jb && jj < nj; jj++) {
+                const ptrdiff_t j = q0 + jj * CONVREG_FLAT_NR;
+                const ptrdiff_t nr = qd - j < CONVREG_FLAT_NR ? qd - j : CONVREG_FLAT_NR;
+                const int last = jj == nj - 1 && np > 0;
+                cr_flat_pack_f32(xg + c0 * hw + j, hw, nc, T, off,
+                                 masks + (j / CONVREG_FLAT_NR) * T, Bp);
+                cr_flat_rows_f32(kc, W + k0, ldw, Bp, bias, C + j, ldc, M, nr, k0 > 0, Xt,
+                                 last ? np : 0, qd - j);
             }
         }
-        return;
-    }
-    for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc) {
-        ptrdiff_t nc = cig - c0 < cc ? cig - c0 : cc, kc = nc * T, k0 = c0 * T;
-        const unsigned* mk = masks + (q0 / CONVREG_FLAT_NR) * T;
-        for (ptrdiff_t j = q0; j < q1; j += CONVREG_FLAT_NR, mk += T) {
-            ptrdiff_t nr = q1 - j < CONVREG_FLAT_NR ? q1 - j : CONVREG_FLAT_NR;
-            cr_flat_pack_f32(xg + c0 * hw + j, hw, nc, T, off, mk, Bp);
-            cr_flat_rows_f32(kc, W + k0, ldw, Bp, bias, C + j, ldc, M, nr, k0 > 0);
-        }
-    }
 }
 
 /* Scratch (in floats) of cr_flat_f32: lane masks of every panel, then per
@@ -215,9 +332,14 @@ static ptrdiff_t cr_flat_chunk(ptrdiff_t cig, ptrdiff_t T) {
     ptrdiff_t nchunks = (cig * T + CONVREG_FLAT_KC - 1) / CONVREG_FLAT_KC;
     return (cig + nchunks - 1) / nchunks;          /* channels per K-chunk */
 }
+/* A thread's scratch: the packed panel, then the transposed remainder rows (Xt). */
+static ptrdiff_t cr_flat_per(ptrdiff_t cig, ptrdiff_t T) {
+    ptrdiff_t kc = cr_flat_chunk(cig, T) * T;
+    return kc * CONVREG_FLAT_NR + CONVREG_FLAT_DOT * cr_flat_kcp(kc) + 16;
+}
 static ptrdiff_t cr_flat_work(ptrdiff_t cig, ptrdiff_t T, ptrdiff_t ohw, int threads) {
     ptrdiff_t npan = (ohw + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR;
-    return npan * T + 16 + threads * (cr_flat_chunk(cig, T) * T * CONVREG_FLAT_NR + 16);
+    return npan * T + 16 + threads * cr_flat_per(cig, T);
 }
 
 #else
@@ -303,7 +425,7 @@ static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp
     int T = (int)(kh * kw);
     ptrdiff_t cig = c_in / groups, cog = c_out / groups, K = cig * T, ohw = oh * wp;
     ptrdiff_t npan = (ohw + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR;
-    ptrdiff_t cc = cr_flat_chunk(cig, T), per = cc * T * CONVREG_FLAT_NR + 16;
+    ptrdiff_t cc = cr_flat_chunk(cig, T), per = cr_flat_per(cig, T);
     ptrdiff_t ntask = n * groups * mparts * pparts;
     ptrdiff_t off[32 * 32];
     unsigned* masks = (unsigned*)work;
@@ -316,6 +438,7 @@ static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp
         int tid = omp_get_thread_num();
         float* Bp = scratch + tid * per;
         Bp += (16 - (((size_t)Bp / sizeof(float)) & 15)) & 15;   /* 64-byte aligned */
+        float* Xt = Bp + cc * T * CONVREG_FLAT_NR;       /* aligned: kc*32 floats on */
         #pragma omp for schedule(static)
         for (ptrdiff_t pi = 0; pi < npan; pi++) {
             ptrdiff_t q = pi * CONVREG_FLAT_NR;
@@ -335,7 +458,7 @@ static void cr_flat_f32(const float* x, ptrdiff_t cs, ptrdiff_t hp, ptrdiff_t wp
             cr_flat_task_f32(x + (ni * c_in + g * cig) * cs, cs, cig, T, off, masks, q0, q1,
                              cc, wt + (g * cog + lo) * K, K, hi - lo,
                              bias ? bias + g * cog + lo : 0,
-                             out + (ni * c_out + g * cog + lo) * ohw, ohw, Bp);
+                             out + (ni * c_out + g * cog + lo) * ohw, ohw, Bp, Xt);
         }
     }
 #else

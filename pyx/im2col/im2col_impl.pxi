@@ -50,8 +50,8 @@ cdef extern from "flat.h" nogil:
     # 8-row block of W, one task, channels per K-chunk
     cdef void cr_flat_masks(Py_ssize_t q0, Py_ssize_t nr, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw, const Py_ssize_t* ra, const Py_ssize_t* cb, unsigned* mk)
     cdef void cr_flat_pack_f32(const float* xc, Py_ssize_t hw, Py_ssize_t nc, int T, const Py_ssize_t* off, const unsigned* mk, float* Bp)
-    cdef void cr_flat_rows_f32(Py_ssize_t kc, const float* W, Py_ssize_t ldw, const float* Bp, const float* bias, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t nr, int acc)
-    cdef void cr_flat_task_f32(const float* xg, Py_ssize_t hw, Py_ssize_t cig, int T, const Py_ssize_t* off, const unsigned* masks, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t cc, const float* W, Py_ssize_t ldw, Py_ssize_t M, const float* bias, float* C, Py_ssize_t ldc, float* Bp)
+    cdef void cr_flat_rows_f32(Py_ssize_t kc, const float* W, Py_ssize_t ldw, const float* Bp, const float* bias, float* C, Py_ssize_t ldc, Py_ssize_t M, Py_ssize_t nr, int acc, const float* Xt, int np, Py_ssize_t dt)
+    cdef void cr_flat_task_f32(const float* xg, Py_ssize_t hw, Py_ssize_t cig, int T, const Py_ssize_t* off, const unsigned* masks, Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t cc, const float* W, Py_ssize_t ldw, Py_ssize_t M, const float* bias, float* C, Py_ssize_t ldc, float* Bp, float* Xt)
     cdef Py_ssize_t cr_flat_chunk(Py_ssize_t cig, Py_ssize_t T)
     # the whole call, and the stride-phase planes a strided one reads
     cdef void cr_flat_f32(const float* x, Py_ssize_t cs, Py_ssize_t hp, Py_ssize_t wp, const float* wt, const float* bias, float* out, float* work, Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t c_out, Py_ssize_t oh, Py_ssize_t kh, Py_ssize_t kw, const Py_ssize_t* ra, const Py_ssize_t* cb, const Py_ssize_t* poff, Py_ssize_t groups, int threads, Py_ssize_t mparts, Py_ssize_t pparts)
