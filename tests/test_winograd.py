@@ -540,3 +540,41 @@ def test_shared_blocks_split_channels_among_the_team(groups, cin, cout, hw, team
     for t, o in zip(teams, outs[1:]):
         np.testing.assert_array_equal(o, outs[0], err_msg=f"threads={t}")
     assert ratio(outs[0], ref, bound) < 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w", [(1, 24, 14, 14), (1, 16, 8, 26), (2, 16, 6, 6),
+                                     (1, 16, 28, 28), (1, 16, 10, 10)])
+def test_tail_tiles(n, c, h, w, dtype):
+    """Up to CRW_TAIL tiles past a block's last whole vector go to the GEMM's tail kernel
+    (vectors over output channels): the same multiply-adds in the same order as the
+    vector kernel, so every thread count (other blocks, other tails) gives the same bits,
+    within the bound of the float64 reference. Tiles here: 49 (3 vectors of 16 + 1), 52
+    (+ 4), 18 (+ 2), 196 (+ 4), 25 (+ 9: a vector again)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((40, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(40).astype(dtype)
+    ref, bound = reference(x, wt, b, (1, 1, 1, 1), (1, 1), 1)
+    outs = [run(x, wt, b, (1, 1, 1, 1), threads=t) for t in (1, 2, 3, 5)]
+    for t, o in zip((2, 3, 5), outs[1:]):
+        np.testing.assert_array_equal(o, outs[0], err_msg=f"threads={t}")
+    assert ratio(outs[0], ref, bound) < 1
+
+
+def test_one_shared_block_when_a_tail_saves_a_vector():
+    """49 tiles (a 14^2 image) on two threads: one shared block of 3 vectors + a tail
+    tile, rather than blocks of 32 and 17 tiles, where the output channels are many
+    (256); with 64 the per-thread blocks stay, and 100 tiles at 128 channels too."""
+    plan = BE._mod.plan_info
+    p = plan(1, 1, 256, 256, 14, 14, 1, 1, 2, 4, 2)
+    assert p["shared"] and p["nblocks"] == 1 and p["T"] == 64
+    assert not plan(1, 1, 64, 64, 14, 14, 1, 1, 2, 4, 2)["shared"]
+    assert not plan(1, 1, 128, 128, 20, 20, 1, 1, 2, 4, 2)["shared"]
+    rng = np.random.default_rng(12)
+    x, w, b = arrays(rng, 1, 16, 256, 14, 14, dtype=np.float32)
+    assert plan(1, 1, 16, 256, 14, 14, 1, 1, 2, 4, 2)["shared"]
+    ref, bound = reference(x, w, b, (1, 1, 1, 1), (1, 1), 1)
+    out1 = run(x, w, b, (1, 1, 1, 1), threads=1)
+    np.testing.assert_array_equal(run(x, w, b, (1, 1, 1, 1), threads=2), out1)
+    assert ratio(out1, ref, bound) < 1

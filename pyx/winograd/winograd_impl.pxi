@@ -23,7 +23,9 @@ channels), as in NNPACK:
 2. batched GEMM     M[p][o][t] = sum_c U[p][o][c] V[p][c][t]  for each position p,
                     U = G w G^T the transformed weights (``transform_weights``), packed in
                     panels of 8 output channels; register-tiled microkernel 8 (AVX-512) or
-                    4 output channels x 3 vectors of tiles.
+                    4 output channels x 3 vectors of tiles; up to CRW_TAIL tiles past
+                    a block's last whole vector by a tail kernel with vectors over the
+                    8 output channels of a panel (same multiply-adds, same order).
 3. output transform out[tile t, channel o] = bias[o] + A^T M[.][o][t] A, cropped.
 
 The weight transform (crw_wtrans, in double, rounded once) is a separate entry point,
@@ -53,6 +55,7 @@ cdef extern from "winograd_kernels.h" nogil:
     int CRW_VBYTES
     int CRW_MR
     int CRW_NV
+    int CRW_TAIL
     int CRW_KROWS
     const char* crw_isa()
     void crw_prefetch(const void* p, Py_ssize_t nbytes)
@@ -273,10 +276,23 @@ cdef inline void _block_tiles(const Plan* pl, Py_ssize_t blk, Py_ssize_t* t0,
     t1[0] = _block_start(blk + 1, pl.nblocks, pl.nvec, pl.vl, pl.ttot)
 
 
+cdef double _block_cost(Py_ssize_t size, Py_ssize_t vl) noexcept nogil:
+    """The cost of a block of ``size`` tiles, in tiles: its whole vectors, then the tiles
+    past them (a vector, or an eighth of one per tile when the GEMM's tail kernel takes
+    them: up to CRW_TAIL), plus one vector of per-block work."""
+    cdef Py_ssize_t rem = size % vl
+    cdef double tail = 0.0
+    if rem > CRW_TAIL:
+        tail = vl
+    elif rem > 0:
+        tail = rem * vl / 8.0
+    return <double>((size - rem) + vl) + tail
+
+
 cdef double _makespan(Py_ssize_t ttot, Py_ssize_t nb, Py_ssize_t vl, Py_ssize_t groups,
                       int threads) noexcept:
     """Finish time of nb balanced blocks per group (``_block_start``) taken in order by the
-    first free thread; a block costs its tiles rounded up to vectors plus one vector."""
+    first free thread; a block costs ``_block_cost``."""
     cdef Py_ssize_t nvec = _cdiv(ttot, vl), i, k, tid, size
     cdef double load[64]
     cdef double cost, mx = 0.0
@@ -288,7 +304,7 @@ cdef double _makespan(Py_ssize_t ttot, Py_ssize_t nb, Py_ssize_t vl, Py_ssize_t 
     for i in range(groups * nb):
         size = (_block_start(i % nb + 1, nb, nvec, vl, ttot)
                 - _block_start(i % nb, nb, nvec, vl, ttot))
-        cost = <double>(_cdiv(size, vl) * vl + vl)
+        cost = _block_cost(size, vl)
         tid = 0
         for k in range(1, nt):
             if load[k] < load[tid]:
@@ -303,7 +319,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
                 Py_ssize_t itemsize, int threads) noexcept:
     cdef Plan pl
-    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec, mcap
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec, mcap, k
     cdef double best, span
     pl.m = m
     pl.al = m + 2
@@ -334,17 +350,33 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                           or (T <= nr and nb * groups >= 2 * threads)):
             break           # balanced enough: smaller blocks only add per-block overhead
         nb += 1
-    pl.nvec = nvec
-    pl.vl = vl
-    pl.Tp = pl.T + vl
     # With fewer tile blocks than threads, the threads share each block instead: they
     # transform its input channels into one V, then each takes a part of the output
     # channels (``shared``). Separate items per part transformed the block's input once
     # per part (512ch 7^2: 0.91-0.94x the time shared). From one block per thread on,
-    # blocks are items of their own (sharing them cost 32ch 40^2 1.39x, 256ch 14^2
-    # 1.06x, 128ch 20^2 1.07x the time).
+    # blocks are items of their own (sharing them cost 32ch 40^2 1.39x, 128ch 20^2 1.07x
+    # the time), unless fewer shared blocks than threads finish sooner. A shared block
+    # may hold threads times VCAP (one V for the team); every thread reads the part of
+    # it that another core wrote, and waits at the barriers: a cost relative to the GEMM
+    # taken as 6 / (output-channel panels), fitted to these measurements (2 threads):
+    # 49 tiles as one shared block of 3 vectors + 1 tail tile against blocks of 32 and
+    # 17 tiles took 0.94x the time at 256ch 14^2, 0.89x at 512ch, 0.97x at 128ch, 1.02x
+    # at 96ch, 1.03x at 64ch; 100 tiles shared 1.16x at 128ch 20^2.
     pl.nparts = 1
     pl.shared = threads > 1 and groups * pl.nblocks < threads and pl.nob > 1
+    if threads > 1 and pl.nob > 1 and not pl.shared:
+        nb = max(1, _cdiv(nvec * vl, tmax * threads))
+        if groups * nb < threads:
+            span = 0.0
+            for k in range(nb):
+                span += _block_cost(_block_start(k + 1, nb, nvec, vl, pl.ttot)
+                                    - _block_start(k, nb, nvec, vl, pl.ttot), vl)
+            span *= groups * (1.0 + 6.0 / pl.nob) / min(pl.nob, <Py_ssize_t>threads)
+            if span < best:
+                pl.shared, pl.nblocks, pl.T = True, nb, _cdiv(nvec, nb) * vl
+    pl.nvec = nvec
+    pl.vl = vl
+    pl.Tp = pl.T + vl
     if pl.shared:
         pl.nparts = min(pl.nob, <Py_ssize_t>threads)
     pl.pob = _cdiv(pl.nob, pl.nparts)

@@ -12,6 +12,9 @@
 #define WT float
 #define WV crw_vf
 #define WVL CRW_VLF
+#define WV8 crw_v8f
+#define CRW_TAIL_KERNEL crw_tail_kernel_f
+#define CRW_TAIL_PANELS crw_tail_panels_f
 #define CRW_LOADU crw_loadu_f
 #define CRW_STOREU crw_storeu_f
 #define CRW_INPUT crw_input_f
@@ -32,6 +35,9 @@
 #undef WT
 #undef WV
 #undef WVL
+#undef WV8
+#undef CRW_TAIL_KERNEL
+#undef CRW_TAIL_PANELS
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT
@@ -51,6 +57,9 @@
 #define WT double
 #define WV crw_vd
 #define WVL CRW_VLD
+#define WV8 crw_v8d
+#define CRW_TAIL_KERNEL crw_tail_kernel_d
+#define CRW_TAIL_PANELS crw_tail_panels_d
 #define CRW_LOADU crw_loadu_d
 #define CRW_STOREU crw_storeu_d
 #define CRW_INPUT crw_input_d
@@ -71,6 +80,9 @@
 #undef WT
 #undef WV
 #undef WVL
+#undef WV8
+#undef CRW_TAIL_KERNEL
+#undef CRW_TAIL_PANELS
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT

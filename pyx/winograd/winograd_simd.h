@@ -57,6 +57,8 @@ static inline void crw_gather9_loop_d(const double *base, ptrdiff_t rs, ptrdiff_
  * of them at a time, times CRW_NV vectors of tiles. */
 #define CRW_MR 8
 #define CRW_NV 3
+/* most tiles past a block's last whole vector that the GEMM's tail kernel takes */
+#define CRW_TAIL 4
 
 typedef float crw_vf __attribute__((vector_size(CRW_VBYTES)));
 typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
