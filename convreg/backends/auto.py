@@ -73,10 +73,19 @@ FUSED_MIN_CIN = 40
 # 24^2 1.08, 64ch 28^2 1.05, 64ch 40^2 0.78, batch-2 64ch 28^2 0.79; 32ch 56^2 0.88,
 # 32ch 48^2 0.91, 32ch 40^2 1.60, 32ch 80^2 0.80. (Before: 128ch 28^2 0.82-0.87, 64ch
 # 56^2 0.86-0.89, 128ch 14^2 1.81, 16ch 112^2 1.19-1.29, docs/chooser.md.) Dilated and
-# small-group layers measured no faster.
-WINOGRAD_FUNCTIONAL = ((256, 384), (128, 576), (96, 784), (64, 1200), (32, 2304))
-# A layer keeps its transformed weights (checked against its weights on every call), so
-# it needs fewer pixels than a functional call, by the same kind of table. Small images
+# small-group layers measured no faster. Re-measured after the GEMM's tail kernel and
+# the shared 49-tile block, and im2col's dot-product remainder (2026-12-03, same
+# machine and method): 256ch 14^2 0.97, 256ch 13^2 1.04, 256ch 12^2 1.17, 256ch 16^2
+# 0.94, 512ch 14^2 0.87, 512ch 12^2 1.01, 384ch 14^2 0.91, 192ch 14^2 0.98, batch-2
+# 256ch 14^2 0.85, batch-2 512ch 7^2 1.10; 128ch 16^2 0.83, 128ch 18^2 0.85, 128ch 20^2
+# 0.82, 128ch 14^2 1.02, batch-2 128ch 14^2 0.93; 96ch 20^2 0.92, 96ch 24^2 0.80, 96ch
+# 16^2 1.00, 96ch 14^2 1.23; 64ch 28^2 0.86, 64ch 32^2 0.71, batch-2 64ch 24^2 0.84,
+# 64ch 24^2 0.98, 64ch 20^2 1.10, 64ch 16^2 1.27; 32ch 48^2 0.98, 32ch 40^2 1.08,
+# 32ch 36^2 1.13. (The table was (256, 384), (128, 576), (96, 784), (64, 1200),
+# (32, 2304).)
+WINOGRAD_FUNCTIONAL = ((256, 196), (128, 256), (96, 400), (64, 784), (32, 2304))
+# A layer keeps its transformed weights (checked against its weights on every call),
+# by the same kind of table. Small images
 # still cost: every call streams the transformed weights (16/9 of the weights' size) once
 # per block of tiles, and a tile row of a small image fills few of a vector's lanes in the
 # input and output transforms. Measured through layers (2026-12-02, 2-core AVX-512 Xeon,
@@ -92,10 +101,13 @@ WINOGRAD_FUNCTIONAL = ((256, 384), (128, 576), (96, 784), (64, 1200), (32, 2304)
 # layers in the network (after a torch pass, as bench_network.py runs) took 0.78-0.87 ms
 # by Winograd against im2col's 0.71-0.78, so 256 channels need a batch of 2 (batch-8
 # 512ch 7^2 in sequence: Winograd 4.85-5.09 ms, im2col 6.74-6.86).
-# A layer never needs more than a functional call (its transform is free), so the
-# functional table's 256, 64 and 32 channel rows, re-measured later, bound this one
-# (they were 392, 1536 and 3072 pixels).
-WINOGRAD_CACHED = ((256, 384), (96, 400), (64, 1200), (32, 2304))
+# The byte check of the weights costs about what a functional call's transform costs
+# (256ch 14^2 alone: layer 0.750 ms, functional 0.756, im2col 0.759; 2026-12-03), so a
+# layer takes the functional table's rows, except that 256 channels need the 128
+# channel row's 256 pixels: inside ResNet-18 the 256ch 14^2 layers were still a draw
+# (1.07, 1.00, 0.99x im2col's time after the changes above). (Was (256, 384), (96,
+# 400), (64, 1200), (32, 2304).)
+WINOGRAD_CACHED = ((128, 256), (96, 400), (64, 784), (32, 2304))
 
 
 def winograd_fits(spec, cached=False) -> bool:
