@@ -210,9 +210,20 @@ cr_flat_dot_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Xt,
         }
 }
 
-#define CR_FLAT_DOT_NP(R, NP) cr_flat_dot_f32(kc, W + i * ldw, ldw, X, b, C + i * ldc, ldc, \
-                                              acc, R, NP)
-/* Rows [r0, r1) of the np <= CONVREG_FLAT_DOT remainder pixels (C: the first one). */
+/* cr_flat_dot_f32 for n <= 4 pixels, each n its own kernel (NP a literal). */
+static inline __attribute__((always_inline)) void
+cr_flat_dot_n_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Xt,
+                  const float* bias, float* C, ptrdiff_t ldc, int acc, const int R, int n) {
+    switch (n) {
+    case 1: cr_flat_dot_f32(kc, W, ldw, Xt, bias, C, ldc, acc, R, 1); break;
+    case 2: cr_flat_dot_f32(kc, W, ldw, Xt, bias, C, ldc, acc, R, 2); break;
+    case 3: cr_flat_dot_f32(kc, W, ldw, Xt, bias, C, ldc, acc, R, 3); break;
+    default: cr_flat_dot_f32(kc, W, ldw, Xt, bias, C, ldc, acc, R, 4);
+    }
+}
+
+/* Rows [r0, r1) of the np <= CONVREG_FLAT_DOT remainder pixels (C: the first one):
+   4 rows at a time, the last 1-3 one by one. */
 static void cr_flat_dots_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Xt,
                              const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t r0,
                              ptrdiff_t r1, int np, int acc) {
@@ -220,31 +231,15 @@ static void cr_flat_dots_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const 
     for (int l0 = 0; l0 < np; l0 += 4, C += 4) {
         const float* X = Xt + l0 * kcp;
         const int n = np - l0 < 4 ? np - l0 : 4;
-        for (ptrdiff_t i = r0; i < r1; i += 4) {
-            const float* b = bias ? bias + i : 0;
-            const int R = r1 - i < 4 ? (int)(r1 - i) : 4;
-            if (R == 4) {
-                switch (n) {
-                case 1: CR_FLAT_DOT_NP(4, 1); break;
-                case 2: CR_FLAT_DOT_NP(4, 2); break;
-                case 3: CR_FLAT_DOT_NP(4, 3); break;
-                default: CR_FLAT_DOT_NP(4, 4);
-                }
-                continue;
-            }
-            for (int r = 0; r < R; r++, i++) {      /* the last 1-3 rows one by one */
-                b = bias ? bias + i : 0;
-                switch (n) {
-                case 1: CR_FLAT_DOT_NP(1, 1); break;
-                case 2: CR_FLAT_DOT_NP(1, 2); break;
-                case 3: CR_FLAT_DOT_NP(1, 3); break;
-                default: CR_FLAT_DOT_NP(1, 4);
-                }
-            }
-        }
+        ptrdiff_t i = r0;
+        for (; i + 4 <= r1; i += 4)
+            cr_flat_dot_n_f32(kc, W + i * ldw, ldw, X, bias ? bias + i : 0, C + i * ldc, ldc,
+                              acc, 4, n);
+        for (; i < r1; i++)
+            cr_flat_dot_n_f32(kc, W + i * ldw, ldw, X, bias ? bias + i : 0, C + i * ldc, ldc,
+                              acc, 1, n);
     }
 }
-#undef CR_FLAT_DOT_NP
 
 static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw, const float* Bp,
                                     const float* bias, float* C, ptrdiff_t ldc, ptrdiff_t M,
@@ -280,6 +275,33 @@ static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw,
 
 /* One task: rows [0, M) of the group's output (C, ldc = oh*w; pixel 0) for pixels
    [q0, q1), q0 a multiple of 32; W (M, K = cig*T; ldw), masks of panel q0/32 first. */
+/* K-chunk [c0, c0 + nc) of a task's panels [ja, jb) (of nj, from pixel q0), the
+   remainder pixels [qd, qd + np) riding on panel nj - 1 (or alone when nj == 0). */
+static void cr_flat_step_f32(const float* xg, ptrdiff_t hw, ptrdiff_t c0, ptrdiff_t nc,
+                             int T, const ptrdiff_t* off, const unsigned* masks,
+                             ptrdiff_t q0, ptrdiff_t ja, ptrdiff_t jb, ptrdiff_t nj,
+                             ptrdiff_t qd, int np, const float* W, ptrdiff_t ldw,
+                             ptrdiff_t M, const float* bias, float* C, ptrdiff_t ldc,
+                             float* Bp, float* Xt) {
+    const ptrdiff_t kc = nc * T, k0 = c0 * T;
+    if (np > 0 && jb >= nj)         /* this step computes the remainder */
+        cr_flat_packt_f32(xg + c0 * hw + qd, hw, nc, T, off,
+                          masks + (qd / CONVREG_FLAT_NR) * T, (int)(qd % CONVREG_FLAT_NR),
+                          np, Xt);
+    if (nj == 0) {
+        cr_flat_dots_f32(kc, W + k0, ldw, Xt, bias, C + qd, ldc, 0, M, np, k0 > 0);
+        return;
+    }
+    for (ptrdiff_t jj = ja; jj < jb; jj++) {
+        const ptrdiff_t j = q0 + jj * CONVREG_FLAT_NR;
+        const ptrdiff_t nr = qd - j < CONVREG_FLAT_NR ? qd - j : CONVREG_FLAT_NR;
+        cr_flat_pack_f32(xg + c0 * hw + j, hw, nc, T, off, masks + (j / CONVREG_FLAT_NR) * T,
+                         Bp);
+        cr_flat_rows_f32(kc, W + k0, ldw, Bp, bias, C + j, ldc, M, nr, k0 > 0, Xt,
+                         jj == nj - 1 ? np : 0, qd - j);
+    }
+}
+
 static void cr_flat_task_f32(const float* xg, ptrdiff_t hw, ptrdiff_t cig, int T,
                              const ptrdiff_t* off, const unsigned* masks, ptrdiff_t q0,
                              ptrdiff_t q1, ptrdiff_t cc, const float* W, ptrdiff_t ldw,
@@ -291,33 +313,20 @@ static void cr_flat_task_f32(const float* xg, ptrdiff_t hw, ptrdiff_t cig, int T
     const ptrdiff_t rem = (q1 - q0) % 16;
     const ptrdiff_t qd = rem <= CONVREG_FLAT_DOT ? q1 - rem : q1;
     const int np = (int)(q1 - qd);
-    const int fused = M * ldw * (ptrdiff_t)sizeof(float) <= CONVREG_FLAT_W_L2;
-    /* W in L2: panels outside, so each C tile is finished while in L1; else K-chunks
-       outside, so each chunk of W is read once per panel from memory */
-    const ptrdiff_t nj = qd > q0 ? (qd - q0 + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR : 0;
-    const ptrdiff_t outer = fused ? (nj > 0 ? nj : 1) : 1;
-    for (ptrdiff_t jo = 0; jo < outer; jo++)
-        for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc) {
-            ptrdiff_t nc = cig - c0 < cc ? cig - c0 : cc, kc = nc * T, k0 = c0 * T;
-            ptrdiff_t ja = fused ? jo : 0, jb = fused ? jo + 1 : nj;
-            if (np > 0 && (fused ? jo == outer - 1 : 1))
-                cr_flat_packt_f32(xg + c0 * hw + qd, hw, nc, T, off,
-                                  masks + (qd / CONVREG_FLAT_NR) * T,
-                                  (int)(qd % CONVREG_FLAT_NR), np, Xt);
-            if (nj == 0) {      /* remainder only */
-                cr_flat_dots_f32(kc, W + k0, ldw, Xt, bias, C + qd, ldc, 0, M, np, k0 > 0);
-                continue;
-            }
-            for (ptrdiff_t jj = ja; jj < jb && jj < nj; jj++) {
-                const ptrdiff_t j = q0 + jj * CONVREG_FLAT_NR;
-                const ptrdiff_t nr = qd - j < CONVREG_FLAT_NR ? qd - j : CONVREG_FLAT_NR;
-                const int last = jj == nj - 1 && np > 0;
-                cr_flat_pack_f32(xg + c0 * hw + j, hw, nc, T, off,
-                                 masks + (j / CONVREG_FLAT_NR) * T, Bp);
-                cr_flat_rows_f32(kc, W + k0, ldw, Bp, bias, C + j, ldc, M, nr, k0 > 0, Xt,
-                                 last ? np : 0, qd - j);
-            }
-        }
+    const ptrdiff_t nj = (qd - q0 + CONVREG_FLAT_NR - 1) / CONVREG_FLAT_NR;
+    if (M * ldw * (ptrdiff_t)sizeof(float) <= CONVREG_FLAT_W_L2) {
+        /* W stays in L2: panels outside, so each C tile is finished while in L1. */
+        for (ptrdiff_t jj = 0; jj < (nj > 0 ? nj : 1); jj++)
+            for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc)
+                cr_flat_step_f32(xg, hw, c0, cig - c0 < cc ? cig - c0 : cc, T, off, masks, q0,
+                                 jj, jj + 1 < nj ? jj + 1 : nj, nj, qd, np, W, ldw, M, bias,
+                                 C, ldc, Bp, Xt);
+        return;
+    }
+    /* else K-chunks outside: each chunk of W is read once per panel from memory */
+    for (ptrdiff_t c0 = 0; c0 < cig; c0 += cc)
+        cr_flat_step_f32(xg, hw, c0, cig - c0 < cc ? cig - c0 : cc, T, off, masks, q0, 0, nj,
+                         nj, qd, np, W, ldw, M, bias, C, ldc, Bp, Xt);
 }
 
 /* Scratch (in floats) of cr_flat_f32: lane masks of every panel, then per

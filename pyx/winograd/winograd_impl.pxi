@@ -319,7 +319,7 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
                 Py_ssize_t itemsize, int threads) noexcept:
     cdef Plan pl
-    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, want, T, nb, nvec, mcap, k
+    cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, T, nb, nvec, mcap, k
     cdef double best, span
     pl.m = m
     pl.al = m + 2
@@ -333,7 +333,6 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     # to twice that are allowed at a cost (a V that spills from L2), so a call of a few
     # tiles more than the budget is not cut into a full and a tiny block.
     tmax = max(nr, VCAP // (pl.npos * cig * itemsize) // vl * vl)
-    want = 1 if threads <= 1 else 2 * threads
     # The number of blocks: balanced blocks of whole vectors (sizes within one vector of
     # each other, ``_block_start``), as few as finish soonest on the threads.
     nvec = _cdiv(pl.ttot, vl)
