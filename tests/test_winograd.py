@@ -578,3 +578,63 @@ def test_one_shared_block_when_a_tail_saves_a_vector():
     out1 = run(x, w, b, (1, 1, 1, 1), threads=1)
     np.testing.assert_array_equal(run(x, w, b, (1, 1, 1, 1), threads=2), out1)
     assert ratio(out1, ref, bound) < 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("groups,cig,cog,hw", [(1, 128, 72, 6), (2, 96, 20, 5), (3, 40, 9, 7),
+                                               (1, 160, 40, 4)])
+def test_fused_weight_transform(groups, cig, cog, hw, tile, dtype):
+    """Untransformed weights and one tile block: the kernel transforms each chunk of
+    output-channel panels just before its GEMM (``fuses_weights``). Several chunks (the
+    chunk holds at most 256 KiB of U), a part-filled last panel, groups: the same bits as
+    the weights transformed whole first, on every team size, each with a workspace full of
+    NaN sized by ``workspace_elems(..., raw=True)``."""
+    mod = BE._mod
+    rng = np.random.default_rng(13)
+    x, w, b = arrays(rng, 1, groups * cig, groups * cog, hw, hw, groups=groups, dtype=dtype)
+    U = mod.transform_weights(w, tile, groups)
+    size = x.itemsize
+    for threads in (1, 2, 3):
+        sizes = (1, groups, cig, cog, hw, hw, 1, 1, tile)
+        p = mod.plan_info(*sizes, size, threads, True)
+        assert p["fused"] == mod.fuses_weights(*sizes, size, threads)
+        assert p["fused"] or threads == 3        # (3 threads may cut 9 tiles in 2 blocks)
+        need = mod.workspace_elems(*sizes, size, threads, True)
+        if p["fused"]:
+            assert p["nblocks"] == 1 and p["un"] >= p["npos"] * p["ocb"] * cig * 8
+            assert p["npos"] * p["ocb"] * cig * 8 * size <= 256 * 1024 or p["ocb"] == 1
+            assert need >= p["per_thread"] > p["un"]
+        fused = np.empty((1, groups * cog, hw, hw), dtype)
+        mod.winograd_conv2d(x, w, b, fused, 1, 1, 1, 1, groups, tile, threads,
+                            np.full(need, np.nan, dtype))
+        whole = np.empty_like(fused)
+        mod.winograd_conv2d(x, U, b, whole, 1, 1, 1, 1, groups, tile, threads)
+        assert np.isfinite(fused).all()
+        np.testing.assert_array_equal(fused, whole, err_msg=f"threads={threads}")
+    # several chunks of panels (9 panels, at most 3 per chunk of 256 KiB)
+    if (cig, tile) == (128, 2):
+        assert mod.plan_info(1, groups, cig, cog, hw, hw, 1, 1, tile, size, 1, True)["ocb"] <= 3
+    ref, bound = reference(x, w, b, (1, 1, 1, 1), (1, 1), groups)
+    if tile == 2:
+        assert ratio(fused, ref, bound) < 1
+
+
+def test_fused_weight_transform_only_where_each_panel_is_read_once():
+    """Several tile blocks would each transform U again, and a block whose V leaves L2
+    would be read again per chunk: those calls transform the weights whole first, and
+    their workspace does not grow. The backend's functional call and a layer's cached
+    transform give the same bits either way."""
+    mod = BE._mod
+    sizes = (1, 1, 64, 64, 56, 56, 1, 1, 2, 4, 2)       # 8 tile blocks
+    assert not mod.fuses_weights(*sizes)
+    assert not mod.plan_info(*sizes, True)["fused"]
+    assert mod.workspace_elems(*sizes, True) == mod.workspace_elems(*sizes)
+    assert not mod.fuses_weights(1, 1, 512, 512, 14, 14, 1, 1, 2, 4, 2)    # V 7.3 MB
+    assert mod.fuses_weights(1, 1, 256, 256, 14, 14, 1, 1, 2, 4, 2)
+    rng = np.random.default_rng(14)
+    x, w, b = arrays(rng, 1, 256, 24, 14, 14)
+    spec, x, w = make_spec(x, w, (1, 1, 1, 1))
+    np.testing.assert_array_equal(BE.conv2d(spec, x, w, b, ctx()),
+                                  BE.conv2d_pretransformed(spec, x, BE.transform(w, spec), b,
+                                                           ctx()))

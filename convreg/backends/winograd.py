@@ -224,6 +224,11 @@ class CythonWinogradBackend(Backend):
         return self._run(spec, x, wt, b, ctx, tile)
 
     def _functional(self, spec, x, w, b, ctx, tile, threads):
+        if self._mod.fuses_weights(*self._sizes(spec), tile, np.dtype(spec.dtype).itemsize,
+                                   threads):
+            # one tile block: the kernel transforms each chunk of output channels just
+            # before its GEMM, from the weights themselves (no whole U through memory)
+            return self._run(spec, x, w, b, ctx, tile, raw=True)
         wt = self._mod.transform_weights(w, tile, spec.groups, threads,
                                          self._scratch_u(spec, tile))
         return self._run(spec, x, wt, b, ctx, tile)
@@ -264,14 +269,19 @@ class CythonWinogradBackend(Backend):
                              f"{spec.weight_shape} {spec.dtype} groups={spec.groups}")
         return self._run(spec, x, wt.array, b, ctx, wt.tile)
 
-    def _run(self, spec, x, wt, b, ctx, tile):
+    @staticmethod
+    def _sizes(spec):
+        """The sizes the kernels' plan depends on, in their argument order."""
+        return (spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.dh, spec.dw)
+
+    def _run(self, spec, x, wt, b, ctx, tile, raw=False):
+        """``raw``: wt is the weights themselves, for a plan that ``fuses_weights``."""
         out = _alloc.empty(spec.output_shape, spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
         threads = _threads(ctx)
-        need = self._mod.workspace_elems(spec.n, spec.groups, spec.cig, spec.cog, spec.oh,
-                                         spec.ow, spec.dh, spec.dw, tile,
-                                         np.dtype(spec.dtype).itemsize, threads)
+        need = self._mod.workspace_elems(*self._sizes(spec), tile,
+                                         np.dtype(spec.dtype).itemsize, threads, raw)
         # The calling thread's scratch, kept for its next call: a fresh buffer per call
         # costs page faults comparable to a small layer. Its size is set by the work
         # (channels x tile block x threads), never by the image or the padding.

@@ -15,13 +15,17 @@
 
 /* The last np <= CRW_TAIL tiles of a block, when they are few past the last whole vector
  * (49 tiles = 3 vectors + 1 on 14^2 images): vectors over the 8 output channels of a
- * panel of U as stored, one V value per tile, G panels at a time, instead of a vector of
- * tiles of mostly empty lanes. The same products summed in the same order (c = 0, 1, ...)
- * by the same multiply-adds as CRW_KERNEL, so a tile's result does not depend on the path.
- * C[(g*8 + r)*ldc + t] := sum_c A[g*K*8 + c*8 + r] * B[c*ldb + t], g < G, t < NP. */
+ * panel of U as stored, one V value per tile, instead of a vector of tiles of mostly empty
+ * lanes. The same products summed in the same order (c = 0, 1, ...) by the same
+ * multiply-adds as CRW_KERNEL, so a tile's result does not depend on the path.
+ * A unit is one (tile position, panel) pair; G units at a time keep G x NP independent
+ * sums in flight (one sum per unit was bound by the multiply-add latency: a chunk of 2
+ * panels spent a sixth of its GEMM in this loop). For g < G, t < NP:
+ * C[g][r*ldc + t] := sum_c A[g][c*8 + r] * B[g][c*ldb + t]. SB: every B[g] is B[0] (the
+ * units of one position: its V values loaded once for all of them). */
 static inline __attribute__((always_inline)) void
-CRW_TAIL_KERNEL(const int G, const int NP, ptrdiff_t K, const WT *restrict A,
-                const WT *restrict B, ptrdiff_t ldb, WT *restrict C, ptrdiff_t ldc)
+CRW_TAIL_KERNEL(const int G, const int NP, const int SB, ptrdiff_t K, const WT *const *A,
+                const WT *const *B, ptrdiff_t ldb, WT *const *C, ptrdiff_t ldc)
 {
     WV8 acc[8][CRW_TAIL];
 #pragma GCC unroll 8
@@ -29,57 +33,67 @@ CRW_TAIL_KERNEL(const int G, const int NP, ptrdiff_t K, const WT *restrict A,
 #pragma GCC unroll 4
         for (int t = 0; t < NP; t++) acc[g][t] = (WV8){0};
     for (ptrdiff_t c = 0; c < K; c++) {
-        WT b[CRW_TAIL];
+        WT b0[CRW_TAIL];
 #pragma GCC unroll 4
-        for (int t = 0; t < NP; t++) b[t] = B[c * ldb + t];
+        for (int t = 0; t < NP; t++) b0[t] = B[0][c * ldb + t];
 #pragma GCC unroll 8
         for (int g = 0; g < G; g++) {
             WV8 a;
-            memcpy(&a, A + g * K * CRW_MR + c * CRW_MR, sizeof a);
+            memcpy(&a, A[g] + c * CRW_MR, sizeof a);
 #pragma GCC unroll 4
-            for (int t = 0; t < NP; t++) acc[g][t] += a * b[t];
+            for (int t = 0; t < NP; t++) acc[g][t] += a * (SB ? b0[t] : B[g][c * ldb + t]);
         }
     }
     for (int g = 0; g < G; g++)
         for (int t = 0; t < NP; t++)
-            for (int r = 0; r < CRW_MR; r++) C[(g * CRW_MR + r) * ldc + t] = acc[g][t][r];
+            for (int r = 0; r < CRW_MR; r++) C[g][r * ldc + t] = acc[g][t][r];
 }
 
-/* Panels [0, nob) of the np tail tiles: 8 panels at a time for one or two tiles (enough
- * independent sums to hide the multiply-add latency), 4 for three or four. */
-static void CRW_TAIL_PANELS(ptrdiff_t K, const WT *restrict U, ptrdiff_t nob,
-                            const WT *restrict V, ptrdiff_t ldv, WT *restrict M,
-                            ptrdiff_t ldm, int np)
+/* The tail units gathered so far (n of them, n <= G) computed: G at a time when there
+ * are G (np <= 2: G = 8, else 4), else one at a time (the last ones of a call). */
+static void CRW_TAIL_RUN(int n, int np, ptrdiff_t K, const WT *const *a, const WT *const *b,
+                         ptrdiff_t ldv, WT *const *c, ptrdiff_t ldm)
 {
-    const int G = np <= 2 ? 8 : 4;
-    for (ptrdiff_t ob = 0; ob < nob; ob += G) {
-        const WT *a = U + ob * K * CRW_MR;
-        WT *c = M + ob * CRW_MR * ldm;
-        if (nob - ob >= G) {
-            switch (np) {
-            case 1: CRW_TAIL_KERNEL(8, 1, K, a, V, ldv, c, ldm); break;
-            case 2: CRW_TAIL_KERNEL(8, 2, K, a, V, ldv, c, ldm); break;
-            case 3: CRW_TAIL_KERNEL(4, 3, K, a, V, ldv, c, ldm); break;
-            default: CRW_TAIL_KERNEL(4, 4, K, a, V, ldv, c, ldm);
-            }
-        } else {
-            for (ptrdiff_t o = ob; o < nob; o++, a += K * CRW_MR, c += CRW_MR * ldm)
-                switch (np) {
-                case 1: CRW_TAIL_KERNEL(1, 1, K, a, V, ldv, c, ldm); break;
-                case 2: CRW_TAIL_KERNEL(1, 2, K, a, V, ldv, c, ldm); break;
-                case 3: CRW_TAIL_KERNEL(1, 3, K, a, V, ldv, c, ldm); break;
-                default: CRW_TAIL_KERNEL(1, 4, K, a, V, ldv, c, ldm);
-                }
+    if (n == (np <= 2 ? 8 : 4) && b[0] == b[n - 1]) {
+        switch (np) {
+        case 1: CRW_TAIL_KERNEL(8, 1, 1, K, a, b, ldv, c, ldm); break;
+        case 2: CRW_TAIL_KERNEL(8, 2, 1, K, a, b, ldv, c, ldm); break;
+        case 3: CRW_TAIL_KERNEL(4, 3, 1, K, a, b, ldv, c, ldm); break;
+        default: CRW_TAIL_KERNEL(4, 4, 1, K, a, b, ldv, c, ldm);
         }
+        return;
     }
+    if (n == (np <= 2 ? 8 : 4)) {
+        switch (np) {
+        case 1: CRW_TAIL_KERNEL(8, 1, 0, K, a, b, ldv, c, ldm); break;
+        case 2: CRW_TAIL_KERNEL(8, 2, 0, K, a, b, ldv, c, ldm); break;
+        case 3: CRW_TAIL_KERNEL(4, 3, 0, K, a, b, ldv, c, ldm); break;
+        default: CRW_TAIL_KERNEL(4, 4, 0, K, a, b, ldv, c, ldm);
+        }
+        return;
+    }
+    for (int g = 0; g < n; g++)
+        switch (np) {
+        case 1: CRW_TAIL_KERNEL(1, 1, 1, K, a + g, b + g, ldv, c + g, ldm); break;
+        case 2: CRW_TAIL_KERNEL(1, 2, 1, K, a + g, b + g, ldv, c + g, ldm); break;
+        case 3: CRW_TAIL_KERNEL(1, 3, 1, K, a + g, b + g, ldv, c + g, ldm); break;
+        default: CRW_TAIL_KERNEL(1, 4, 1, K, a + g, b + g, ldv, c + g, ldm);
+        }
 }
 
-/* C[r*ldc + t] := sum_c A[c*CRW_MR + r] * B[c*ldb + t], r < CRW_KROWS, t < NV*WVL
- * (NV <= CRW_NV, a literal at every call, so each call site is its own kernel). */
+/* C[r*ldc + t] := sum_c A[c*CRW_MR + r] * B[c*ldb + t], r < CRW_KROWS, t < NV*WVL + NT
+ * (NV <= CRW_NV, a literal at every call, so each call site is its own kernel). The NT <= 3
+ * tail tiles right after the vectors (only where a call covers a whole panel,
+ * CRW_KROWS == CRW_MR) take one more sum each: the 8 rows as one vector times the tile's
+ * V value, as CRW_TAIL_KERNEL does, inside this loop's multiply-adds instead of a pass of
+ * its own (on a chunk of 2 panels that pass cost a tenth of the GEMM). */
 static inline __attribute__((always_inline)) void
-CRW_KERNEL(const int NV, ptrdiff_t K, const WT *restrict A, const WT *restrict B,
-           ptrdiff_t ldb, WT *restrict C, ptrdiff_t ldc)
+CRW_KERNEL(const int NV, const int NT, ptrdiff_t K, const WT *restrict A,
+           const WT *restrict B, ptrdiff_t ldb, WT *restrict C, ptrdiff_t ldc)
 {
+    WV8 acct[CRW_TAIL];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) acct[t] = (WV8){0};
     WV acc[CRW_KROWS][CRW_NV];
 #pragma GCC unroll 8
     for (int r = 0; r < CRW_KROWS; r++)
@@ -99,6 +113,12 @@ CRW_KERNEL(const int NV, ptrdiff_t K, const WT *restrict A, const WT *restrict B
 #pragma GCC unroll 4
             for (int v = 0; v < NV; v++) acc[r][v] += a * b[v];
         }
+        if (NT) {
+            WV8 a8;
+            memcpy(&a8, A, sizeof a8);
+#pragma GCC unroll 4
+            for (int t = 0; t < NT; t++) acct[t] += a8 * B[NV * WVL + t];
+        }
         A += CRW_MR;
         B += ldb;
     }
@@ -106,6 +126,8 @@ CRW_KERNEL(const int NV, ptrdiff_t K, const WT *restrict A, const WT *restrict B
     for (int r = 0; r < CRW_KROWS; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v++) memcpy(C + r * ldc + v * WVL, &acc[r][v], sizeof(WV));
+    for (int t = 0; t < NT; t++)
+        for (int r = 0; r < CRW_MR; r++) C[r * ldc + NV * WVL + t] = acct[t][r];
 }
 
 /* For p < npos: M[p*mps + o*ldm + t] := sum_c U[p*ups + (o/8)*K*8 + c*8 + o%8] *
@@ -118,25 +140,52 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
 {
     const ptrdiff_t nr = CRW_NV * WVL, rem = nt % WVL;
     const ptrdiff_t nv = rem && rem <= CRW_TAIL ? nt - rem : nt;     /* vector part */
+    const int np = (int)(nt - nv), G = np <= 2 ? 8 : 4;
+    /* tail tiles inside the last vector call of each panel (CRW_KERNEL's NT), else by
+       units (CRW_TAIL_RUN): 4 tiles would need more registers than are left */
+    const int fold = CRW_KROWS == CRW_MR && nv > 0 && np <= 3 ? np : 0;
+    const WT *ta[8], *tb[8];       /* tail units gathered, run G at a time: a position's */
+    WT *tc[8];                     /* units right after its vectors, while U and V are hot */
+    int tn = 0;
     for (int p = 0; p < npos; p++) {
         const WT *Up = U + p * ups;
         const WT *Vp = V + p * vps;
         WT *Mp = M + p * mps;
         for (ptrdiff_t ob = 0; ob < nob; ob++) {
             for (ptrdiff_t t0 = 0; t0 < nv; t0 += nr) {
+                const int nvc = nv - t0 > 2 * WVL ? 3 : nv - t0 > WVL ? 2 : 1;
+                const int nt_ = t0 + nvc * WVL >= nv ? fold : 0;
                 for (int kr = 0; kr < CRW_MR; kr += CRW_KROWS) {
                     const WT *a = Up + ob * K * CRW_MR + kr;
+                    const WT *b = Vp + t0;
                     WT *c = Mp + (ob * CRW_MR + kr) * ldm + t0;
-                    if (nv - t0 > 2 * WVL)
-                        CRW_KERNEL(3, K, a, Vp + t0, ldv, c, ldm);
-                    else if (nv - t0 > WVL)
-                        CRW_KERNEL(2, K, a, Vp + t0, ldv, c, ldm);
-                    else
-                        CRW_KERNEL(1, K, a, Vp + t0, ldv, c, ldm);
+                    switch (nvc * 4 + nt_) {
+                    case 12: CRW_KERNEL(3, 0, K, a, b, ldv, c, ldm); break;
+                    case 13: CRW_KERNEL(3, 1, K, a, b, ldv, c, ldm); break;
+                    case 14: CRW_KERNEL(3, 2, K, a, b, ldv, c, ldm); break;
+                    case 15: CRW_KERNEL(3, 3, K, a, b, ldv, c, ldm); break;
+                    case 8: CRW_KERNEL(2, 0, K, a, b, ldv, c, ldm); break;
+                    case 9: CRW_KERNEL(2, 1, K, a, b, ldv, c, ldm); break;
+                    case 10: CRW_KERNEL(2, 2, K, a, b, ldv, c, ldm); break;
+                    case 11: CRW_KERNEL(2, 3, K, a, b, ldv, c, ldm); break;
+                    case 4: CRW_KERNEL(1, 0, K, a, b, ldv, c, ldm); break;
+                    case 5: CRW_KERNEL(1, 1, K, a, b, ldv, c, ldm); break;
+                    case 6: CRW_KERNEL(1, 2, K, a, b, ldv, c, ldm); break;
+                    default: CRW_KERNEL(1, 3, K, a, b, ldv, c, ldm);
+                    }
                 }
             }
         }
-        if (nv < nt)
-            CRW_TAIL_PANELS(K, Up, nob, Vp + nv, ldv, Mp + nv, ldm, (int)(nt - nv));
+        for (ptrdiff_t ob = 0; np && !fold && ob < nob; ob++) {
+            ta[tn] = Up + ob * K * CRW_MR;
+            tb[tn] = Vp + nv;
+            tc[tn] = Mp + ob * CRW_MR * ldm + nv;
+            if (++tn == G) {
+                CRW_TAIL_RUN(tn, np, K, ta, tb, ldv, tc, ldm);
+                tn = 0;
+            }
+        }
     }
+    if (tn)
+        CRW_TAIL_RUN(tn, np, K, ta, tb, ldv, tc, ldm);
 }

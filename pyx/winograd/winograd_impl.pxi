@@ -24,12 +24,17 @@ channels), as in NNPACK:
                     U = G w G^T the transformed weights (``transform_weights``), packed in
                     panels of 8 output channels; register-tiled microkernel 8 (AVX-512) or
                     4 output channels x 3 vectors of tiles; up to CRW_TAIL tiles past
-                    a block's last whole vector by a tail kernel with vectors over the
-                    8 output channels of a panel (same multiply-adds, same order).
+                    a block's last whole vector with vectors over the 8 output channels
+                    of a panel (same multiply-adds, same order), inside the microkernel's
+                    loop (AVX-512, up to 3 tiles) or a tail kernel over (position, panel)
+                    units.
 3. output transform out[tile t, channel o] = bias[o] + A^T M[.][o][t] A, cropped.
 
 The weight transform (crw_wtrans, in double, rounded once) is a separate entry point,
-``transform_weights``, so layers can cache U. Accuracy of the tile sizes: see the
+``transform_weights``, so layers can cache U. Given the weights themselves, a call of one
+tile block transforms them inside the convolution instead, each chunk of output-channel
+panels by the thread whose GEMM reads it, just before (``fuses_weights``); other calls
+transform them whole first. Accuracy of the tile sizes: see the
 docstring of convreg/backends/winograd.py (F(2x2) holds the elementwise bound, F(4x4)
 does not and is only used when asked for).
 
@@ -76,9 +81,9 @@ cdef extern from "winograd_kernels.h" nogil:
                         Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh,
                         Py_ssize_t col0, Py_ssize_t dw)
     void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
-                      Py_ssize_t ob0, Py_ssize_t ob1, float* U)
+                      Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp)
     void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
-                      Py_ssize_t ob0, Py_ssize_t ob1, double* U)
+                      Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp)
     void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
                     const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
@@ -99,10 +104,10 @@ cdef inline void call_crw_outstore_f(int m, const float* Q, Py_ssize_t ldq, Py_s
     crw_outstore_f(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
 cdef inline void call_crw_outstore_d(int m, const double* Q, Py_ssize_t ldq, Py_ssize_t nt, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw) noexcept nogil:
     crw_outstore_d(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
-cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U) noexcept nogil:
-    crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U)
-cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U) noexcept nogil:
-    crw_wtrans_d(m, w, cog, cig, swap, ob0, ob1, U)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U, unp)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, swap, ob0, ob1, U, unp)
 cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
     crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
 cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
@@ -122,6 +127,7 @@ TILES = (2, 4)
 cdef enum:
     VCAP = 512 * 1024
     MCAP = 512 * 1024
+    UCAP = 256 * 1024
 
 
 # Interpolation matrices G (alpha x 3) of F(2,3) and F(4,3): U = G g G^T.
@@ -204,10 +210,10 @@ def _wtrans(const floating[:, :, :, ::1] w, floating[:, :, :, :, ::1] U, int til
         ob = item % nob
         if floating is float:
             call_crw_wtrans_f(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob,
-                              ob + 1, &U[g, 0, 0, 0, 0])
+                              ob + 1, &U[g, 0, ob, 0, 0], nob)
         else:
             call_crw_wtrans_d(tile, &w[0, 0, 0, 0] + g * cog * cig * 9, cog, cig, swap, ob,
-                              ob + 1, &U[g, 0, 0, 0, 0])
+                              ob + 1, &U[g, 0, ob, 0, 0], nob)
 
 
 cdef struct Plan:
@@ -228,10 +234,12 @@ cdef struct Plan:
     Py_ssize_t nparts    # output-channel parts of a block (threads sharing it, or 1)
     bint shared          # the threads share each block (rounds of transform, barrier, GEMM)
     Py_ssize_t ocb       # panels per GEMM chunk (M holds one chunk)
+    bint fused           # the raw weights are transformed chunk by chunk, into the thread's
+                         # buffer (un elements), just before the GEMM reads them
     Py_ssize_t items     # groups * nblocks * nparts
     Py_ssize_t vps       # elements between tile positions in V (``_odd_lines``)
     Py_ssize_t mps       # elements between tile positions in M
-    Py_ssize_t vn, mn, pn, qn   # buffer elements (each a multiple of 16)
+    Py_ssize_t vn, mn, pn, qn, un   # buffer elements (each a multiple of 16)
     Py_ssize_t per_thread
 
 
@@ -317,7 +325,7 @@ cdef double _makespan(Py_ssize_t ttot, Py_ssize_t nb, Py_ssize_t vl, Py_ssize_t 
 
 cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                 Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int m,
-                Py_ssize_t itemsize, int threads) noexcept:
+                Py_ssize_t itemsize, int threads, bint raw) noexcept:
     cdef Plan pl
     cdef Py_ssize_t vl = CRW_VBYTES // itemsize, nr = CRW_NV * vl, tmax, T, nb, nvec, mcap, k
     cdef double best, span
@@ -387,6 +395,16 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     if mcap < 2 * MCAP:
         mcap = MCAP
     pl.ocb = max(1, min(pl.pob, mcap // (pl.npos * CRW_MR * pl.Tp * itemsize)))
+    # Raw weights (a functional call) and one tile block: every panel of U is read by one
+    # work item only, so it is transformed there, a chunk at a time into a buffer the
+    # GEMM reads from L2 at once. Transformed ahead into a whole U, the transform's
+    # stores went out to L3 and the GEMM read them back (256ch 14^2: 4.2 MB each way,
+    # ~0.15 ms of a ~0.75 ms call). Several tile blocks would each transform U again, and
+    # every chunk reads the block's V again: only where V stays in L2 (512ch 14^2, a
+    # 7.3 MB V read once per panel from L3, took 1.39x the time fused).
+    pl.fused = raw and pl.nblocks == 1 and pl.npos * cig * pl.Tp * itemsize <= 3 * VCAP
+    if pl.fused:
+        pl.ocb = max(1, min(pl.ocb, UCAP // (pl.npos * cig * CRW_MR * itemsize)))
     pl.ocb = _cdiv(pl.pob, _cdiv(pl.pob, pl.ocb))      # equal chunks
     pl.items = groups * pl.nblocks * pl.nparts
     pl.vps = _odd_lines(cig * pl.Tp, itemsize)
@@ -395,7 +413,8 @@ cdef Plan _plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     pl.mn = _up16(pl.npos * pl.mps)
     pl.pn = _up16((pl.al + 1) * m * (pl.T + 2 * vl))
     pl.qn = _up16(m * m * pl.Tp + vl)            # phases Tp apart, a vector of room
-    pl.per_thread = pl.vn + pl.mn + pl.pn + pl.qn + 16
+    pl.un = _up16(pl.npos * pl.ocb * cig * CRW_MR) if pl.fused else 0
+    pl.per_thread = pl.vn + pl.mn + pl.pn + pl.qn + pl.un + 16
     return pl
 
 
@@ -462,29 +481,43 @@ cdef void _input_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t
 
 cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1,
                       Py_ssize_t ob_lo, Py_ssize_t ob_hi,
-                      const floating* U,          # IN  (groups, npos, nob, cig, 8)
+                      const floating* U,          # IN  (groups, npos, nob, cig, 8), or
+                                                  #     pl.fused: the weights (c_out, cig, 3, 3)
                       const floating* bias,       # IN  (c_out,)
                       floating* out,              # OUT (n, c_out, oh, ow)
                       const floating* V,          # IN  block's transformed input
                       floating* M, floating* Q,   # thread scratch
+                      floating* Ub,               # thread scratch: a fused chunk's U
                       const Py_ssize_t* trow, const Py_ssize_t* ccol,
                       const Py_ssize_t* cend, Py_ssize_t groups, Py_ssize_t cig,
                       Py_ssize_t cog, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
                       Py_ssize_t dw) noexcept nogil:
     """Stages 2 and 3 for tiles [t0, t1) of group g, output-channel panels [ob_lo, ob_hi),
-    per chunk of panels: GEMM into M, then output transform."""
+    per chunk of panels: (pl.fused: the chunk's weight transform into Ub,) GEMM into M,
+    then output transform."""
     cdef Py_ssize_t c_out = groups * cog, nt = t1 - t0, Tp = pl.Tp
-    cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi
+    cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi, ups = pl.nob * cig * CRW_MR
     cdef const floating* Ug = U + g * pl.npos * pl.nob * cig * CRW_MR
+    cdef const floating* Uc
     oc0 = ob_lo
     while oc0 < ob_hi:
         oc1 = min(ob_hi, oc0 + pl.ocb)
+        Uc = Ug + oc0 * cig * CRW_MR
+        if pl.fused:
+            ups = (oc1 - oc0) * cig * CRW_MR
+            Uc = Ub
+            if floating is float:
+                call_crw_wtrans_f(pl.m, U + g * cog * cig * 9, cog, cig, 0, oc0, oc1, Ub,
+                                  oc1 - oc0)
+            else:
+                call_crw_wtrans_d(pl.m, U + g * cog * cig * 9, cog, cig, 0, oc0, oc1, Ub,
+                                  oc1 - oc0)
         if floating is float:
-            call_crw_gemm_f(<int>pl.npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
-                       oc1 - oc0, V, pl.vps, Tp, M, pl.mps, Tp, nt)
+            call_crw_gemm_f(<int>pl.npos, cig, Uc, ups, oc1 - oc0, V, pl.vps, Tp, M, pl.mps,
+                            Tp, nt)
         else:
-            call_crw_gemm_d(<int>pl.npos, cig, Ug + oc0 * cig * CRW_MR, pl.nob * cig * CRW_MR,
-                       oc1 - oc0, V, pl.vps, Tp, M, pl.mps, Tp, nt)
+            call_crw_gemm_d(<int>pl.npos, cig, Uc, ups, oc1 - oc0, V, pl.vps, Tp, M, pl.mps,
+                            Tp, nt)
         olo = oc0 * CRW_MR
         ohi = min(cog, oc1 * CRW_MR)
         for o in range(olo, ohi):
@@ -524,8 +557,8 @@ cdef void _item(Py_ssize_t item, const Plan* pl, const floating* x, const floati
     _input_block(pl, g, t0, t1, 0, cig, x, buf, buf + pl.vn + pl.mn, trow, ccol, cend,
                  groups, cig, h, w, pt, pleft, dh, dw)
     _gemm_block(pl, g, t0, t1, 0, pl.nob, U, bias, out, buf, buf + pl.vn,
-                buf + pl.vn + pl.mn + pl.pn, trow, ccol, cend, groups, cig, cog, oh, ow, dh,
-                dw)
+                buf + pl.vn + pl.mn + pl.pn, buf + pl.vn + pl.mn + pl.pn + pl.qn, trow, ccol,
+                cend, groups, cig, cog, oh, ow, dh, dw)
 
 
 def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b, int threads=1):
@@ -568,29 +601,44 @@ def _tile_tables(Py_ssize_t size, Py_ssize_t dil, int m):
 
 def workspace_elems(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
                     Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
-                    Py_ssize_t itemsize, int threads):
+                    Py_ssize_t itemsize, int threads, bint raw=False):
     """Elements (of the dtype) of the workspace a call with these sizes needs: one
-    bounded buffer per thread that has work (independent of the input size and padding)."""
-    cdef Plan pl = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1))
+    bounded buffer per thread that has work (independent of the input size and padding).
+    ``raw``: the call passes untransformed weights (``fuses_weights``)."""
+    cdef Plan pl = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1),
+                         raw)
     return pl.per_thread * min(<Py_ssize_t>max(threads, 1), pl.items)
 
 
 def plan_info(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
               Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
-              Py_ssize_t itemsize, int threads):
+              Py_ssize_t itemsize, int threads, bint raw=False):
     """The blocking a call with these sizes would use (for tests and tuning)."""
-    return _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1))
+    return _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1), raw)
 
 
-def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
+def fuses_weights(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
+                  Py_ssize_t itemsize, int threads):
+    """True when ``winograd_conv2d`` given untransformed weights for these sizes transforms
+    them inside the convolution, each chunk of panels just before its GEMM (one tile
+    block: every panel is read once); otherwise it transforms them whole first."""
+    return bool(_plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1),
+                      True).fused)
+
+
+def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
          const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
          Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int tile,
-         int threads, floating[::1] workspace):
+         int threads, floating[::1] workspace, bint raw):
+    # U: the transformed weights, flat; raw: the weights (c_out, cig, 3, 3) flat instead,
+    # for a plan that transforms them chunk by chunk (``fuses_weights``)
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t c_out = out.shape[1], oh = out.shape[2], ow = out.shape[3]
     cdef Py_ssize_t cig = c_in // groups, cog = c_out // groups
     cdef Plan plan = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, sizeof(floating),
-                           threads)
+                           threads, raw)
+    assert plan.fused == raw
     if plan.ttot == 0 or c_out == 0:
         return
     trow_a, _ = _tile_tables(oh, dh, tile)
@@ -605,7 +653,7 @@ def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
                          f"needs {plan.per_thread * nt}")
     cdef floating* ws = &workspace[0]
     cdef const floating* xp = &x[0, 0, 0, 0]
-    cdef const floating* up = &U[0, 0, 0, 0, 0]
+    cdef const floating* up = &U[0]
     cdef const floating* bp = &bias[0]
     cdef floating* op = &out[0, 0, 0, 0]
     cdef const Py_ssize_t* trp = &trow[0]
@@ -633,8 +681,9 @@ def _run(const floating[:, :, :, ::1] x, const floating[:, :, :, :, ::1] U,
                 cr_omp_barrier()
                 _gemm_block(&plan, g, t0, t1, plan.nob * tid // team,
                             plan.nob * (tid + 1) // team, up, bp, op, sV, buf + plan.vn,
-                            buf + plan.vn + plan.mn + plan.pn, trp, ccp, cep, groups, cig,
-                            cog, oh, ow, dh, dw)
+                            buf + plan.vn + plan.mn + plan.pn,
+                            buf + plan.vn + plan.mn + plan.pn + plan.qn, trp, ccp, cep,
+                            groups, cig, cog, oh, ow, dh, dw)
                 cr_omp_barrier()
         else:
             for item in prange(plan.items, schedule='dynamic'):
@@ -648,7 +697,8 @@ def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
     """out := b + x (*) w, 3x3 kernel, stride 1, dilation (dh, dw), zero padding pt / pl
     above / left (below / right implied by out's size), by Winograd F(tile x tile, 3x3).
 
-    x (n, c_in, h, w); wt either the weights (c_out, c_in/groups, 3, 3) or their
+    x (n, c_in, h, w); wt either the weights (c_out, c_in/groups, 3, 3) (transformed
+    inside the convolution where ``fuses_weights``, else whole first) or their
     ``transform_weights(w, tile, groups)``; b (c_out,); out (n, c_out, oh, ow), written.
     All C-contiguous, one dtype (float32 / float64). ``workspace``: None (allocated per
     call) or a 1-D array of the dtype with at least ``workspace_elems(...)`` elements.
@@ -673,12 +723,17 @@ def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
         raise ValueError("dilation must be >= 1")
     cig, cog = c_in // groups, c_out // groups
     al = tile + 2
+    threads = max(int(threads), 1)
+    raw = False
     if wt.ndim == 4:
         if wt.shape != (c_out, cig, 3, 3):
             raise ValueError(f"weights must be {(c_out, cig, 3, 3)}, got {wt.shape}")
-        wt = transform_weights(wt, tile, groups)
+        raw = fuses_weights(n, groups, cig, cog, out.shape[2], out.shape[3], dh, dw, tile,
+                            x.itemsize, threads)
+        if not raw:
+            wt = transform_weights(wt, tile, groups)
     expect = (groups, al * al, (cog + CRW_MR - 1) // CRW_MR, cig, CRW_MR)
-    if wt.shape != expect:
+    if not raw and wt.shape != expect:
         raise ValueError(f"transformed weights for tile {tile} must be {expect}, "
                          f"got {wt.shape}")
     if n == 0 or c_out == 0 or out.shape[2] == 0 or out.shape[3] == 0:
@@ -688,11 +743,11 @@ def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
         return out
     if workspace is None:
         workspace = np.empty(workspace_elems(n, groups, cig, cog, out.shape[2], out.shape[3],
-                                             dh, dw, tile, x.itemsize, threads), x.dtype)
+                                             dh, dw, tile, x.itemsize, threads, raw), x.dtype)
     else:
         if not isinstance(workspace, np.ndarray) or workspace.dtype != x.dtype \
                 or workspace.ndim != 1 or not workspace.flags.c_contiguous \
                 or not workspace.flags.writeable:
             raise TypeError("workspace must be a writable 1-D C-contiguous array of the dtype")
-    _run(x, wt, b, out, pt, pl, dh, dw, groups, tile, max(int(threads), 1), workspace)
+    _run(x, wt.reshape(-1), b, out, pt, pl, dh, dw, groups, tile, threads, workspace, raw)
     return out

@@ -14,7 +14,7 @@
 #define WVL CRW_VLF
 #define WV8 crw_v8f
 #define CRW_TAIL_KERNEL crw_tail_kernel_f
-#define CRW_TAIL_PANELS crw_tail_panels_f
+#define CRW_TAIL_RUN crw_tail_run_f
 #define CRW_LOADU crw_loadu_f
 #define CRW_STOREU crw_storeu_f
 #define CRW_INPUT crw_input_f
@@ -37,7 +37,7 @@
 #undef WVL
 #undef WV8
 #undef CRW_TAIL_KERNEL
-#undef CRW_TAIL_PANELS
+#undef CRW_TAIL_RUN
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT
@@ -59,7 +59,7 @@
 #define WVL CRW_VLD
 #define WV8 crw_v8d
 #define CRW_TAIL_KERNEL crw_tail_kernel_d
-#define CRW_TAIL_PANELS crw_tail_panels_d
+#define CRW_TAIL_RUN crw_tail_run_d
 #define CRW_LOADU crw_loadu_d
 #define CRW_STOREU crw_storeu_d
 #define CRW_INPUT crw_input_d
@@ -82,7 +82,7 @@
 #undef WVL
 #undef WV8
 #undef CRW_TAIL_KERNEL
-#undef CRW_TAIL_PANELS
+#undef CRW_TAIL_RUN
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT

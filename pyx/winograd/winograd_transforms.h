@@ -183,9 +183,11 @@ static void CRW_OUTSTORE(int m, const WT *restrict Q, ptrdiff_t ldq, ptrdiff_t n
     }
 }
 
-/* Weight transform of one group, panels [ob0, ob1): U[((p*nob + o/8)*cig + c)*8 + o%8]
+/* Weight transform of one group, panels [ob0, ob1): U[((p*unp + o/8 - ob0)*cig + c)*8 + o%8]
  * := (G g G^T)[p] with g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for
- * cog <= o < 8*nob; computed in double and rounded once. G is F(m,3)'s alpha x 3
+ * cog <= o < 8*nob; computed in double and rounded once. unp: the panels per position of
+ * the destination (the group's nob for a whole transform, ob1 - ob0 for the chunk a
+ * convolution transforms just before its GEMM reads it). G is F(m,3)'s alpha x 3
  * interpolation matrix. AL = m + 2 is fixed at compile time (every loop unrolls, G folds
  * into constants); the 8 output channels of a panel are the lanes of every operation
  * (one AVX-512 double vector), so the 8 kernels of a panel are transformed together and
@@ -195,9 +197,9 @@ static void CRW_OUTSTORE(int m, const WT *restrict Q, ptrdiff_t ldq, ptrdiff_t n
  * so no flipped copy of the weights is ever made. */
 static inline __attribute__((always_inline)) void
 CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
-              ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
+              ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U,
+              ptrdiff_t unp)
 {
-    const ptrdiff_t nob = (cog + 7) / 8;
     /* Results of CRW_WCB input channels are kept in B and written position by position
        as runs of whole lines: the alpha^2 positions lie nob*cig*8 elements apart, often
        a multiple of 4 KiB, and 16-36 interleaved 32-byte stores into them fell into one
@@ -231,16 +233,17 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
             }
             if (nc == CRW_WCB)      /* a fixed size: inline vector moves, no libc call */
                 for (int p = 0; p < AL * AL; p++)
-                    memcpy(U + ((p * nob + ob) * cig + c0) * 8, B[p], sizeof B[p]);
+                    memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p], sizeof B[p]);
             else
                 for (int p = 0; p < AL * AL; p++)
-                    memcpy(U + ((p * nob + ob) * cig + c0) * 8, B[p], nc * 8 * sizeof(WT));
+                    memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p],
+                           nc * 8 * sizeof(WT));
         }
     }
 }
 
 static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap,
-                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U)
+                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp)
 {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
@@ -250,7 +253,7 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
     if (m == 2)
-        CRW_WTRANS_AL(4, G2, w, cog, cig, swap, ob0, ob1, U);
+        CRW_WTRANS_AL(4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
     else
-        CRW_WTRANS_AL(6, G4, w, cog, cig, swap, ob0, ob1, U);
+        CRW_WTRANS_AL(6, G4, w, cog, cig, swap, ob0, ob1, U, unp);
 }
