@@ -82,7 +82,9 @@ FUSED_MIN_CIN = 40
 # 16^2 1.00, 96ch 14^2 1.23; 64ch 28^2 0.86, 64ch 32^2 0.71, batch-2 64ch 24^2 0.84,
 # 64ch 24^2 0.98, 64ch 20^2 1.10, 64ch 16^2 1.27; 32ch 48^2 0.98, 32ch 40^2 1.08,
 # 32ch 36^2 1.13. (The table was (256, 384), (128, 576), (96, 784), (64, 1200),
-# (32, 2304).)
+# (32, 2304).) Re-checked after the weight transform moved inside one-block calls and the
+# tail tiles into the GEMM's microkernel: unchanged (256ch 14^2 0.86-0.90, 256ch 13^2
+# 1.00, 128ch 14^2 0.94-1.03, 192ch 14^2 0.89-0.91, 192ch 13^2 0.99; docs/chooser.md).
 WINOGRAD_FUNCTIONAL = ((256, 196), (128, 256), (96, 400), (64, 784), (32, 2304))
 # A layer keeps its transformed weights (checked against its weights on every call),
 # by the same kind of table. Small images
