@@ -54,31 +54,24 @@ CRW_TAIL_KERNEL(const int G, const int NP, const int SB, ptrdiff_t K, const WT *
 static void CRW_TAIL_RUN(int n, int np, ptrdiff_t K, const WT *const *a, const WT *const *b,
                          ptrdiff_t ldv, WT *const *c, ptrdiff_t ldm)
 {
+/* one kernel per tile count np: G12 units for 1-2 tiles, G34 for 3-4 */
+#define CRW_TAIL_BY_NP(G12, G34, SB, A, B, C)                                              \
+    switch (np) {                                                                       \
+    case 1: CRW_TAIL_KERNEL(G12, 1, SB, K, A, B, ldv, C, ldm); break;                   \
+    case 2: CRW_TAIL_KERNEL(G12, 2, SB, K, A, B, ldv, C, ldm); break;                   \
+    case 3: CRW_TAIL_KERNEL(G34, 3, SB, K, A, B, ldv, C, ldm); break;                   \
+    default: CRW_TAIL_KERNEL(G34, 4, SB, K, A, B, ldv, C, ldm);                         \
+    }
     if (n == (np <= 2 ? 8 : 4) && b[0] == b[n - 1]) {
-        switch (np) {
-        case 1: CRW_TAIL_KERNEL(8, 1, 1, K, a, b, ldv, c, ldm); break;
-        case 2: CRW_TAIL_KERNEL(8, 2, 1, K, a, b, ldv, c, ldm); break;
-        case 3: CRW_TAIL_KERNEL(4, 3, 1, K, a, b, ldv, c, ldm); break;
-        default: CRW_TAIL_KERNEL(4, 4, 1, K, a, b, ldv, c, ldm);
+        CRW_TAIL_BY_NP(8, 4, 1, a, b, c)
+    } else if (n == (np <= 2 ? 8 : 4)) {
+        CRW_TAIL_BY_NP(8, 4, 0, a, b, c)
+    } else {
+        for (int g = 0; g < n; g++) {
+            CRW_TAIL_BY_NP(1, 1, 1, a + g, b + g, c + g)
         }
-        return;
     }
-    if (n == (np <= 2 ? 8 : 4)) {
-        switch (np) {
-        case 1: CRW_TAIL_KERNEL(8, 1, 0, K, a, b, ldv, c, ldm); break;
-        case 2: CRW_TAIL_KERNEL(8, 2, 0, K, a, b, ldv, c, ldm); break;
-        case 3: CRW_TAIL_KERNEL(4, 3, 0, K, a, b, ldv, c, ldm); break;
-        default: CRW_TAIL_KERNEL(4, 4, 0, K, a, b, ldv, c, ldm);
-        }
-        return;
-    }
-    for (int g = 0; g < n; g++)
-        switch (np) {
-        case 1: CRW_TAIL_KERNEL(1, 1, 1, K, a + g, b + g, ldv, c + g, ldm); break;
-        case 2: CRW_TAIL_KERNEL(1, 2, 1, K, a + g, b + g, ldv, c + g, ldm); break;
-        case 3: CRW_TAIL_KERNEL(1, 3, 1, K, a + g, b + g, ldv, c + g, ldm); break;
-        default: CRW_TAIL_KERNEL(1, 4, 1, K, a + g, b + g, ldv, c + g, ldm);
-        }
+#undef CRW_TAIL_BY_NP
 }
 
 /* C[r*ldc + t] := sum_c A[c*CRW_MR + r] * B[c*ldb + t], r < CRW_KROWS, t < NV*WVL + NT
