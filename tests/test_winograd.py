@@ -586,7 +586,7 @@ def test_one_shared_block_when_a_tail_saves_a_vector():
                                                (1, 160, 40, 4)])
 def test_fused_weight_transform(groups, cig, cog, hw, tile, dtype):
     """Untransformed weights and one tile block: the kernel transforms each chunk of
-    output-channel panels just before its GEMM (``fuses_weights``). Several chunks (the
+    output-channel panels just before its GEMM (``raw_plan``). Several chunks (the
     chunk holds at most 256 KiB of U), a part-filled last panel, groups: the same bits as
     the weights transformed whole first, on every team size, each with a workspace full of
     NaN sized by ``workspace_elems(..., raw=True)``."""
@@ -598,9 +598,10 @@ def test_fused_weight_transform(groups, cig, cog, hw, tile, dtype):
     for threads in (1, 2, 3):
         sizes = (1, groups, cig, cog, hw, hw, 1, 1, tile)
         p = mod.plan_info(*sizes, size, threads, True)
-        assert p["fused"] == mod.fuses_weights(*sizes, size, threads)
+        fuses, need = mod.raw_plan(*sizes, size, threads)
+        assert p["fused"] == fuses
         assert p["fused"] or threads == 3        # (3 threads may cut 9 tiles in 2 blocks)
-        need = mod.workspace_elems(*sizes, size, threads, True)
+        assert need == mod.workspace_elems(*sizes, size, threads, True)
         if p["fused"]:
             assert p["nblocks"] == 1 and p["un"] >= p["npos"] * p["ocb"] * cig * 8
             assert p["npos"] * p["ocb"] * cig * 8 * size <= 256 * 1024 or p["ocb"] == 1
@@ -627,11 +628,17 @@ def test_fused_weight_transform_only_where_each_panel_is_read_once():
     transform give the same bits either way."""
     mod = BE._mod
     sizes = (1, 1, 64, 64, 56, 56, 1, 1, 2, 4, 2)       # 8 tile blocks
-    assert not mod.fuses_weights(*sizes)
+    assert mod.raw_plan(*sizes) == (False, mod.workspace_elems(*sizes))
     assert not mod.plan_info(*sizes, True)["fused"]
     assert mod.workspace_elems(*sizes, True) == mod.workspace_elems(*sizes)
-    assert not mod.fuses_weights(1, 1, 512, 512, 14, 14, 1, 1, 2, 4, 2)    # V 7.3 MB
-    assert mod.fuses_weights(1, 1, 256, 256, 14, 14, 1, 1, 2, 4, 2)
+    assert not mod.raw_plan(1, 1, 512, 512, 14, 14, 1, 1, 2, 4, 2)[0]    # V 7.3 MB
+    assert mod.raw_plan(1, 1, 256, 256, 14, 14, 1, 1, 2, 4, 2)[0]
+    # a caller's fuse that contradicts the plan is refused, not run on the wrong buffer
+    rng0 = np.random.default_rng(15)
+    x0, w0, b0 = arrays(rng0, 1, 64, 64, 56, 56)
+    with pytest.raises(ValueError, match="fuse=True does not match"):
+        mod.winograd_conv2d(x0, w0, b0, np.empty((1, 64, 56, 56), np.float32), 1, 1, 1, 1,
+                            1, 2, 2, None, True)
     rng = np.random.default_rng(14)
     x, w, b = arrays(rng, 1, 256, 24, 14, 14)
     spec, x, w = make_spec(x, w, (1, 1, 1, 1))

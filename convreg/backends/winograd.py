@@ -224,14 +224,15 @@ class CythonWinogradBackend(Backend):
         return self._run(spec, x, wt, b, ctx, tile)
 
     def _functional(self, spec, x, w, b, ctx, tile, threads):
-        if self._mod.fuses_weights(*self._sizes(spec), tile, np.dtype(spec.dtype).itemsize,
-                                   threads):
+        fuses, need = self._mod.raw_plan(*self._sizes(spec), tile,
+                                         np.dtype(spec.dtype).itemsize, threads)
+        if fuses:
             # one tile block: the kernel transforms each chunk of output channels just
             # before its GEMM, from the weights themselves (no whole U through memory)
-            return self._run(spec, x, w, b, ctx, tile, raw=True)
+            return self._run(spec, x, w, b, ctx, tile, need, True)
         wt = self._mod.transform_weights(w, tile, spec.groups, threads,
                                          self._scratch_u(spec, tile))
-        return self._run(spec, x, wt, b, ctx, tile)
+        return self._run(spec, x, wt, b, ctx, tile, need)
 
     def conv2d_input(self, spec, grad_output, w, ctx):
         """The input gradient of a 3x3 stride-1 layer (``supports``) is one 3x3 stride-1
@@ -274,20 +275,22 @@ class CythonWinogradBackend(Backend):
         """The sizes the kernels' plan depends on, in their argument order."""
         return (spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.dh, spec.dw)
 
-    def _run(self, spec, x, wt, b, ctx, tile, raw=False):
-        """``raw``: wt is the weights themselves, for a plan that ``fuses_weights``."""
+    def _run(self, spec, x, wt, b, ctx, tile, need=None, fuse=None):
+        """``need``: the workspace elements when the caller has them (``raw_plan``);
+        ``fuse``: wt is the weights themselves, for a plan that transforms them inside."""
         out = _alloc.empty(spec.output_shape, spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
         threads = _threads(ctx)
-        need = self._mod.workspace_elems(*self._sizes(spec), tile,
-                                         np.dtype(spec.dtype).itemsize, threads, raw)
+        if need is None:
+            need = self._mod.workspace_elems(*self._sizes(spec), tile,
+                                             np.dtype(spec.dtype).itemsize, threads)
         # The calling thread's scratch, kept for its next call: a fresh buffer per call
         # costs page faults comparable to a small layer. Its size is set by the work
         # (channels x tile block x threads), never by the image or the padding.
         ws = _gradops._scratch(WS_SCRATCH, (need,), spec.dtype)
         self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
-                                  spec.groups, tile, threads, ws)
+                                  spec.groups, tile, threads, ws, fuse)
         return out
 
     def release_workspace(self) -> None:

@@ -152,20 +152,22 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
                     const WT *a = Up + ob * K * CRW_MR + kr;
                     const WT *b = Vp + t0;
                     WT *c = Mp + (ob * CRW_MR + kr) * ldm + t0;
-                    switch (nvc * 4 + nt_) {
-                    case 12: CRW_KERNEL(3, 0, K, a, b, ldv, c, ldm); break;
-                    case 13: CRW_KERNEL(3, 1, K, a, b, ldv, c, ldm); break;
-                    case 14: CRW_KERNEL(3, 2, K, a, b, ldv, c, ldm); break;
-                    case 15: CRW_KERNEL(3, 3, K, a, b, ldv, c, ldm); break;
-                    case 8: CRW_KERNEL(2, 0, K, a, b, ldv, c, ldm); break;
-                    case 9: CRW_KERNEL(2, 1, K, a, b, ldv, c, ldm); break;
-                    case 10: CRW_KERNEL(2, 2, K, a, b, ldv, c, ldm); break;
-                    case 11: CRW_KERNEL(2, 3, K, a, b, ldv, c, ldm); break;
-                    case 4: CRW_KERNEL(1, 0, K, a, b, ldv, c, ldm); break;
-                    case 5: CRW_KERNEL(1, 1, K, a, b, ldv, c, ldm); break;
-                    case 6: CRW_KERNEL(1, 2, K, a, b, ldv, c, ldm); break;
-                    default: CRW_KERNEL(1, 3, K, a, b, ldv, c, ldm);
+/* one kernel per (vectors, tail tiles): both literals at every call */
+#define CRW_KERNEL_BY_NT(NV)                                                               \
+    switch (nt_) {                                                                      \
+    case 0: CRW_KERNEL(NV, 0, K, a, b, ldv, c, ldm); break;                             \
+    case 1: CRW_KERNEL(NV, 1, K, a, b, ldv, c, ldm); break;                             \
+    case 2: CRW_KERNEL(NV, 2, K, a, b, ldv, c, ldm); break;                             \
+    default: CRW_KERNEL(NV, 3, K, a, b, ldv, c, ldm);                                   \
+    }
+                    if (nvc == 3) {
+                        CRW_KERNEL_BY_NT(3)
+                    } else if (nvc == 2) {
+                        CRW_KERNEL_BY_NT(2)
+                    } else {
+                        CRW_KERNEL_BY_NT(1)
                     }
+#undef CRW_KERNEL_BY_NT
                 }
             }
         }

@@ -33,7 +33,7 @@ channels), as in NNPACK:
 The weight transform (crw_wtrans, in double, rounded once) is a separate entry point,
 ``transform_weights``, so layers can cache U. Given the weights themselves, a call of one
 tile block transforms them inside the convolution instead, each chunk of output-channel
-panels by the thread whose GEMM reads it, just before (``fuses_weights``); other calls
+panels by the thread whose GEMM reads it, just before (``raw_plan``); other calls
 transform them whole first. Accuracy of the tile sizes: see the
 docstring of convreg/backends/winograd.py (F(2x2) holds the elementwise bound, F(4x4)
 does not and is only used when asked for).
@@ -496,14 +496,15 @@ cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1
     per chunk of panels: (pl.fused: the chunk's weight transform into Ub,) GEMM into M,
     then output transform."""
     cdef Py_ssize_t c_out = groups * cog, nt = t1 - t0, Tp = pl.Tp
-    cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi, ups = pl.nob * cig * CRW_MR
-    cdef const floating* Ug = U + g * pl.npos * pl.nob * cig * CRW_MR
+    cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi, ups
     cdef const floating* Uc
     oc0 = ob_lo
     while oc0 < ob_hi:
         oc1 = min(ob_hi, oc0 + pl.ocb)
-        Uc = Ug + oc0 * cig * CRW_MR
-        if pl.fused:
+        if not pl.fused:        # the chunk's panels of the group's U
+            ups = pl.nob * cig * CRW_MR
+            Uc = U + (g * pl.npos * pl.nob + oc0) * cig * CRW_MR
+        else:                   # transformed here, into the thread's Ub
             ups = (oc1 - oc0) * cig * CRW_MR
             Uc = Ub
             if floating is float:
@@ -604,7 +605,7 @@ def workspace_elems(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t 
                     Py_ssize_t itemsize, int threads, bint raw=False):
     """Elements (of the dtype) of the workspace a call with these sizes needs: one
     bounded buffer per thread that has work (independent of the input size and padding).
-    ``raw``: the call passes untransformed weights (``fuses_weights``)."""
+    ``raw``: the call passes untransformed weights (``raw_plan``)."""
     cdef Plan pl = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1),
                          raw)
     return pl.per_thread * min(<Py_ssize_t>max(threads, 1), pl.items)
@@ -617,14 +618,17 @@ def plan_info(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
     return _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1), raw)
 
 
-def fuses_weights(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
-                  Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
-                  Py_ssize_t itemsize, int threads):
-    """True when ``winograd_conv2d`` given untransformed weights for these sizes transforms
-    them inside the convolution, each chunk of panels just before its GEMM (one tile
-    block: every panel is read once); otherwise it transforms them whole first."""
-    return bool(_plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1),
-                      True).fused)
+def raw_plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
+             Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw, int tile,
+             Py_ssize_t itemsize, int threads):
+    """(fuses, elements) of a call with untransformed weights, from one plan: ``fuses``
+    when ``winograd_conv2d`` transforms them inside the convolution, each chunk of panels
+    just before its GEMM (one tile block: every panel is read once), else they are
+    transformed whole first; ``elements`` the workspace that call needs either way (as
+    ``workspace_elems(..., raw=True)``)."""
+    cdef Plan pl = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, itemsize, max(threads, 1),
+                         True)
+    return bool(pl.fused), pl.per_thread * min(<Py_ssize_t>max(threads, 1), pl.items)
 
 
 def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
@@ -632,13 +636,15 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
          Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int tile,
          int threads, floating[::1] workspace, bint raw):
     # U: the transformed weights, flat; raw: the weights (c_out, cig, 3, 3) flat instead,
-    # for a plan that transforms them chunk by chunk (``fuses_weights``)
+    # for a plan that transforms them chunk by chunk (``raw_plan``)
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t c_out = out.shape[1], oh = out.shape[2], ow = out.shape[3]
     cdef Py_ssize_t cig = c_in // groups, cog = c_out // groups
     cdef Plan plan = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, sizeof(floating),
                            threads, raw)
-    assert plan.fused == raw
+    if plan.fused != raw:
+        raise ValueError(f"fuse={bool(raw)} does not match these sizes' plan "
+                         f"(raw_plan gives {bool(plan.fused)})")
     if plan.ttot == 0 or c_out == 0:
         return
     trow_a, _ = _tile_tables(oh, dh, tile)
@@ -693,16 +699,18 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
 
 def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
                     Py_ssize_t dw, Py_ssize_t groups, int tile, int threads,
-                    workspace=None):
+                    workspace=None, fuse=None):
     """out := b + x (*) w, 3x3 kernel, stride 1, dilation (dh, dw), zero padding pt / pl
     above / left (below / right implied by out's size), by Winograd F(tile x tile, 3x3).
 
     x (n, c_in, h, w); wt either the weights (c_out, c_in/groups, 3, 3) (transformed
-    inside the convolution where ``fuses_weights``, else whole first) or their
+    inside the convolution where ``raw_plan`` says so, else whole first) or their
     ``transform_weights(w, tile, groups)``; b (c_out,); out (n, c_out, oh, ow), written.
     All C-contiguous, one dtype (float32 / float64). ``workspace``: None (allocated per
     call) or a 1-D array of the dtype with at least ``workspace_elems(...)`` elements.
     ``threads``: OpenMP threads (at most one per work item is started).
+    ``fuse``: for untransformed weights, ``raw_plan(...)[0]`` when the caller has it
+    (None: worked out here).
     """
     if tile not in _G:
         raise ValueError(f"tile must be one of {TILES}, got {tile}")
@@ -728,8 +736,8 @@ def winograd_conv2d(x, wt, b, out, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t dh,
     if wt.ndim == 4:
         if wt.shape != (c_out, cig, 3, 3):
             raise ValueError(f"weights must be {(c_out, cig, 3, 3)}, got {wt.shape}")
-        raw = fuses_weights(n, groups, cig, cog, out.shape[2], out.shape[3], dh, dw, tile,
-                            x.itemsize, threads)
+        raw = (raw_plan(n, groups, cig, cog, out.shape[2], out.shape[3], dh, dw, tile,
+                        x.itemsize, threads)[0] if fuse is None else bool(fuse))
         if not raw:
             wt = transform_weights(wt, tile, groups)
     expect = (groups, al * al, (cog + CRW_MR - 1) // CRW_MR, cig, CRW_MR)
