@@ -562,6 +562,40 @@ def test_tail_tiles(n, c, h, w, dtype):
     assert ratio(outs[0], ref, bound) < 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,c,h,w,pads,dil", [
+    (3, 16, 14, 14, (1, 1, 1, 1), (1, 1)),      # 7-tile rows, blocks across images
+    (2, 8, 5, 9, (0, 3, 2, 1), (1, 1)),         # rows partly or wholly in the padding
+    (2, 12, 17, 11, (2, 0, 0, 2), (3, 1)),      # row dilation: rows dh apart per tile
+    (1, 8, 9, 58, (1, 1, 1, 1), (1, 1)),        # 29-tile rows: two vectors per row
+    (1, 8, 9, 70, (1, 1, 1, 1), (1, 1)),        # 35-tile rows: per segment (BLOCK_TC)
+    (600, 8, 2, 2, (1, 1, 1, 1), (1, 1)),       # one-tile segments, up to 608 a block:
+                                                # past BLOCK_SEGS at 1-2 threads, not 3
+])
+def test_block_input_transform(n, c, h, w, pads, dil, dtype):
+    """F(2x2) without column dilation transforms a tile block's input per channel across
+    all its segments (crw_input2b) where rows have few tiles, else (long rows, or more
+    segments than it lists) segment by segment. Each image's output is the same bits
+    batched or alone (other blocks, other segment lists), at every thread count, and
+    within the bound of the float64 reference."""
+    if n == 600:        # the case is meant to list more segments than crw_input2b takes
+        oh, ow = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
+        assert BE._mod.plan_info(n, 1, c, 24, oh, ow, 1, 1, 2, np.dtype(dtype).itemsize,
+                                 1)["T"] > 256
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((24, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(24).astype(dtype)
+    ref, bound = reference(x, wt, b, pads, dil, 1)
+    outs = [run(x, wt, b, pads, dil, threads=t) for t in (1, 2, 3)]
+    for t, o in zip((2, 3), outs[1:]):
+        np.testing.assert_array_equal(o, outs[0], err_msg=f"threads={t}")
+    for i in sorted({0, n - 1}):
+        np.testing.assert_array_equal(run(x[i:i + 1], wt, b, pads, dil, threads=1)[0],
+                                      outs[0][i], err_msg=f"image {i} alone")
+    assert ratio(outs[0], ref, bound) < 1
+
+
 def test_one_shared_block_when_a_tail_saves_a_vector():
     """49 tiles (a 14^2 image) on two threads: one shared block of 3 vectors + a tail
     tile, rather than blocks of 32 and 17 tiles, where the output channels are many

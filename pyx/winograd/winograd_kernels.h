@@ -18,6 +18,8 @@
 #define CRW_LOADU crw_loadu_f
 #define CRW_STOREU crw_storeu_f
 #define CRW_INPUT crw_input_f
+#define CRW_INPUT2B crw_input2b_f
+#define CRW_BT44 crw_bt44_f
 #define CRW_OUTPUT crw_output_f
 #define CRW_OUTSTORE crw_outstore_f
 #define CRW_KERNEL crw_kernel_f
@@ -41,6 +43,8 @@
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT
+#undef CRW_INPUT2B
+#undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE
 #undef CRW_KERNEL
@@ -63,6 +67,8 @@
 #define CRW_LOADU crw_loadu_d
 #define CRW_STOREU crw_storeu_d
 #define CRW_INPUT crw_input_d
+#define CRW_INPUT2B crw_input2b_d
+#define CRW_BT44 crw_bt44_d
 #define CRW_OUTPUT crw_output_d
 #define CRW_OUTSTORE crw_outstore_d
 #define CRW_KERNEL crw_kernel_d
@@ -86,6 +92,8 @@
 #undef CRW_LOADU
 #undef CRW_STOREU
 #undef CRW_INPUT
+#undef CRW_INPUT2B
+#undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE
 #undef CRW_KERNEL

@@ -21,6 +21,23 @@ static inline WV CRW_LOADU(const WT *p) {
 
 static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
 
+/* V[(i*4 + s)*vps + u] := (B^T d B)[i][s] of F(2,3) for the WVL tiles u of d's lanes,
+ * d[r][k] lane u = d_u[r][k]. */
+static inline __attribute__((always_inline)) void CRW_BT44(WV d[4][4], WT *restrict V,
+                                                           ptrdiff_t vps)
+{
+    WV t[4][4], e[4], o[4];
+    for (int k = 0; k < 4; k++) {
+        for (int r = 0; r < 4; r++) e[r] = d[r][k];
+        CRW_BT4(WT, o, e);
+        for (int i = 0; i < 4; i++) t[i][k] = o[i];
+    }
+    for (int i = 0; i < 4; i++) {
+        CRW_BT4(WT, o, t[i]);
+        for (int s = 0; s < 4; s++) CRW_STOREU(V + (i * 4 + s) * vps, o[s]);
+    }
+}
+
 /* V[(i*alpha + s)*vps + u] := (B^T d_u B)[i][s] for u < nt (lanes up to the next multiple
  * of WVL are written too: the caller gives that much room and overwrites them later),
  * with d_u[r][k] = x[row0 + dh*r][col0 + dw*(u*m + k)], zero outside the h x w plane.
@@ -81,7 +98,7 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     }
     if (m == 2) {
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
-            WV d[4][4], t[4][4], e[4], o[4];
+            WV d[4][4];
             for (int r = 0; r < 4; r++) {
 #if CRW_HAVE_DEINTB
                 const ptrdiff_t row = row0 + dh * r;
@@ -94,15 +111,7 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
                     d[r][k] = inreg ? (WV){0}
                                     : CRW_LOADU(P + (r * 2 + (k & 1)) * lp + u0 + (k >> 1));
             }
-            for (int k = 0; k < 4; k++) {
-                for (int r = 0; r < 4; r++) e[r] = d[r][k];
-                CRW_BT4(WT, o, e);
-                for (int i = 0; i < 4; i++) t[i][k] = o[i];
-            }
-            for (int i = 0; i < 4; i++) {
-                CRW_BT4(WT, o, t[i]);
-                for (int s = 0; s < 4; s++) CRW_STOREU(V + (i * 4 + s) * vps + u0, o[s]);
-            }
+            CRW_BT44(d, V + u0, vps);
         }
     } else {
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
@@ -119,6 +128,68 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
             }
         }
     }
+}
+
+/* F(2,3) input transform of one input channel for the nt tiles of a whole block, which
+ * lie in nseg segments (runs of one tile row, in tile order; column dilation 1):
+ * seg[4*s .. 4*s + 3] = the offset of segment s's input plane from x, its first input row,
+ * its first input column, its tile count. V as CRW_INPUT writes it, from V's start.
+ * AVX-512: the segments' input rows go into P as 16 planes of lp = roundup(nt, WVL) + WVL
+ * elements, P[(r*4 + k)*lp + u] = d_u[r][k] for every tile u of the block, and the
+ * transform then runs over whole vectors of the block's tiles: per segment, it ran over
+ * the segment's tiles rounded up to a vector (a 7-tile row of a 14^2 image: 16 lanes for
+ * 7 tiles) and stored each vector of V across cache lines that the next segment wrote
+ * again. `fresh`: the block's first channel in this P (its lanes past the block are
+ * zeroed: the transform of the last vector reads them, and V's lanes there are cleared
+ * afterwards, but stale workspace could hold denormals, which cost microcode assists).
+ * Other builds: CRW_INPUT segment by segment. */
+static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int nseg,
+                        ptrdiff_t h, ptrdiff_t w, ptrdiff_t dh, ptrdiff_t nt, int fresh,
+                        WT *restrict P, WT *restrict V, ptrdiff_t vps)
+{
+#if CRW_HAVE_DEINTB
+    const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL, lp = nv + WVL;
+    if (fresh)
+        for (int q = 0; q < 16; q++)
+            for (ptrdiff_t u = nt; u < lp; u++) P[q * lp + u] = 0;
+    ptrdiff_t o = 0;
+    for (int s = 0; s < nseg; s++) {
+        const WT *xs = x + seg[4 * s];
+        const ptrdiff_t row0 = seg[4 * s + 1], col0 = seg[4 * s + 2], sl = seg[4 * s + 3];
+        /* input columns col0 + e, e in [elo, ehi), lie inside the row (as CRW_INPUT) */
+        const ptrdiff_t ne = ((sl + WVL - 1) / WVL * WVL + 1) * 2;
+        ptrdiff_t elo = col0 >= 0 ? 0 : -col0;
+        ptrdiff_t ehi = col0 < w ? w - col0 : 0;
+        if (elo > ne) elo = ne;
+        if (ehi > ne) ehi = ne;
+        if (ehi < elo) ehi = elo;
+        for (int r = 0; r < 4; r++) {
+            const ptrdiff_t row = row0 + dh * r;
+            WT *pr = P + (ptrdiff_t)r * 4 * lp + o;
+            for (ptrdiff_t u0 = 0; u0 < sl; u0 += WVL) {
+                WV d[4] = {{0}};
+                if (row >= 0 && row < h)
+                    CRW_ROW2(xs + row * w + col0, 2 * u0, elo, ehi, d);
+                for (int k = 0; k < 4; k++) CRW_STOREU(pr + k * lp + u0, d[k]);
+            }
+        }
+        o += sl;
+    }
+    for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
+        WV d[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int k = 0; k < 4; k++) d[r][k] = CRW_LOADU(P + (r * 4 + k) * lp + u0);
+        CRW_BT44(d, V + u0, vps);
+    }
+#else
+    (void)fresh;
+    ptrdiff_t o = 0;
+    for (int s = 0; s < nseg; s++) {
+        CRW_INPUT(2, x + seg[4 * s], h, w, seg[4 * s + 1], dh, seg[4 * s + 2], 1,
+                  seg[4 * s + 3], P, V + o, vps);
+        o += seg[4 * s + 3];
+    }
+#endif
 }
 
 /* Q[(i*m + j)*ldq + u] := bias + (A^T M_u A)[i][j] for u < nt (lanes up to the next
