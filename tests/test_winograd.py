@@ -575,9 +575,10 @@ def test_tail_tiles(n, c, h, w, dtype):
 def test_block_input_transform(n, c, h, w, pads, dil, dtype):
     """F(2x2) without column dilation transforms a tile block's input per channel across
     all its segments (crw_input2b) where rows have few tiles, else (long rows, or more
-    segments than it lists) segment by segment. Each image's output is the same bits
-    batched or alone (other blocks, other segment lists), at every thread count, and
-    within the bound of the float64 reference."""
+    segments than it lists) segment by segment; the outputs of a block are stored from
+    the same kind of list (crw_outstoreb), or per segment past BLOCK_SEGS. Each image's
+    output is the same bits batched or alone (other blocks, other segment lists), at
+    every thread count, and within the bound of the float64 reference."""
     if n == 600:        # the case is meant to list more segments than crw_input2b takes
         oh, ow = h + pads[0] + pads[1] - 2, w + pads[2] + pads[3] - 2
         assert BE._mod.plan_info(n, 1, c, 24, oh, ow, 1, 1, 2, np.dtype(dtype).itemsize,

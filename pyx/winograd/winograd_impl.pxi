@@ -86,6 +86,12 @@ cdef extern from "winograd_kernels.h" nogil:
     void crw_outstore_d(int m, const double* Q, Py_ssize_t ldq, Py_ssize_t nt, double* out,
                         Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh,
                         Py_ssize_t col0, Py_ssize_t dw)
+    void crw_outstoreb_f(int m, const float* Q, Py_ssize_t ldq, const Py_ssize_t* seg,
+                         int nseg, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
+                         Py_ssize_t dw)
+    void crw_outstoreb_d(int m, const double* Q, Py_ssize_t ldq, const Py_ssize_t* seg,
+                         int nseg, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
+                         Py_ssize_t dw)
     void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
                       Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp)
     void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
@@ -114,6 +120,10 @@ cdef inline void call_crw_outstore_f(int m, const float* Q, Py_ssize_t ldq, Py_s
     crw_outstore_f(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
 cdef inline void call_crw_outstore_d(int m, const double* Q, Py_ssize_t ldq, Py_ssize_t nt, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t row0, Py_ssize_t dh, Py_ssize_t col0, Py_ssize_t dw) noexcept nogil:
     crw_outstore_d(m, Q, ldq, nt, out, oh, ow, row0, dh, col0, dw)
+cdef inline void call_crw_outstoreb_f(int m, const float* Q, Py_ssize_t ldq, const Py_ssize_t* seg, int nseg, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    crw_outstoreb_f(m, Q, ldq, seg, nseg, out, oh, ow, dh, dw)
+cdef inline void call_crw_outstoreb_d(int m, const double* Q, Py_ssize_t ldq, const Py_ssize_t* seg, int nseg, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    crw_outstoreb_d(m, Q, ldq, seg, nseg, out, oh, ow, dh, dw)
 cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp) noexcept nogil:
     crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U, unp)
 cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp) noexcept nogil:
@@ -451,6 +461,27 @@ cdef inline Py_ssize_t _segment(const Plan* pl, const Py_ssize_t* cend, Py_ssize
     return min(cend[tc[0]] - tc[0], t1 - t)
 
 
+cdef int _segments(const Plan* pl, const Py_ssize_t* cend, Py_ssize_t t0, Py_ssize_t t1,
+                   const Py_ssize_t* trow, const Py_ssize_t* ccol, Py_ssize_t plane,
+                   Py_ssize_t pt, Py_ssize_t pleft, Py_ssize_t* segs) noexcept nogil:
+    """The segments of tiles [t0, t1) in order, for crw_input2b / crw_outstoreb: segs[4*s ..
+    4*s + 3] = (image * plane, first row - pt, first column - pleft, tiles); their count,
+    or 0 when there are more than BLOCK_SEGS (the caller then goes segment by segment)."""
+    cdef Py_ssize_t t = t0, seg, img, tr, tc
+    cdef int nseg = 0
+    while t < t1:
+        if nseg == BLOCK_SEGS:
+            return 0
+        seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
+        segs[4 * nseg] = img * plane
+        segs[4 * nseg + 1] = trow[tr] - pt
+        segs[4 * nseg + 2] = ccol[tc] - pleft
+        segs[4 * nseg + 3] = seg
+        nseg += 1
+        t += seg
+    return nseg
+
+
 cdef void _input_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1,
                        Py_ssize_t c_lo, Py_ssize_t c_hi,
                        const floating* x,         # IN  (n, c_in, h, w)
@@ -480,17 +511,7 @@ cdef void _input_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t
     # F(2,3) without column dilation, on rows of few tiles: the whole block's tiles at once
     # per channel (crw_input2b), from the list of its segments
     if pl.m == 2 and dw == 1 and pl.TC < BLOCK_TC:
-        t = t0
-        while t < t1 and nseg < BLOCK_SEGS:
-            seg = _segment(pl, cend, t, t1, &img, &tr, &tc)
-            segs[4 * nseg] = img * c_in * h * w
-            segs[4 * nseg + 1] = trow[tr] - pt
-            segs[4 * nseg + 2] = ccol[tc] - pleft
-            segs[4 * nseg + 3] = seg
-            nseg += 1
-            t += seg
-        if t < t1:
-            nseg = 0
+        nseg = _segments(pl, cend, t0, t1, trow, ccol, c_in * h * w, pt, pleft, segs)
     for c in range(c_lo, c_hi):
         if c + 1 < c_hi and pr1 > pr0:
             crw_prefetch(x + ((pimg * c_in + g * cig + c + 1) * h + pr0) * w,
@@ -542,6 +563,8 @@ cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1
     cdef Py_ssize_t c_out = groups * cog, nt = t1 - t0, Tp = pl.Tp
     cdef Py_ssize_t t, img, tr, tc, seg, o, oc0, oc1, olo, ohi, ups
     cdef const floating* Uc
+    cdef Py_ssize_t segs[4 * BLOCK_SEGS]
+    cdef int nseg = _segments(pl, cend, t0, t1, trow, ccol, c_out * oh * ow, 0, 0, segs)
     oc0 = ob_lo
     while oc0 < ob_hi:
         oc1 = min(ob_hi, oc0 + pl.ocb)
@@ -574,6 +597,14 @@ cdef void _gemm_block(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1
             else:
                 call_crw_output_d(pl.m, M + (o - olo) * Tp, pl.mps, nt, bias[g * cog + o],
                                   Q, Tp)
+            if nseg:
+                if floating is float:
+                    call_crw_outstoreb_f(pl.m, Q, Tp, segs, nseg,
+                                         out + (g * cog + o) * oh * ow, oh, ow, dh, dw)
+                else:
+                    call_crw_outstoreb_d(pl.m, Q, Tp, segs, nseg,
+                                         out + (g * cog + o) * oh * ow, oh, ow, dh, dw)
+                continue
             t = t0
             while t < t1:
                 seg = _segment(pl, cend, t, t1, &img, &tr, &tc)

@@ -22,6 +22,7 @@
 #define CRW_BT44 crw_bt44_f
 #define CRW_OUTPUT crw_output_f
 #define CRW_OUTSTORE crw_outstore_f
+#define CRW_OUTSTOREB crw_outstoreb_f
 #define CRW_KERNEL crw_kernel_f
 #define CRW_GEMM crw_gemm_f
 #define CRW_WTRANS crw_wtrans_f
@@ -47,6 +48,7 @@
 #undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE
+#undef CRW_OUTSTOREB
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_WTRANS
@@ -71,6 +73,7 @@
 #define CRW_BT44 crw_bt44_d
 #define CRW_OUTPUT crw_output_d
 #define CRW_OUTSTORE crw_outstore_d
+#define CRW_OUTSTOREB crw_outstoreb_d
 #define CRW_KERNEL crw_kernel_d
 #define CRW_GEMM crw_gemm_d
 #define CRW_WTRANS crw_wtrans_d
@@ -96,6 +99,7 @@
 #undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE
+#undef CRW_OUTSTOREB
 #undef CRW_KERNEL
 #undef CRW_GEMM
 #undef CRW_WTRANS

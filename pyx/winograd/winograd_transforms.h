@@ -254,6 +254,23 @@ static void CRW_OUTSTORE(int m, const WT *restrict Q, ptrdiff_t ldq, ptrdiff_t n
     }
 }
 
+/* CRW_OUTSTORE for every segment of a block, from a list made once per block: seg[4*s ..
+ * 4*s + 3] = the offset of segment s's output plane from out, its first output row, its
+ * first output column, its tile count (segments in tile order, Q at the block's first
+ * tile). Per segment from Cython, the bookkeeping of a 4-tile row of a 7^2 image cost
+ * more than its stores. */
+static void CRW_OUTSTOREB(int m, const WT *restrict Q, ptrdiff_t ldq,
+                          const ptrdiff_t *restrict seg, int nseg, WT *restrict out,
+                          ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t dh, ptrdiff_t dw)
+{
+    ptrdiff_t t = 0;
+    for (int s = 0; s < nseg; s++) {
+        CRW_OUTSTORE(m, Q + t, ldq, seg[4 * s + 3], out + seg[4 * s], oh, ow, seg[4 * s + 1],
+                     dh, seg[4 * s + 2], dw);
+        t += seg[4 * s + 3];
+    }
+}
+
 /* Weight transform of one group, panels [ob0, ob1): U[((p*unp + o/8 - ob0)*cig + c)*8 + o%8]
  * := (G g G^T)[p] with g = w[(o*cig + c)*9 ...] (3x3) for o < cog, zero for
  * cog <= o < 8*nob; computed in double and rounded once. unp: the panels per position of
