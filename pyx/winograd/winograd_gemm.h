@@ -82,7 +82,7 @@ static void CRW_TAIL_RUN(int n, int np, ptrdiff_t K, const WT *const *a, const W
  * its own (on a chunk of 2 panels that pass cost a tenth of the GEMM). */
 static inline __attribute__((always_inline)) void
 CRW_KERNEL(const int NV, const int NT, ptrdiff_t K, const WT *restrict A,
-           const WT *restrict B, ptrdiff_t ldb, WT *restrict C, ptrdiff_t ldc)
+           const WT *restrict B, ptrdiff_t ldb, WT *restrict C, ptrdiff_t ldc, int pfv)
 {
     WV8 acct[CRW_TAIL];
 #pragma GCC unroll 4
@@ -100,6 +100,13 @@ CRW_KERNEL(const int NV, const int NT, ptrdiff_t K, const WT *restrict A,
            network U comes from the last-level cache, and a whole panel prefetched at once
            cost more than it saved */
         __builtin_prefetch(A + K * CRW_MR, 0, 2);
+        /* pfv: this position's V does not fit L1 (CRW_GEMM), so each panel reads it
+           from L2 again: its rows CRW_VPD input channels ahead */
+        if (pfv) {
+#pragma GCC unroll 4
+            for (int v = 0; v < NV + (NT > 0); v++)
+                __builtin_prefetch(B + CRW_VPD * ldb + v * WVL, 0, 3);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < CRW_KROWS; r++) {
             const WV a = A[r] - (WV){0};
@@ -137,6 +144,7 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
     /* tail tiles inside the last vector call of each panel (CRW_KERNEL's NT), else by
        units (CRW_TAIL_RUN): 4 tiles would need more registers than are left */
     const int fold = CRW_KROWS == CRW_MR && nv > 0 && np <= 3 ? np : 0;
+    const int pfv = K * (nv + (fold ? WVL : 0)) * (ptrdiff_t)sizeof(WT) > CRW_VL1;
     const WT *ta[8], *tb[8];       /* tail units gathered, run G at a time: a position's */
     WT *tc[8];                     /* units right after its vectors, while U and V are hot */
     int tn = 0;
@@ -155,10 +163,10 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
 /* one kernel per (vectors, tail tiles): both literals at every call */
 #define CRW_KERNEL_BY_NT(NV)                                                               \
     switch (nt_) {                                                                      \
-    case 0: CRW_KERNEL(NV, 0, K, a, b, ldv, c, ldm); break;                             \
-    case 1: CRW_KERNEL(NV, 1, K, a, b, ldv, c, ldm); break;                             \
-    case 2: CRW_KERNEL(NV, 2, K, a, b, ldv, c, ldm); break;                             \
-    default: CRW_KERNEL(NV, 3, K, a, b, ldv, c, ldm);                                   \
+    case 0: CRW_KERNEL(NV, 0, K, a, b, ldv, c, ldm, pfv); break;                             \
+    case 1: CRW_KERNEL(NV, 1, K, a, b, ldv, c, ldm, pfv); break;                             \
+    case 2: CRW_KERNEL(NV, 2, K, a, b, ldv, c, ldm, pfv); break;                             \
+    default: CRW_KERNEL(NV, 3, K, a, b, ldv, c, ldm, pfv);                                   \
     }
                     if (nvc == 3) {
                         CRW_KERNEL_BY_NT(3)

@@ -59,6 +59,10 @@ static inline void crw_gather9_loop_d(const double *base, ptrdiff_t rs, ptrdiff_
 #define CRW_NV 3
 /* most tiles past a block's last whole vector that the GEMM's tail kernel takes */
 #define CRW_TAIL 4
+/* The GEMM prefetches V's rows CRW_VPD input channels ahead where one position's V
+ * (the rows a panel reads) is over CRW_VL1 bytes (winograd_gemm.h) */
+#define CRW_VPD 8
+#define CRW_VL1 (40 * 1024)
 
 typedef float crw_vf __attribute__((vector_size(CRW_VBYTES)));
 typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
