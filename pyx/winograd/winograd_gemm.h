@@ -163,10 +163,10 @@ static void CRW_GEMM(int npos, ptrdiff_t K, const WT *restrict U, ptrdiff_t ups,
 /* one kernel per (vectors, tail tiles): both literals at every call */
 #define CRW_KERNEL_BY_NT(NV)                                                               \
     switch (nt_) {                                                                      \
-    case 0: CRW_KERNEL(NV, 0, K, a, b, ldv, c, ldm, pfv); break;                             \
-    case 1: CRW_KERNEL(NV, 1, K, a, b, ldv, c, ldm, pfv); break;                             \
-    case 2: CRW_KERNEL(NV, 2, K, a, b, ldv, c, ldm, pfv); break;                             \
-    default: CRW_KERNEL(NV, 3, K, a, b, ldv, c, ldm, pfv);                                   \
+    case 0: CRW_KERNEL(NV, 0, K, a, b, ldv, c, ldm, pfv); break;                        \
+    case 1: CRW_KERNEL(NV, 1, K, a, b, ldv, c, ldm, pfv); break;                        \
+    case 2: CRW_KERNEL(NV, 2, K, a, b, ldv, c, ldm, pfv); break;                        \
+    default: CRW_KERNEL(NV, 3, K, a, b, ldv, c, ldm, pfv);                              \
     }
                     if (nvc == 3) {
                         CRW_KERNEL_BY_NT(3)

@@ -64,6 +64,19 @@ static inline void crw_gather9_loop_d(const double *base, ptrdiff_t rs, ptrdiff_
 #define CRW_VPD 8
 #define CRW_VL1 (40 * 1024)
 
+/* [*elo, *ehi): the e < ne whose input column col0 + dw*e lies inside a row of w columns
+ * (the input transform's masks and copies). */
+static inline void crw_row_span(ptrdiff_t col0, ptrdiff_t dw, ptrdiff_t w, ptrdiff_t ne,
+                                ptrdiff_t *elo, ptrdiff_t *ehi) {
+    ptrdiff_t lo = col0 >= 0 ? 0 : (-col0 + dw - 1) / dw;
+    ptrdiff_t hi = col0 < w ? (w - 1 - col0) / dw + 1 : 0;
+    if (lo > ne) lo = ne;
+    if (hi > ne) hi = ne;
+    if (hi < lo) hi = lo;
+    *elo = lo;
+    *ehi = hi;
+}
+
 typedef float crw_vf __attribute__((vector_size(CRW_VBYTES)));
 typedef double crw_vd __attribute__((vector_size(CRW_VBYTES)));
 #define CRW_VLF ((ptrdiff_t)(CRW_VBYTES / sizeof(float)))

@@ -58,12 +58,8 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     const ptrdiff_t nu = nv + 1;            /* tile offsets u the transform reads */
     const ptrdiff_t ne = nu * m;            /* input columns behind them */
     WT *R = P + (ptrdiff_t)al * m * lp;     /* one zero-padded input row */
-    /* input columns col0 + dw*e, e in [elo, ehi), lie inside the row */
-    ptrdiff_t elo = col0 >= 0 ? 0 : (-col0 + dw - 1) / dw;
-    ptrdiff_t ehi = col0 < w ? (w - 1 - col0) / dw + 1 : 0;
-    if (elo > ne) elo = ne;
-    if (ehi > ne) ehi = ne;
-    if (ehi < elo) ehi = elo;
+    ptrdiff_t elo, ehi;     /* input columns col0 + dw*e, e in [elo, ehi), lie inside */
+    crw_row_span(col0, dw, w, ne, &elo, &ehi);
     const int inside = dw == 1 && elo == 0 && ehi == ne;
 #if CRW_HAVE_DEINTB
     const int inreg = m == 2 && dw == 1;    /* F(2,3) rows go straight to registers */
@@ -156,13 +152,8 @@ static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int
     for (int s = 0; s < nseg; s++) {
         const WT *xs = x + seg[4 * s];
         const ptrdiff_t row0 = seg[4 * s + 1], col0 = seg[4 * s + 2], sl = seg[4 * s + 3];
-        /* input columns col0 + e, e in [elo, ehi), lie inside the row (as CRW_INPUT) */
-        const ptrdiff_t ne = ((sl + WVL - 1) / WVL * WVL + 1) * 2;
-        ptrdiff_t elo = col0 >= 0 ? 0 : -col0;
-        ptrdiff_t ehi = col0 < w ? w - col0 : 0;
-        if (elo > ne) elo = ne;
-        if (ehi > ne) ehi = ne;
-        if (ehi < elo) ehi = elo;
+        ptrdiff_t elo, ehi;     /* the segment's input columns inside the row */
+        crw_row_span(col0, 1, w, ((sl + WVL - 1) / WVL * WVL + 1) * 2, &elo, &ehi);
         for (int r = 0; r < 4; r++) {
             const ptrdiff_t row = row0 + dh * r;
             WT *pr = P + (ptrdiff_t)r * 4 * lp + o;
@@ -289,7 +280,7 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
               ptrdiff_t unp)
 {
     /* Results of CRW_WCB input channels are kept in B and written position by position
-       as runs of whole lines: the alpha^2 positions lie nob*cig*8 elements apart, often
+       as runs of whole lines: the alpha^2 positions lie unp*cig*8 elements apart, often
        a multiple of 4 KiB, and 16-36 interleaved 32-byte stores into them fell into one
        L1 set and evicted each other before their lines were complete. */
     WT B[36][CRW_WCB * 8];
