@@ -463,6 +463,43 @@ def test_workspace_argument():
         mod.winograd_conv2d(x.astype(np.float64), w, b, out2, 1, 1, 1, 1, 1, 2, 2)
 
 
+
+def test_kernel_entry_checks_sizes_whoever_calls():
+    """The backend calls the kernels' ``_run`` directly (the spec checked the arrays): the
+    sizes the kernels index by are still checked there, so a weight array of the wrong
+    length, a short bias or inconsistent groups raise instead of reading past a buffer."""
+    rng = np.random.default_rng(8)
+    x, w, b = arrays(rng, 2, 16, 24, 10, 12)
+    mod = BE._mod
+    U = mod.transform_weights(w, 2, 1).reshape(-1)
+    need = mod.workspace_elems(2, 1, 16, 24, 10, 12, 1, 1, 2, 4, 2)
+    ws = np.empty(need, np.float32)
+    ref = np.empty((2, 24, 10, 12), np.float32)
+    mod.winograd_conv2d(x, w, b, ref, 1, 1, 1, 1, 1, 2, 2)
+    out = np.empty_like(ref)
+    mod._run(x, U, b, out, 1, 1, 1, 1, 1, 2, 2, ws, False)
+    np.testing.assert_array_equal(out, ref)
+    bad = [dict(U=U[:-8]), dict(U=w.reshape(-1)), dict(b=b[:-1]), dict(groups=5),
+           dict(groups=0), dict(tile=3), dict(threads=0), dict(dh=0),
+           dict(x=np.empty((2, 0, 10, 12), np.float32))]
+    for change in bad:
+        args = dict(x=x, U=U, b=b, groups=1, tile=2, threads=2, dh=1)
+        args.update(change)
+        with pytest.raises(ValueError):
+            mod._run(args["x"], args["U"], args["b"], out, 1, 1, args["dh"], 1,
+                     args["groups"], args["tile"], args["threads"], ws, False)
+    with pytest.raises(ValueError, match="weights"):     # raw weights given as U
+        mod._run(x, w.reshape(-1), b, out, 1, 1, 1, 1, 1, 2, 2, ws, False)
+
+
+def test_tile_tables_are_remembered_read_only():
+    mod = BE._mod
+    starts, ends = mod._tile_tables(11, 2, 2)
+    np.testing.assert_array_equal(starts, [0, 4, 8, 1, 5, 9])
+    np.testing.assert_array_equal(ends, [3, 3, 3, 6, 6, 6])
+    assert mod._tile_tables(11, 2, 2)[0] is starts
+    assert not starts.flags.writeable and not ends.flags.writeable
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reused_workspace_contents_never_reach_the_output(dtype):
     """A workspace full of NaN from earlier use gives the same outputs as a fresh one: the

@@ -97,6 +97,8 @@ TILES = (2, 4)
 # the input gradient) below which the backend declines (module docstring: a random
 # sweep broke the bound up to 80x at 1-2 channels, 0.9x at 3, never above 0.03x at 8).
 MIN_SUMMED_CHANNELS = 8
+# Call sizes whose plan a backend remembers (``CythonWinogradBackend._plan``)
+PLANS_MAX = 512
 
 
 class TransformedWeights:
@@ -161,6 +163,7 @@ class CythonWinogradBackend(Backend):
 
     def __init__(self, variant: str = None):
         self._mod = load_family("_winograd", variant)
+        self._plans = {}
 
     @property
     def variant(self) -> str:
@@ -221,11 +224,27 @@ class CythonWinogradBackend(Backend):
             cache, (self.name, tile, spec.groups), w,
             lambda: self._mod.transform_weights(w, tile, spec.groups, threads),
             self._mod.same_bytes, threads)
-        return self._run(spec, x, wt, b, ctx, tile)
+        return self._run(spec, x, wt, b, ctx, tile, self._plan(spec, tile, threads)[2])
+
+    def _plan(self, spec, tile, threads):
+        """(fuses, workspace elements with raw weights, with transformed weights) of a
+        call (``raw_plan``, ``workspace_elems``), remembered per sizes: worked out per
+        call, they cost a few percent of a small layer's Python side."""
+        key = (spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.dh, spec.dw,
+               tile, spec.dtype, threads)
+        got = self._plans.get(key)
+        if got is None:
+            itemsize = np.dtype(spec.dtype).itemsize
+            fuses, raw = self._mod.raw_plan(*self._sizes(spec), tile, itemsize, threads)
+            got = (fuses, raw, self._mod.workspace_elems(*self._sizes(spec), tile, itemsize,
+                                                         threads))
+            if len(self._plans) >= PLANS_MAX:
+                self._plans.clear()
+            self._plans[key] = got
+        return got
 
     def _functional(self, spec, x, w, b, ctx, tile, threads):
-        fuses, need = self._mod.raw_plan(*self._sizes(spec), tile,
-                                         np.dtype(spec.dtype).itemsize, threads)
+        fuses, need, _ = self._plan(spec, tile, threads)
         if fuses:
             # one tile block: the kernel transforms each chunk of output channels just
             # before its GEMM, from the weights themselves (no whole U through memory)
@@ -289,8 +308,14 @@ class CythonWinogradBackend(Backend):
         # costs page faults comparable to a small layer. Its size is set by the work
         # (channels x tile block x threads), never by the image or the padding.
         ws = _gradops._scratch(WS_SCRATCH, (need,), spec.dtype)
-        self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
-                                  spec.groups, tile, threads, ws, fuse)
+        if spec.c_in and spec.h and spec.w:
+            # the spec checked the arrays: straight to the kernels' own size checks
+            # (winograd_conv2d's checks of the array kinds cost ~2 % of a small layer)
+            self._mod._run(x, wt.reshape(-1), b, out, spec.pt, spec.pl, spec.dh, spec.dw,
+                           spec.groups, tile, threads, ws, bool(fuse))
+        else:
+            self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
+                                      spec.groups, tile, threads, ws, fuse)
         return out
 
     def release_workspace(self) -> None:

@@ -661,9 +661,25 @@ def same_bytes(const unsigned char[::1] a, const unsigned char[::1] b, int threa
     return differ == 0
 
 
+_TABLES = {}
+_TABLES_MAX = 256
+
+
 def _tile_tables(Py_ssize_t size, Py_ssize_t dil, int m):
     """(start, run_end) per tile along one axis: the output index of the tile's first
-    element, and the index one past the last tile of the same residue."""
+    element, and the index one past the last tile of the same residue. Remembered per
+    (size, dil, m) (read-only arrays): made per call, the lists and arrays cost more
+    than the rest of a call's Python side."""
+    key = (size, dil, m)
+    got = _TABLES.get(key)
+    if got is None:
+        if len(_TABLES) >= _TABLES_MAX:
+            _TABLES.clear()
+        got = _TABLES[key] = _make_tile_tables(size, dil, m)
+    return got
+
+
+def _make_tile_tables(Py_ssize_t size, Py_ssize_t dil, int m):
     starts, ends = [], []
     for a in range(min(dil, size)):
         na = (size - a + dil - 1) // dil
@@ -672,7 +688,10 @@ def _tile_tables(Py_ssize_t size, Py_ssize_t dil, int m):
         for t in range(k):
             starts.append(a + dil * m * t)
         ends.extend([first + k] * k)
-    return (np.array(starts, dtype=np.intp), np.array(ends, dtype=np.intp))
+    tables = (np.array(starts, dtype=np.intp), np.array(ends, dtype=np.intp))
+    for a in tables:
+        a.flags.writeable = False
+    return tables
 
 
 def workspace_elems(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
@@ -710,13 +729,25 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
          const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
          Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int tile,
          int threads, floating[::1] workspace, bint raw):
-    # U: the transformed weights, flat; raw: the weights (c_out, cig, 3, 3) flat instead,
-    # for a plan that transforms them chunk by chunk (``raw_plan``)
+    """The convolution of ``winograd_conv2d`` once its arguments are arrays of the right
+    kinds (the backend calls it directly with a validated spec's arrays). U: the
+    transformed weights, flat; raw: the weights (c_out, cig, 3, 3) flat instead, for a
+    plan that transforms them chunk by chunk (``raw_plan``). The sizes the kernels rely
+    on are checked here, whoever calls."""
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t c_out = out.shape[1], oh = out.shape[2], ow = out.shape[3]
+    if tile not in TILES or groups < 1 or dh < 1 or dw < 1 or threads < 1:
+        raise ValueError(f"tile {tile}, groups {groups}, dilation ({dh}, {dw}) or threads "
+                         f"{threads} out of range")
+    if c_in % groups or c_out % groups or out.shape[0] != n or bias.shape[0] != c_out \
+            or c_in == 0 or h == 0 or w == 0:
+        raise ValueError("inconsistent or empty channels / groups / batch / image")
     cdef Py_ssize_t cig = c_in // groups, cog = c_out // groups
     cdef Plan plan = _plan(n, groups, cig, cog, oh, ow, dh, dw, tile, sizeof(floating),
                            threads, raw)
+    if U.shape[0] != (c_out * cig * 9 if raw else groups * plan.npos * plan.nob * cig * CRW_MR):
+        raise ValueError(f"weights of {U.shape[0]} elements do not fit these sizes "
+                         f"(raw={bool(raw)})")
     if plan.fused != raw:
         raise ValueError(f"fuse={bool(raw)} does not match these sizes' plan "
                          f"(raw_plan gives {bool(plan.fused)})")
