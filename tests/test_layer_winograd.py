@@ -15,7 +15,8 @@ pytestmark = pytest.mark.skipif("cython-winograd" not in convreg.available_backe
 
 
 class Counting:
-    """Wraps the compiled module to count weight transforms."""
+    """Wraps the compiled module to count weight transforms: transform_weights calls, and
+    convolutions given the raw weights (``_run``'s ``raw``), which transform them inside."""
 
     def __init__(self, mod):
         self._mod, self.transforms = mod, 0
@@ -23,6 +24,10 @@ class Counting:
     def transform_weights(self, *a, **k):
         self.transforms += 1
         return self._mod.transform_weights(*a, **k)
+
+    def _run(self, *a, **k):
+        self.transforms += bool(a[12])
+        return self._mod._run(*a, **k)
 
     def __getattr__(self, name):
         return getattr(self._mod, name)

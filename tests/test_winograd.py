@@ -492,6 +492,37 @@ def test_kernel_entry_checks_sizes_whoever_calls():
         mod._run(x, w.reshape(-1), b, out, 1, 1, 1, 1, 1, 2, 2, ws, False)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_whole_transform_inside_the_convolution(dtype):
+    """Raw weights with room for U (``Ut``): the team transforms them whole inside the
+    convolution's region before its work items, the same bits as transform_weights then
+    the convolution, at any thread count; U lands in Ut; a Ut of the wrong size raises."""
+    rng = np.random.default_rng(9)
+    mod = BE._mod
+    for n, g, cig, cog, hh, ww in [(4, 1, 24, 40, 40, 40), (2, 2, 16, 12, 64, 64),
+                                   (3, 1, 64, 64, 28, 28)]:
+        x, w, b = arrays(rng, n, g * cig, g * cog, hh, ww, dtype=dtype, groups=g)
+        U = mod.transform_weights(w, 2, g)
+        ref = np.empty((n, g * cog, hh, ww), dtype)
+        mod.winograd_conv2d(x, U, b, ref, 1, 1, 1, 1, g, 2, 2)
+        for threads in (1, 2, 3):
+            assert not mod.raw_plan(n, g, cig, cog, hh, ww, 1, 1, 2, x.itemsize, threads)[0]
+            need = mod.workspace_elems(n, g, cig, cog, hh, ww, 1, 1, 2, x.itemsize, threads,
+                                       True)
+            out = np.full_like(ref, np.nan)
+            Ut = np.full(U.size, np.nan, dtype)
+            mod._run(x, w.reshape(-1), b, out, 1, 1, 1, 1, g, 2, threads,
+                     np.empty(need, dtype), True, Ut)
+            np.testing.assert_array_equal(out, ref)
+            np.testing.assert_array_equal(Ut, U.reshape(-1))
+        with pytest.raises(ValueError, match="Ut"):
+            mod._run(x, w.reshape(-1), b, out, 1, 1, 1, 1, g, 2, 2, np.empty(need, dtype),
+                     True, Ut[:-1])
+        with pytest.raises(ValueError, match="fuse"):      # raw, not fused, no room for U
+            mod._run(x, w.reshape(-1), b, out, 1, 1, 1, 1, g, 2, 2, np.empty(need, dtype),
+                     True)
+
+
 def test_tile_tables_are_remembered_read_only():
     mod = BE._mod
     starts, ends = mod._tile_tables(11, 2, 2)

@@ -249,9 +249,8 @@ class CythonWinogradBackend(Backend):
             # one tile block: the kernel transforms each chunk of output channels just
             # before its GEMM, from the weights themselves (no whole U through memory)
             return self._run(spec, x, w, b, ctx, tile, need, True)
-        wt = self._mod.transform_weights(w, tile, spec.groups, threads,
-                                         self._scratch_u(spec, tile))
-        return self._run(spec, x, wt, b, ctx, tile, need)
+        # transformed whole by the convolution's own team, before its work items
+        return self._run(spec, x, w, b, ctx, tile, need, True, self._scratch_u(spec, tile))
 
     def conv2d_input(self, spec, grad_output, w, ctx):
         """The input gradient of a 3x3 stride-1 layer (``supports``) is one 3x3 stride-1
@@ -294,9 +293,10 @@ class CythonWinogradBackend(Backend):
         """The sizes the kernels' plan depends on, in their argument order."""
         return (spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow, spec.dh, spec.dw)
 
-    def _run(self, spec, x, wt, b, ctx, tile, need=None, fuse=None):
+    def _run(self, spec, x, wt, b, ctx, tile, need=None, fuse=None, ut=None):
         """``need``: the workspace elements when the caller has them (``raw_plan``);
-        ``fuse``: wt is the weights themselves, for a plan that transforms them inside."""
+        ``fuse``: wt is the weights themselves, for a plan that transforms them inside
+        (chunk by chunk, or whole into ``ut`` first)."""
         out = _alloc.empty(spec.output_shape, spec.dtype)
         if b is None:
             b = np.zeros(spec.c_out, dtype=spec.dtype)
@@ -312,8 +312,11 @@ class CythonWinogradBackend(Backend):
             # the spec checked the arrays: straight to the kernels' own size checks
             # (winograd_conv2d's checks of the array kinds cost ~2 % of a small layer)
             self._mod._run(x, wt.reshape(-1), b, out, spec.pt, spec.pl, spec.dh, spec.dw,
-                           spec.groups, tile, threads, ws, bool(fuse))
+                           spec.groups, tile, threads, ws, bool(fuse),
+                           None if ut is None else ut.reshape(-1))
         else:
+            if ut is not None:
+                wt, fuse = self._mod.transform_weights(wt, tile, spec.groups, threads, ut), None
             self._mod.winograd_conv2d(x, wt, b, out, spec.pt, spec.pl, spec.dh, spec.dw,
                                       spec.groups, tile, threads, ws, fuse)
         return out

@@ -728,12 +728,15 @@ def raw_plan(Py_ssize_t n, Py_ssize_t groups, Py_ssize_t cig, Py_ssize_t cog,
 def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
          const floating[::1] bias, floating[:, :, :, ::1] out, Py_ssize_t pt,
          Py_ssize_t pleft, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t groups, int tile,
-         int threads, floating[::1] workspace, bint raw):
+         int threads, floating[::1] workspace, bint raw, floating[::1] Ut=None):
     """The convolution of ``winograd_conv2d`` once its arguments are arrays of the right
     kinds (the backend calls it directly with a validated spec's arrays). U: the
     transformed weights, flat; raw: the weights (c_out, cig, 3, 3) flat instead, for a
-    plan that transforms them chunk by chunk (``raw_plan``). The sizes the kernels rely
-    on are checked here, whoever calls."""
+    plan that transforms them chunk by chunk (``raw_plan``), or, with ``Ut`` (room for
+    the whole transform, flat), for any plan: the team transforms them into Ut first, in
+    the same parallel region, then convolves (a functional call saves the transform's
+    own region and Python call: 64ch 56^2 / 128ch 28^2 ~2 % of the call). The sizes the
+    kernels rely on are checked here, whoever calls."""
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t c_out = out.shape[1], oh = out.shape[2], ow = out.shape[3]
     if tile not in TILES or groups < 1 or dh < 1 or dw < 1 or threads < 1:
@@ -748,7 +751,11 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
     if U.shape[0] != (c_out * cig * 9 if raw else groups * plan.npos * plan.nob * cig * CRW_MR):
         raise ValueError(f"weights of {U.shape[0]} elements do not fit these sizes "
                          f"(raw={bool(raw)})")
-    if plan.fused != raw:
+    cdef bint wfirst = raw and not plan.fused and Ut is not None
+    cdef Py_ssize_t nu = groups * plan.npos * plan.nob * cig * CRW_MR
+    if wfirst and Ut.shape[0] != nu:
+        raise ValueError(f"Ut has {Ut.shape[0]} elements, the transform needs {nu}")
+    if plan.fused != raw and not wfirst:
         raise ValueError(f"fuse={bool(raw)} does not match these sizes' plan "
                          f"(raw_plan gives {bool(plan.fused)})")
     if plan.ttot == 0 or c_out == 0:
@@ -766,6 +773,12 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
     cdef floating* ws = &workspace[0]
     cdef const floating* xp = &x[0, 0, 0, 0]
     cdef const floating* up = &U[0]
+    cdef const floating* wp = &U[0]
+    cdef floating* utp = NULL
+    cdef Py_ssize_t wi, wg, wob
+    if wfirst:
+        utp = &Ut[0]
+        up = utp
     cdef const floating* bp = &bias[0]
     cdef floating* op = &out[0, 0, 0, 0]
     cdef const Py_ssize_t* trp = &trow[0]
@@ -780,6 +793,21 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
         buf = ws + tid * plan.per_thread
         off = (<size_t>buf // sizeof(floating)) % 16        # 64-byte alignment
         buf = buf + ((16 - off) % 16)
+        if wfirst:
+            # the whole transform, panels shared out as transform_weights does, then a
+            # barrier: every work item reads all of it
+            for wi in prange(groups * plan.nob, schedule='static'):
+                wg = wi // plan.nob
+                wob = wi % plan.nob
+                if floating is float:
+                    call_crw_wtrans_f(tile, wp + wg * cog * cig * 9, cog, cig, 0, wob,
+                                      wob + 1, utp + (wg * plan.npos * plan.nob + wob) * cig
+                                      * CRW_MR, plan.nob)
+                else:
+                    call_crw_wtrans_d(tile, wp + wg * cog * cig * 9, cog, cig, 0, wob,
+                                      wob + 1, utp + (wg * plan.npos * plan.nob + wob) * cig
+                                      * CRW_MR, plan.nob)
+            cr_omp_barrier()
         if plan.shared:
             # Every thread runs every round (the barriers need the whole team): its input
             # channels of the block into thread 0's V, then its output-channel panels.
