@@ -179,18 +179,18 @@ def test_pointwise_rule(isolated, shape, stride, runs):
 
 
 @pytest.mark.parametrize("shape,winograd", [
-    (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 256 pixels
-    (((1, 128, 16, 16), (128, 128, 3, 3)), True),
-    (((1, 128, 14, 14), (128, 128, 3, 3)), False),    # 196 pixels: transforms dominate
-    (((1, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 196 pixels
-    (((1, 256, 13, 13), (256, 256, 3, 3)), False),
-    (((1, 96, 20, 20), (96, 96, 3, 3)), True),        # >= 96 channels, >= 400 pixels
-    (((1, 96, 16, 16), (96, 96, 3, 3)), False),
-    (((1, 64, 28, 28), (64, 64, 3, 3)), True),        # >= 64 channels, >= 784 pixels
-    (((1, 64, 24, 24), (64, 64, 3, 3)), False),
+    (((1, 128, 28, 28), (128, 128, 3, 3)), True),     # >= 128 channels, >= 196 pixels
+    (((1, 128, 14, 14), (128, 128, 3, 3)), True),
+    (((1, 128, 12, 12), (128, 128, 3, 3)), False),    # 144 pixels: transforms dominate
+    (((1, 256, 13, 13), (256, 256, 3, 3)), True),     # >= 256 channels, >= 169 pixels
+    (((1, 256, 12, 12), (256, 256, 3, 3)), False),
+    (((1, 96, 16, 16), (96, 96, 3, 3)), True),        # >= 96 channels, >= 256 pixels
+    (((1, 96, 14, 14), (96, 96, 3, 3)), False),
+    (((1, 64, 22, 22), (64, 64, 3, 3)), True),        # >= 64 channels, >= 484 pixels
+    (((1, 64, 20, 20), (64, 64, 3, 3)), False),
     (((1, 64, 20, 20), (128, 64, 3, 3)), False),      # the smaller channel count decides
-    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 2304 pixels
-    (((1, 32, 40, 40), (32, 32, 3, 3)), False),
+    (((1, 32, 28, 28), (32, 32, 3, 3)), True),        # >= 32 channels, >= 784 pixels
+    (((1, 32, 24, 24), (32, 32, 3, 3)), False),
     (((8, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never for a function
 ])
 def test_functional_winograd_rule(isolated, shape, winograd):
@@ -212,21 +212,22 @@ def test_layers_need_more_pixels_at_256_channels(isolated):
 
 
 @pytest.mark.parametrize("shape,winograd", [
-    (((2, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 128 channels, >= 256 pixels
+    (((2, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 96 channels, >= 256 pixels
     (((8, 512, 7, 7), (512, 512, 3, 3)), True),
     (((1, 256, 14, 14), (256, 256, 3, 3)), False),    # 196 pixels
     (((4, 512, 7, 7), (512, 512, 3, 3)), False),
     (((1, 384, 13, 13), (384, 384, 3, 3)), False),
     (((1, 512, 7, 7), (512, 512, 3, 3)), False),
     (((2, 128, 14, 14), (128, 128, 3, 3)), True),     # 392 pixels
-    (((1, 128, 20, 20), (128, 128, 3, 3)), True),
-    (((1, 96, 20, 20), (96, 96, 3, 3)), True),        # >= 96 channels, >= 400 pixels
+    (((1, 128, 16, 16), (128, 128, 3, 3)), True),
+    (((1, 96, 16, 16), (96, 96, 3, 3)), True),
     (((1, 192, 14, 14), (192, 192, 3, 3)), False),
-    (((1, 64, 28, 28), (64, 64, 3, 3)), True),        # >= 64 channels, >= 784 pixels
-    (((1, 64, 24, 24), (64, 64, 3, 3)), False),
-    (((1, 64, 24, 24), (256, 64, 3, 3)), False),      # the smaller channel count decides
-    (((1, 32, 56, 56), (32, 32, 3, 3)), True),        # >= 32 channels, >= 2304 pixels
-    (((1, 32, 28, 28), (32, 32, 3, 3)), False),
+    (((1, 96, 14, 14), (96, 96, 3, 3)), False),
+    (((1, 64, 22, 22), (64, 64, 3, 3)), True),        # >= 64 channels, >= 484 pixels
+    (((1, 64, 20, 20), (64, 64, 3, 3)), False),
+    (((1, 64, 20, 20), (256, 64, 3, 3)), False),      # the smaller channel count decides
+    (((1, 32, 28, 28), (32, 32, 3, 3)), True),        # >= 32 channels, >= 784 pixels
+    (((1, 32, 24, 24), (32, 32, 3, 3)), False),
     (((1, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never
 ])
 def test_layer_winograd_rule(isolated, shape, winograd):

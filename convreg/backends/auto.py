@@ -85,7 +85,17 @@ FUSED_MIN_CIN = 40
 # (32, 2304).) Re-checked after the weight transform moved inside one-block calls and the
 # tail tiles into the GEMM's microkernel: unchanged (256ch 14^2 0.86-0.90, 256ch 13^2
 # 1.00, 128ch 14^2 0.94-1.03, 192ch 14^2 0.89-0.91, 192ch 13^2 0.99; docs/chooser.md).
-WINOGRAD_FUNCTIONAL = ((256, 196), (128, 256), (96, 400), (64, 784), (32, 2304))
+# Re-measured after functional calls began transforming the weights inside the
+# convolution's region and the backend went straight to the kernels (2026-12-03, same
+# machine, functional calls, idle then primed, Winograd / the current choice): 32ch 28^2
+# 0.77-0.79, 32ch 32^2 0.73, 32ch 36^2 0.77, 32ch 40^2 0.89, 32ch 24^2 0.99, 32ch 20^2
+# 1.06; 48ch 28^2 0.92, 48ch 24^2 0.94, 40ch 28^2 0.97; 64ch 24^2 0.85, 64ch 22^2 0.89,
+# 64ch 20^2 0.94-0.95, 64ch 18^2 1.01, 64ch 16^2 1.04, batch-2 64ch 16^2 0.86; 96ch 16^2
+# 0.84-0.85, 96ch 14^2 1.10, 96ch 12^2 1.30; 128ch 14^2 0.87, 128ch 12^2 1.01, 128ch 10^2
+# 1.34, batch-2 128ch 14^2 0.99; 192ch 13^2 0.90; 256ch 13^2 0.88-0.92, 256ch 12^2 1.00,
+# 256ch 10^2 1.09; 512ch 10^2 1.07, batch-2 512ch 7^2 0.99. (Was (256, 196), (128, 256),
+# (96, 400), (64, 784), (32, 2304).)
+WINOGRAD_FUNCTIONAL = ((256, 169), (128, 196), (96, 256), (64, 484), (32, 784))
 # A layer keeps its transformed weights (checked against its weights on every call),
 # by the same kind of table. Small images
 # still cost: every call streams the transformed weights (16/9 of the weights' size) once
@@ -109,7 +119,12 @@ WINOGRAD_FUNCTIONAL = ((256, 196), (128, 256), (96, 400), (64, 784), (32, 2304))
 # channel row's 256 pixels: inside ResNet-18 the 256ch 14^2 layers were still a draw
 # (1.07, 1.00, 0.99x im2col's time after the changes above). (Was (256, 384), (96,
 # 400), (64, 1200), (32, 2304).)
-WINOGRAD_CACHED = ((128, 256), (96, 400), (64, 784), (32, 2304))
+# Re-measured with the functional table above (layers alone, idle then primed, Winograd /
+# the current choice): 32ch 28^2 0.76, 32ch 40^2 0.82, 64ch 22^2 0.82, 96ch 16^2 0.77,
+# 128ch 14^2 0.91; the 96 row at 256 pixels keeps 256 channels at 256 pixels as before
+# (a 128 row at 196 would send ResNet-18's 256ch 14^2 layers to Winograd, a draw in the
+# network). (Was (128, 256), (96, 400), (64, 784), (32, 2304).)
+WINOGRAD_CACHED = ((96, 256), (64, 484), (32, 784))
 
 
 def winograd_fits(spec, cached=False) -> bool:
