@@ -2,6 +2,7 @@
 
 import threading
 
+import numpy as np
 import pytest
 
 import convreg
@@ -121,6 +122,38 @@ def test_winograd_from_many_threads_at_once():
             errors.append(repr(exc))
 
     threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+
+
+def test_winograd_whole_transforms_from_many_threads_at_once():
+    """Functional calls of several tile blocks transform their weights into the calling
+    thread's own buffer inside the convolution: threads with different weights at once
+    get exactly the outputs they get one at a time."""
+    if "cython-winograd" not in convreg.available_backends():
+        pytest.skip("cython-winograd is not built")
+    mod = convreg.get_backend("cython-winograd")._mod
+    assert not mod.raw_plan(3, 1, 64, 64, 28, 28, 1, 1, 2, 4, 2)[0]   # several blocks
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 64, 28, 28)).astype(np.float32)
+    ws = [rng.standard_normal((64, 64, 3, 3)).astype(np.float32) for _ in range(4)]
+    alone = [convreg.conv2d(x, w, padding=1, backend="cython-winograd") for w in ws]
+    errors = []
+    barrier = threading.Barrier(len(ws))
+
+    def worker(i):
+        try:
+            barrier.wait()
+            for _ in range(4):
+                out = convreg.conv2d(x, ws[i], padding=1, backend="cython-winograd")
+                assert np.array_equal(out, alone[i]), f"thread {i}: outputs differ"
+        except Exception as exc:   # reported below, with the thread's error
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(ws))]
     for t in threads:
         t.start()
     for t in threads:
