@@ -523,6 +523,36 @@ def test_whole_transform_inside_the_convolution(dtype):
                      True)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shared_block_split_by_positions(dtype):
+    """A block shared by a team of two, with transformed weights, is split by tile
+    positions (each thread its 8 positions' input transform, U and GEMM, then half the
+    output channels from the team's M): the same bits as one thread (no sharing) and three
+    (split by output channels), within the bound of the float64 reference."""
+    rng = np.random.default_rng(10)
+    mod = BE._mod
+    # (whether a block is shared depends on the dtype's V size)
+    wide = ([(1, 256, 256, 14, 14, (1, 1, 1, 1)), (1, 512, 64, 7, 7, (1, 1, 1, 1))]
+            if dtype == np.float32 else
+            [(1, 96, 200, 13, 15, (2, 0, 1, 1)), (1, 128, 128, 10, 10, (1, 1, 1, 1))])
+    for k, (n, cin, cout, hh, ww, pad) in enumerate([(1, 64, 128, 8, 9, (1, 1, 1, 1))]
+                                                    + wide):
+        x, w, b = arrays(rng, n, cin, cout, hh, ww, dtype=dtype)
+        oh, ow = hh + pad[0] + pad[1] - 2, ww + pad[2] + pad[3] - 2
+        assert mod.plan_info(n, 1, cin, cout, oh, ow, 1, 1, 2, x.itemsize, 2)["shared"]
+        U = mod.transform_weights(w, 2)
+        outs = []
+        for threads in (1, 2, 3):
+            out = np.full((n, cout, oh, ow), np.nan, dtype)
+            mod.winograd_conv2d(x, U, b, out, pad[0], pad[2], 1, 1, 1, 2, threads)
+            outs.append(out)
+        np.testing.assert_array_equal(outs[1], outs[0])
+        np.testing.assert_array_equal(outs[2], outs[0])
+        if k == 0:      # (the float64 reference of the wide ones takes seconds)
+            ref, bound = reference(x, w, b, pad, (1, 1), 1)
+            assert np.all(np.abs(outs[1] - ref) <= bound)
+
+
 def test_tile_tables_are_remembered_read_only():
     mod = BE._mod
     starts, ends = mod._tile_tables(11, 2, 2)

@@ -19,6 +19,8 @@
 #define CRW_STOREU crw_storeu_f
 #define CRW_INPUT crw_input_f
 #define CRW_INPUT2B crw_input2b_f
+#define CRW_INPUT2B_H crw_input2b_h_f
+#define CRW_INPUT_H crw_input_h_f
 #define CRW_BT44 crw_bt44_f
 #define CRW_OUTPUT crw_output_f
 #define CRW_OUTSTORE crw_outstore_f
@@ -45,6 +47,8 @@
 #undef CRW_STOREU
 #undef CRW_INPUT
 #undef CRW_INPUT2B
+#undef CRW_INPUT2B_H
+#undef CRW_INPUT_H
 #undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE
@@ -70,6 +74,8 @@
 #define CRW_STOREU crw_storeu_d
 #define CRW_INPUT crw_input_d
 #define CRW_INPUT2B crw_input2b_d
+#define CRW_INPUT2B_H crw_input2b_h_d
+#define CRW_INPUT_H crw_input_h_d
 #define CRW_BT44 crw_bt44_d
 #define CRW_OUTPUT crw_output_d
 #define CRW_OUTSTORE crw_outstore_d
@@ -96,6 +102,8 @@
 #undef CRW_STOREU
 #undef CRW_INPUT
 #undef CRW_INPUT2B
+#undef CRW_INPUT2B_H
+#undef CRW_INPUT_H
 #undef CRW_BT44
 #undef CRW_OUTPUT
 #undef CRW_OUTSTORE

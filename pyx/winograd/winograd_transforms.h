@@ -22,9 +22,13 @@ static inline WV CRW_LOADU(const WT *p) {
 static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
 
 /* V[(i*4 + s)*vps + u] := (B^T d B)[i][s] of F(2,3) for the WVL tiles u of d's lanes,
- * d[r][k] lane u = d_u[r][k]. */
+ * d[r][k] lane u = d_u[r][k], for the rows i of `half` (CRW_HALF_ROWS: all, or 0-1 from
+ * input rows 0-2, or 2-3 from rows 1-3; the others' V is not written and the input row
+ * a half does not read may hold anything). */
+#define CRW_HALF_LO(half) ((half) == 1 ? 2 : 0)
+#define CRW_HALF_HI(half) ((half) == 0 ? 2 : 4)
 static inline __attribute__((always_inline)) void CRW_BT44(WV d[4][4], WT *restrict V,
-                                                           ptrdiff_t vps)
+                                                           ptrdiff_t vps, int half)
 {
     WV t[4][4], e[4], o[4];
     for (int k = 0; k < 4; k++) {
@@ -32,11 +36,13 @@ static inline __attribute__((always_inline)) void CRW_BT44(WV d[4][4], WT *restr
         CRW_BT4(WT, o, e);
         for (int i = 0; i < 4; i++) t[i][k] = o[i];
     }
-    for (int i = 0; i < 4; i++) {
+    for (int i = CRW_HALF_LO(half); i < CRW_HALF_HI(half); i++) {
         CRW_BT4(WT, o, t[i]);
         for (int s = 0; s < 4; s++) CRW_STOREU(V + (i * 4 + s) * vps, o[s]);
     }
 }
+#undef CRW_HALF_LO
+#undef CRW_HALF_HI
 
 /* V[(i*alpha + s)*vps + u] := (B^T d_u B)[i][s] for u < nt (lanes up to the next multiple
  * of WVL are written too: the caller gives that much room and overwrites them later),
@@ -48,9 +54,10 @@ static inline __attribute__((always_inline)) void CRW_BT44(WV d[4][4], WT *restr
  * load; then one zero-padded input row for segments that touch the padding. F(2,3)
  * without column dilation on AVX-512 skips P: each row's four phases go from masked
  * loads of x straight into registers (CRW_ROW2). */
-static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
-                      ptrdiff_t row0, ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw,
-                      ptrdiff_t nt, WT *restrict P, WT *restrict V, ptrdiff_t vps)
+static inline __attribute__((always_inline)) void
+CRW_INPUT_H(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t row0,
+            ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw, ptrdiff_t nt, WT *restrict P,
+            WT *restrict V, ptrdiff_t vps, const int half)
 {
     const int al = m + 2;
     const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL;
@@ -96,6 +103,10 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
             WV d[4][4];
             for (int r = 0; r < 4; r++) {
+                if (r == (half == 0 ? 3 : half == 1 ? 0 : -1)) {    /* not read */
+                    for (int k = 0; k < 4; k++) d[r][k] = (WV){0};
+                    continue;
+                }
 #if CRW_HAVE_DEINTB
                 const ptrdiff_t row = row0 + dh * r;
                 if (inreg && row >= 0 && row < h) {
@@ -107,7 +118,7 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
                     d[r][k] = inreg ? (WV){0}
                                     : CRW_LOADU(P + (r * 2 + (k & 1)) * lp + u0 + (k >> 1));
             }
-            CRW_BT44(d, V + u0, vps);
+            CRW_BT44(d, V + u0, vps, half);
         }
     } else {
         for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
@@ -126,6 +137,20 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
     }
 }
 
+/* half: a literal in each call of the body, so the whole transform (-1) runs the code it
+ * ran before halves existed (a runtime test per row cost 2-4 % of a 64ch 56^2 call). */
+static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
+                      ptrdiff_t row0, ptrdiff_t dh, ptrdiff_t col0, ptrdiff_t dw,
+                      ptrdiff_t nt, WT *restrict P, WT *restrict V, ptrdiff_t vps, int half)
+{
+    if (half == 0)
+        CRW_INPUT_H(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps, 0);
+    else if (half == 1)
+        CRW_INPUT_H(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps, 1);
+    else
+        CRW_INPUT_H(m, x, h, w, row0, dh, col0, dw, nt, P, V, vps, -1);
+}
+
 /* F(2,3) input transform of one input channel for the nt tiles of a whole block, which
  * lie in nseg segments (runs of one tile row, in tile order; column dilation 1):
  * seg[4*s .. 4*s + 3] = the offset of segment s's input plane from x, its first input row,
@@ -139,10 +164,12 @@ static void CRW_INPUT(int m, const WT *restrict x, ptrdiff_t h, ptrdiff_t w,
  * zeroed: the transform of the last vector reads them, and V's lanes there are cleared
  * afterwards, but stale workspace could hold denormals, which cost microcode assists).
  * Other builds: CRW_INPUT segment by segment. */
-static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int nseg,
-                        ptrdiff_t h, ptrdiff_t w, ptrdiff_t dh, ptrdiff_t nt, int fresh,
-                        WT *restrict P, WT *restrict V, ptrdiff_t vps)
+static inline __attribute__((always_inline)) void
+CRW_INPUT2B_H(const WT *restrict x, const ptrdiff_t *restrict seg, int nseg, ptrdiff_t h,
+              ptrdiff_t w, ptrdiff_t dh, ptrdiff_t nt, int fresh, WT *restrict P,
+              WT *restrict V, ptrdiff_t vps, const int half)
 {
+    const int skip = half == 0 ? 3 : half == 1 ? 0 : -1;   /* the input row not read */
 #if CRW_HAVE_DEINTB
     const ptrdiff_t nv = (nt + WVL - 1) / WVL * WVL, lp = nv + WVL;
     if (fresh)
@@ -155,6 +182,8 @@ static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int
         ptrdiff_t elo, ehi;     /* the segment's input columns inside the row */
         crw_row_span(col0, 1, w, ((sl + WVL - 1) / WVL * WVL + 1) * 2, &elo, &ehi);
         for (int r = 0; r < 4; r++) {
+            if (r == skip)
+                continue;
             const ptrdiff_t row = row0 + dh * r;
             WT *pr = P + (ptrdiff_t)r * 4 * lp + o;
             for (ptrdiff_t u0 = 0; u0 < sl; u0 += WVL) {
@@ -169,18 +198,32 @@ static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int
     for (ptrdiff_t u0 = 0; u0 < nv; u0 += WVL) {
         WV d[4][4];
         for (int r = 0; r < 4; r++)
-            for (int k = 0; k < 4; k++) d[r][k] = CRW_LOADU(P + (r * 4 + k) * lp + u0);
-        CRW_BT44(d, V + u0, vps);
+            for (int k = 0; k < 4; k++)
+                d[r][k] = r == skip ? (WV){0} : CRW_LOADU(P + (r * 4 + k) * lp + u0);
+        CRW_BT44(d, V + u0, vps, half);
     }
 #else
     (void)fresh;
+    (void)skip;
     ptrdiff_t o = 0;
     for (int s = 0; s < nseg; s++) {
         CRW_INPUT(2, x + seg[4 * s], h, w, seg[4 * s + 1], dh, seg[4 * s + 2], 1,
-                  seg[4 * s + 3], P, V + o, vps);
+                  seg[4 * s + 3], P, V + o, vps, half);
         o += seg[4 * s + 3];
     }
 #endif
+}
+
+static void CRW_INPUT2B(const WT *restrict x, const ptrdiff_t *restrict seg, int nseg,
+                        ptrdiff_t h, ptrdiff_t w, ptrdiff_t dh, ptrdiff_t nt, int fresh,
+                        WT *restrict P, WT *restrict V, ptrdiff_t vps, int half)
+{
+    if (half == 0)
+        CRW_INPUT2B_H(x, seg, nseg, h, w, dh, nt, fresh, P, V, vps, 0);
+    else if (half == 1)
+        CRW_INPUT2B_H(x, seg, nseg, h, w, dh, nt, fresh, P, V, vps, 1);
+    else
+        CRW_INPUT2B_H(x, seg, nseg, h, w, dh, nt, fresh, P, V, vps, -1);
 }
 
 /* Q[(i*m + j)*ldq + u] := bias + (A^T M_u A)[i][j] for u < nt (lanes up to the next
@@ -275,9 +318,9 @@ static void CRW_OUTSTOREB(int m, const WT *restrict Q, ptrdiff_t ldq,
  * and input channel c of this transform read the layer's w[c][o] rotated by 180 degrees,
  * so no flipped copy of the weights is ever made. */
 static inline __attribute__((always_inline)) void
-CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
-              ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U,
-              ptrdiff_t unp)
+CRW_WTRANS_AL(const int AL, const int I0, const int I1, const double (*G)[3],
+              const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap, ptrdiff_t ob0,
+              ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp)
 {
     /* Results of CRW_WCB input channels are kept in B and written position by position
        as runs of whole lines: the alpha^2 positions lie unp*cig*8 elements apart, often
@@ -299,30 +342,31 @@ CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_
                 else
                     CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
 #pragma GCC unroll 6
-                for (int i = 0; i < AL; i++)
+                for (int i = I0; i < I1; i++)
 #pragma GCC unroll 3
                     for (int q = 0; q < 3; q++)
                         t[i][q] = CRW_G3(G[i], g[q], g[3 + q], g[6 + q]);
 #pragma GCC unroll 6
-                for (int i = 0; i < AL; i++)
+                for (int i = I0; i < I1; i++)
 #pragma GCC unroll 6
                     for (int j = 0; j < AL; j++)
                         CRW_V8_STORE(B[i * AL + j] + k * 8,
                                      CRW_G3(G[j], t[i][0], t[i][1], t[i][2]));
             }
             if (nc == CRW_WCB)      /* a fixed size: inline vector moves, no libc call */
-                for (int p = 0; p < AL * AL; p++)
+                for (int p = I0 * AL; p < I1 * AL; p++)
                     memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p], sizeof B[p]);
             else
-                for (int p = 0; p < AL * AL; p++)
+                for (int p = I0 * AL; p < I1 * AL; p++)
                     memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p],
                            nc * 8 * sizeof(WT));
         }
     }
 }
 
+/* half (F(2x2) only): the positions of G's rows 0-1 (0) or 2-3 (1), else all (-1). */
 static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap,
-                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp)
+                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp, int half)
 {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
@@ -331,8 +375,12 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
-    if (m == 2)
-        CRW_WTRANS_AL(4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
+    if (m == 2 && half == 0)
+        CRW_WTRANS_AL(4, 0, 2, G2, w, cog, cig, swap, ob0, ob1, U, unp);
+    else if (m == 2 && half == 1)
+        CRW_WTRANS_AL(4, 2, 4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
+    else if (m == 2)
+        CRW_WTRANS_AL(4, 0, 4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
     else
-        CRW_WTRANS_AL(6, G4, w, cog, cig, swap, ob0, ob1, U, unp);
+        CRW_WTRANS_AL(6, 0, 6, G4, w, cog, cig, swap, ob0, ob1, U, unp);
 }
