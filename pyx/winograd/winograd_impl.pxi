@@ -40,7 +40,10 @@ does not and is only used when asked for).
 
 Work items (group, tile block) go to the OpenMP threads; when they are too few for the
 threads, the team shares each block instead: each thread transforms a range of its input
-channels into one V, and after a barrier computes a range of its output channels. The
+channels into one V, and after a barrier computes a range of its output channels; a team
+of two with transformed weights (F(2x2)) splits the block by tile positions instead (each
+thread all channels of its 8 positions, their GEMM, then after a barrier half the output
+channels from the team's M: each core reads only the V and U it wrote or owns). The
 buffers of a thread (V, M and two small scratch rows) are sized by the block, never by
 the image or the padding. Every output element is computed by the same sequence of
 operations whatever the thread count or block size (the GEMM sums channels in order,
