@@ -224,7 +224,7 @@ class CythonWinogradBackend(Backend):
             cache, (self.name, tile, spec.groups), w,
             lambda: self._mod.transform_weights(w, tile, spec.groups, threads),
             self._mod.same_bytes, threads)
-        return self._run(spec, x, wt, b, ctx, tile, self._plan(spec, tile, threads)[2])
+        return self._run(spec, x, wt, b, ctx, tile)
 
     def _plan(self, spec, tile, threads):
         """(fuses, workspace elements with raw weights, with transformed weights) of a
@@ -302,8 +302,7 @@ class CythonWinogradBackend(Backend):
             b = np.zeros(spec.c_out, dtype=spec.dtype)
         threads = _threads(ctx)
         if need is None:
-            need = self._mod.workspace_elems(*self._sizes(spec), tile,
-                                             np.dtype(spec.dtype).itemsize, threads)
+            need = self._plan(spec, tile, threads)[2]
         # The calling thread's scratch, kept for its next call: a fresh buffer per call
         # costs page faults comparable to a small layer. Its size is set by the work
         # (channels x tile block x threads), never by the image or the padding.

@@ -96,9 +96,9 @@ cdef extern from "winograd_kernels.h" nogil:
                          int nseg, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
                          Py_ssize_t dw)
     void crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
-                      Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp, int half)
+                      Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp)
     void crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap,
-                      Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp, int half)
+                      Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp)
     void crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob,
                     const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M,
                     Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt)
@@ -127,10 +127,10 @@ cdef inline void call_crw_outstoreb_f(int m, const float* Q, Py_ssize_t ldq, con
     crw_outstoreb_f(m, Q, ldq, seg, nseg, out, oh, ow, dh, dw)
 cdef inline void call_crw_outstoreb_d(int m, const double* Q, Py_ssize_t ldq, const Py_ssize_t* seg, int nseg, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
     crw_outstoreb_d(m, Q, ldq, seg, nseg, out, oh, ow, dh, dw)
-cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp, int half=-1) noexcept nogil:
-    crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U, unp, half)
-cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp, int half=-1) noexcept nogil:
-    crw_wtrans_d(m, w, cog, cig, swap, ob0, ob1, U, unp, half)
+cdef inline void call_crw_wtrans_f(int m, const float* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, float* U, Py_ssize_t unp) noexcept nogil:
+    crw_wtrans_f(m, w, cog, cig, swap, ob0, ob1, U, unp)
+cdef inline void call_crw_wtrans_d(int m, const double* w, Py_ssize_t cog, Py_ssize_t cig, int swap, Py_ssize_t ob0, Py_ssize_t ob1, double* U, Py_ssize_t unp) noexcept nogil:
+    crw_wtrans_d(m, w, cog, cig, swap, ob0, ob1, U, unp)
 cdef inline void call_crw_gemm_f(int npos, Py_ssize_t K, const float* U, Py_ssize_t ups, Py_ssize_t nob, const float* V, Py_ssize_t vps, Py_ssize_t ldv, float* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
     crw_gemm_f(npos, K, U, ups, nob, V, vps, ldv, M, mps, ldm, nt)
 cdef inline void call_crw_gemm_d(int npos, Py_ssize_t K, const double* U, Py_ssize_t ups, Py_ssize_t nob, const double* V, Py_ssize_t vps, Py_ssize_t ldv, double* M, Py_ssize_t mps, Py_ssize_t ldm, Py_ssize_t nt) noexcept nogil:
@@ -641,39 +641,30 @@ cdef void _output_chunk(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t 
 
 cdef void _gemm_split(const Plan* pl, Py_ssize_t g, Py_ssize_t t0, Py_ssize_t t1,
                       int half, int tid, int team,
-                      const floating* U, const floating* bias, floating* out,
+                      const floating* U,          # IN  (groups, npos, nob, cig, 8)
+                      const floating* bias, floating* out,
                       const floating* V,          # IN  the team's V, this thread's positions
                       floating* M,                # the team's M (one chunk of all panels)
-                      floating* Q, floating* Ub,  # thread scratch
+                      floating* Q,                # thread scratch
                       const Py_ssize_t* trow, const Py_ssize_t* ccol,
                       const Py_ssize_t* cend, Py_ssize_t groups, Py_ssize_t cig,
                       Py_ssize_t cog, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t dh,
                       Py_ssize_t dw) noexcept nogil:
-    """A shared F(2x2) block split by tile positions between a team of two: per chunk of
-    output-channel panels, this thread's 8 positions (transform rows 2*half, 2*half + 1;
-    pl.fused: their U of the chunk first, into Ub) through the GEMM into the team's M,
-    a barrier, then its half of the chunk's panels through the output transform, a
+    """A shared F(2x2) block with transformed weights (never pl.fused) split by tile
+    positions between a team of two: per chunk of output-channel panels, this thread's 8
+    positions (transform rows 2*half, 2*half + 1) through the GEMM into the team's M, a
+    barrier, then its half of the chunk's panels through the output transform, a
     barrier. Its V and U are its own: split by output channels, both cores read the V
     both wrote, and the GEMM ran ~20 % slower per multiply-add."""
-    cdef Py_ssize_t nt = t1 - t0, Tp = pl.Tp, p0 = 8 * half, oc0, oc1, ups
+    cdef Py_ssize_t nt = t1 - t0, Tp = pl.Tp, p0 = 8 * half, oc0, oc1
+    cdef Py_ssize_t ups = pl.nob * cig * CRW_MR
     cdef const floating* Uc
     cdef Py_ssize_t segs[4 * BLOCK_SEGS]
     cdef int nseg = _segments(pl, cend, t0, t1, trow, ccol, groups * cog * oh * ow, 0, 0, segs)
     oc0 = 0
     while oc0 < pl.nob:
         oc1 = min(pl.nob, oc0 + pl.ocb)
-        if not pl.fused:
-            ups = pl.nob * cig * CRW_MR
-            Uc = U + (g * pl.npos * pl.nob + oc0) * cig * CRW_MR
-        else:
-            ups = (oc1 - oc0) * cig * CRW_MR
-            Uc = Ub
-            if floating is float:
-                call_crw_wtrans_f(pl.m, U + g * cog * cig * 9, cog, cig, 0, oc0, oc1, Ub,
-                                  oc1 - oc0, half)
-            else:
-                call_crw_wtrans_d(pl.m, U + g * cog * cig * 9, cog, cig, 0, oc0, oc1, Ub,
-                                  oc1 - oc0, half)
+        Uc = U + (g * pl.npos * pl.nob + oc0) * cig * CRW_MR
         if floating is float:
             call_crw_gemm_f(8, cig, Uc + p0 * ups, ups, oc1 - oc0, V + p0 * pl.vps, pl.vps,
                             Tp, M + p0 * pl.mps, pl.mps, Tp, nt)
@@ -893,9 +884,8 @@ def _run(const floating[:, :, :, ::1] x, const floating[::1] U,
                     _input_block(&plan, g, t0, t1, 0, cig, xp, sV, buf + plan.vn + plan.mn,
                                  trp, ccp, cep, groups, cig, h, w, pt, pleft, dh, dw, tid)
                     _gemm_split(&plan, g, t0, t1, tid, tid, team, up, bp, op, sV,
-                                sV + plan.vn, buf + plan.vn + plan.mn + plan.pn,
-                                buf + plan.vn + plan.mn + plan.pn + plan.qn, trp, ccp, cep,
-                                groups, cig, cog, oh, ow, dh, dw)
+                                sV + plan.vn, buf + plan.vn + plan.mn + plan.pn, trp, ccp,
+                                cep, groups, cig, cog, oh, ow, dh, dw)
                     continue
                 _input_block(&plan, g, t0, t1, cig * tid // team, cig * (tid + 1) // team,
                              xp, sV, buf + plan.vn + plan.mn, trp, ccp, cep, groups, cig,

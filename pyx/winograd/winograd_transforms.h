@@ -22,9 +22,9 @@ static inline WV CRW_LOADU(const WT *p) {
 static inline void CRW_STOREU(WT *p, WV v) { memcpy(p, &v, sizeof(WV)); }
 
 /* V[(i*4 + s)*vps + u] := (B^T d B)[i][s] of F(2,3) for the WVL tiles u of d's lanes,
- * d[r][k] lane u = d_u[r][k], for the rows i of `half` (CRW_HALF_ROWS: all, or 0-1 from
- * input rows 0-2, or 2-3 from rows 1-3; the others' V is not written and the input row
- * a half does not read may hold anything). */
+ * d[r][k] lane u = d_u[r][k], for the rows i of `half` (-1: all; 0: rows 0-1, from input
+ * rows 0-2; 1: rows 2-3, from input rows 1-3; the others' V is not written and the input
+ * row a half does not read may hold anything). */
 #define CRW_HALF_LO(half) ((half) == 1 ? 2 : 0)
 #define CRW_HALF_HI(half) ((half) == 0 ? 2 : 4)
 static inline __attribute__((always_inline)) void CRW_BT44(WV d[4][4], WT *restrict V,
@@ -318,9 +318,9 @@ static void CRW_OUTSTOREB(int m, const WT *restrict Q, ptrdiff_t ldq,
  * and input channel c of this transform read the layer's w[c][o] rotated by 180 degrees,
  * so no flipped copy of the weights is ever made. */
 static inline __attribute__((always_inline)) void
-CRW_WTRANS_AL(const int AL, const int I0, const int I1, const double (*G)[3],
-              const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap, ptrdiff_t ob0,
-              ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp)
+CRW_WTRANS_AL(const int AL, const double (*G)[3], const WT *restrict w, ptrdiff_t cog,
+              ptrdiff_t cig, int swap, ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U,
+              ptrdiff_t unp)
 {
     /* Results of CRW_WCB input channels are kept in B and written position by position
        as runs of whole lines: the alpha^2 positions lie unp*cig*8 elements apart, often
@@ -342,31 +342,30 @@ CRW_WTRANS_AL(const int AL, const int I0, const int I1, const double (*G)[3],
                 else
                     CRW_GATHER9(w + (ob * 8 * cig + c) * 9, cig * 9, 1, nr, g);
 #pragma GCC unroll 6
-                for (int i = I0; i < I1; i++)
+                for (int i = 0; i < AL; i++)
 #pragma GCC unroll 3
                     for (int q = 0; q < 3; q++)
                         t[i][q] = CRW_G3(G[i], g[q], g[3 + q], g[6 + q]);
 #pragma GCC unroll 6
-                for (int i = I0; i < I1; i++)
+                for (int i = 0; i < AL; i++)
 #pragma GCC unroll 6
                     for (int j = 0; j < AL; j++)
                         CRW_V8_STORE(B[i * AL + j] + k * 8,
                                      CRW_G3(G[j], t[i][0], t[i][1], t[i][2]));
             }
             if (nc == CRW_WCB)      /* a fixed size: inline vector moves, no libc call */
-                for (int p = I0 * AL; p < I1 * AL; p++)
+                for (int p = 0; p < AL * AL; p++)
                     memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p], sizeof B[p]);
             else
-                for (int p = I0 * AL; p < I1 * AL; p++)
+                for (int p = 0; p < AL * AL; p++)
                     memcpy(U + ((p * unp + ob - ob0) * cig + c0) * 8, B[p],
                            nc * 8 * sizeof(WT));
         }
     }
 }
 
-/* half (F(2x2) only): the positions of G's rows 0-1 (0) or 2-3 (1), else all (-1). */
 static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig, int swap,
-                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp, int half)
+                       ptrdiff_t ob0, ptrdiff_t ob1, WT *restrict U, ptrdiff_t unp)
 {
     static const double G2[4][3] = {{1, 0, 0}, {0.5, 0.5, 0.5}, {0.5, -0.5, 0.5}, {0, 0, 1}};
     static const double G4[6][3] = {{1.0 / 4, 0, 0},
@@ -375,12 +374,8 @@ static void CRW_WTRANS(int m, const WT *restrict w, ptrdiff_t cog, ptrdiff_t cig
                                     {1.0 / 24, 1.0 / 12, 1.0 / 6},
                                     {1.0 / 24, -1.0 / 12, 1.0 / 6},
                                     {0, 0, 1}};
-    if (m == 2 && half == 0)
-        CRW_WTRANS_AL(4, 0, 2, G2, w, cog, cig, swap, ob0, ob1, U, unp);
-    else if (m == 2 && half == 1)
-        CRW_WTRANS_AL(4, 2, 4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
-    else if (m == 2)
-        CRW_WTRANS_AL(4, 0, 4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
+    if (m == 2)
+        CRW_WTRANS_AL(4, G2, w, cog, cig, swap, ob0, ob1, U, unp);
     else
-        CRW_WTRANS_AL(6, 0, 6, G4, w, cog, cig, swap, ob0, ob1, U, unp);
+        CRW_WTRANS_AL(6, G4, w, cog, cig, swap, ob0, ob1, U, unp);
 }
