@@ -51,7 +51,8 @@ def test_explain_names_the_declining_sub_backend(monkeypatch):
     _needs("cython")
     sub = convreg.get_backend("cython-im2col")
     monkeypatch.setattr(sub, "supports", lambda spec: convreg.Support(False, "patched off"))
-    e = convreg.explain((1, 64, 8, 8), (64, 64, 3, 3), padding=1, backend="cython")
+    # a small deep image: im2col first on every build (fused mode or not)
+    e = convreg.explain((1, 128, 8, 8), (128, 128, 3, 3), padding=1, backend="cython")
     assert e.runs == "cython-direct"
     assert "'cython' -> 'cython-im2col': patched off" in e.reason
 
