@@ -409,7 +409,7 @@ FLAT_CASES = [
 ]
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("parts", [(1, 1, 1), (1, 1, 2), (2, 1, 2), (1, 3, 2), (2, 2, 3)],
                          ids=lambda p: "m{}p{}t{}".format(*p))
@@ -444,7 +444,7 @@ def test_fused_mode_every_split(xs, ws, kw, parts, bias):
                    spec.dw, spec.groups, 0, threads, im2col.FLAT, True, mparts, pparts)
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 @pytest.mark.parametrize("xs,ws,kw,planes", [
     ((1, 64, 56, 56), (64, 64, 3, 3), dict(stride=2, padding=1), 64 * 4),
     ((2, 3, 224, 224), (64, 3, 7, 7), dict(stride=2, padding=3), 2 * 3 * 4),
@@ -493,7 +493,7 @@ def test_fused_mode_declines_sizes_past_32_bit_lane_arithmetic():
         assert planes(*big.values()) == -1, name
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 def test_fused_strided_mode_nan_inf_and_readonly_input():
     """Stride-phase copies keep NaN and inf where they were and never write the input;
     padding stays an exact zero (inf only from real inputs)."""
@@ -515,7 +515,7 @@ def test_fused_strided_mode_nan_inf_and_readonly_input():
     assert np.allclose(out[fin], ref[fin], rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 def test_fused_mode_is_planned_within_the_bound():
     spec = _spec((1, 64, 56, 56), (64, 64, 3, 3), padding=1)
     plan = Backend().plan(spec, threads=2)
@@ -545,7 +545,7 @@ def test_fused_mode_is_planned_within_the_bound():
     assert Backend().plan(_spec((1, 64, 56, 56), (64, 64, 3, 3)), threads=2).mode != im2col.FLAT
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 def test_fused_mode_threads_agree_and_nan_inf():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((3, 32, 15, 15)).astype(np.float32)
@@ -593,7 +593,7 @@ def _random_fused_cases(seed, count):
     return cases
 
 
-@pytest.mark.skipif(not im2col._im2col.HAVE_KERNEL, reason="no avx512 build on this CPU")
+@pytest.mark.skipif(not im2col._im2col.HAVE_FLAT, reason="no fused mode (avx512 build) on this CPU")
 @pytest.mark.parametrize("seed", range(4))
 def test_fused_mode_random_layers_within_the_bound(seed):
     """Every random layer the fused mode takes agrees with the float64 reference within

@@ -22,8 +22,9 @@ is a plain GEMM on the input (no buffer); other 1x1 calls gather through the sam
 im2col loop, which for 1x1 is a strided copy.
 
 GEMM: the avx512 build multiplies with its own register-tiled kernel (8 output channels
-x 32 float32 / 16 float64 pixels per tile; the fused mode's 12 x 32) when a group has at
-least 8 output channels; otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
+x 32 float32 / 16 float64 pixels per tile; the fused mode's 12 x 32), the avx2 build with
+the same kernel at 6 x 16 / 6 x 8 (no fused mode), when a group has at least 8 output
+channels; otherwise BLAS through ``scipy.linalg.cython_blas``. (On the reference machine scipy's
 OpenBLAS runs its Haswell kernels, as ``OPENBLAS_CORETYPE=Haswell`` asks, at ~100
 GFLOP/s per core; the own kernel reaches ~250 GFLOP/s per core there.)
 
@@ -122,7 +123,7 @@ class Plan(NamedTuple):
     blas_threads: int       # BLAS threads per GEMM (1 unless SERIAL)
     workspace_bytes: int    # bytes of column buffer allocated
     bound_bytes: int        # the workspace bound in force
-    own_kernel: bool = False  # GEMMs through the AVX-512 kernel (no BLAS call)
+    own_kernel: bool = False  # GEMMs through the own kernel (no BLAS call)
     mparts: int = 1         # FLAT: row parts per (image, group)
     pparts: int = 1         # FLAT: pixel parts per (image, group)
 
@@ -165,7 +166,7 @@ def split_threads(spec, threads):
 
 def _flat_plan(spec, threads, bound):
     """A FLAT plan when the call fits it and its scratch fits the bound, else None."""
-    if not (use_flat and use_own_kernel and _im2col.HAVE_KERNEL and spec.dtype == "float32"
+    if not (use_flat and use_own_kernel and _im2col.HAVE_FLAT and spec.dtype == "float32"
             and spec.cog >= KERNEL_MIN_COG and not _is_direct(spec)
             and hasattr(_im2col, "flat_planes")):
         return None
@@ -218,7 +219,7 @@ class CythonIm2colBackend(Backend):
     """im2col + BLAS GEMM (scipy's ``cython_blas``) over a bounded workspace."""
 
     name = NAME
-    description = ("Cython im2col into a bounded workspace, then GEMM (own AVX-512 kernel or "
+    description = ("Cython im2col into a bounded workspace, then GEMM (own AVX-512/AVX2 kernel or "
                    "BLAS); for dense layers")
     options = BUILTINS[NAME].options
 
@@ -284,7 +285,7 @@ class CythonIm2colBackend(Backend):
         direct = _is_direct(spec)
         per_pixel = spec.reduction * itemsize          # bytes of one column of the buffer
         own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
-        unit = KERNEL_NR // itemsize                   # pixels per tile of the own kernel
+        unit = getattr(_im2col, "KERNEL_NR", KERNEL_NR) // itemsize   # pixels per own-kernel tile
         cache = CACHE_BYTES_BATCH if spec.n * spec.groups >= 2 * t else CACHE_BYTES
         band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
@@ -402,6 +403,6 @@ class CythonIm2colBackend(Backend):
                 for d in threadpool_info() if d.get("user_api") == "blas"]
         variant = _im2col.__name__.rpartition("_")[2]
         return {**super().info(), "workspace_mb": bound, "variant": variant,
-                "float32_gemm": "own AVX-512 kernel (>= 8 output channels per group)"
+                "float32_gemm": "own AVX-512/AVX2 kernel (>= 8 output channels per group)"
                 if _im2col.HAVE_KERNEL else "BLAS",
                 "openmp": _im2col.HAVE_OPENMP, "blas": blas}

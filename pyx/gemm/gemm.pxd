@@ -1,4 +1,4 @@
-# The one GEMM of the compiled families: the AVX-512 register-tiled kernel (gemm.h,
+# The one GEMM of the compiled families: the register-tiled kernel (gemm.h,
 # instantiated from gemm_tile.h) where the build has it and the product has at least
 # CR_GEMM_MR rows, BLAS (scipy.linalg.cython_blas) otherwise.
 #
@@ -11,8 +11,9 @@ from cython cimport floating
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 cdef extern from "gemm.h" nogil:
-    cdef bint CR_HAVE_GEMM          # this build has the AVX-512 kernel
+    cdef bint CR_HAVE_GEMM          # this build has the kernel (avx512 and avx2 builds)
     cdef int CR_GEMM_MR             # rows per tile: the kernel needs m >= CR_GEMM_MR
+    cdef int CR_GEMM_NR             # bytes of a row per tile (two vectors)
     cdef void cr_gemm_f32(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* W, Py_ssize_t ldw, const float* B, Py_ssize_t ldb, const float* bias, float* C, Py_ssize_t ldc)
     cdef void cr_gemm_f64(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double* W, Py_ssize_t ldw, const double* B, Py_ssize_t ldb, const double* bias, double* C, Py_ssize_t ldc)
     cdef void cr_gemm_tile_f32(Py_ssize_t K, const float* W, Py_ssize_t ldw, const float* B, Py_ssize_t ldb, const float* bias, float* C, Py_ssize_t ldc, Py_ssize_t nr, int acc, int skip)

@@ -5,11 +5,11 @@
 Legend: m output rows (output channels in im2col), n columns (output pixels), k reduction
 length (cig*kh*kw), ld* leading dimension (elements between consecutive rows).
 
-Built per SIMD variant (convreg._gemm_{baseline,avx2,avx512}). The avx512 build multiplies
-with the register-tiled kernel of gemm.h (8 rows x 32 float32 / 16 float64 columns per
-tile, K in chunks that stay in cache) when m >= 8; smaller products and the baseline and
-avx2 builds call BLAS (scipy.linalg.cython_blas sgemm/dgemm after writing the bias into
-C). The kernel computes every product with one-rounding FMAs, so NaN and inf propagate.
+Built per SIMD variant (convreg._gemm_{baseline,avx2,avx512}). The avx512 and avx2 builds
+multiply with the register-tiled kernel of gemm.h (avx512: 8 rows x 32 float32 / 16
+float64 columns per tile; avx2: 6 rows x 16 / 8; K in chunks that stay in cache) when m
+>= MR; smaller products and the baseline build call BLAS (scipy.linalg.cython_blas
+sgemm/dgemm after writing the bias into C). The kernel computes every product with one-rounding FMAs, so NaN and inf propagate.
 """
 
 from cython cimport floating
@@ -17,7 +17,7 @@ from cython.parallel cimport prange
 
 from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, blas_gemm, gemm_product
 
-HAVE_KERNEL = bool(CR_HAVE_GEMM)   # this build has the AVX-512 kernel
+HAVE_KERNEL = bool(CR_HAVE_GEMM)   # this build has the kernel (avx512, avx2)
 MR = CR_GEMM_MR                    # the kernel runs for products of at least MR rows
 
 
@@ -43,7 +43,7 @@ def gemm(const floating[:, :] W,         # IN  (m, k)
 
     Each operand needs contiguous rows (unit column stride) but may be a sub-view of a larger array (its row
     stride is the leading dimension), e.g. ``gemm(W, B, None, big[:, 10:20])``. C must not
-    overlap W or B. ``use_kernel=False`` takes the BLAS path even where the AVX-512 kernel
+    overlap W or B. ``use_kernel=False`` takes the BLAS path even where the own kernel
     is built (for testing). The GIL is released while multiplying.
     """
     import numpy
@@ -192,7 +192,7 @@ cdef void _matmul_run(object a3, object b3, object c3, Py_ssize_t g, Py_ssize_t 
 def gemm_rows(A, B, C, int threads=1):
     """C := A @ B for C-contiguous A (m, k), B (k, n), C (m, n) of one float dtype, cut
     into blocks of whole kernel tiles of rows over ``threads`` OpenMP threads, each block
-    one single-threaded ``gemm_product`` (the AVX-512 kernel, else BLAS: hold the BLAS
+    one single-threaded ``gemm_product`` (the own kernel, else BLAS: hold the BLAS
     pool to one thread around the call). For products whose reduction is long and whose
     output is small (a pointwise layer's weight gradient: m, n channels, k pixels), where
     a single kernel call leaves the other cores idle. The GIL is released."""

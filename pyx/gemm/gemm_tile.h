@@ -1,11 +1,12 @@
-/* Template of the register-tiled AVX-512 GEMM, included once per element type by gemm.h
- * (no include guard, on purpose).
+/* Template of the register-tiled GEMM (AVX-512 and AVX2), included once per element type
+ * and instruction set by gemm.h (no include guard, on purpose).
  *
  *   C (M, N; ldc) := bias[:, None] (or 0) + W (M, K; ldw) @ B (K, N; ldb), all row-major.
  *
  * Before each #include the instantiating file defines
  *   element type and intrinsics: CR_T, CR_V (vector), CR_MASK, CR_LANES (lanes per vector),
- *     CR_LOADU_Z(mask, p) (masked load, 0 in masked-off lanes), CR_STOREU_M(p, mask, v),
+ *     CR_MASK_N(n) (the first n <= CR_LANES lanes), CR_LOADU_Z(mask, p) (masked load, 0
+ *     in masked-off lanes), CR_LOADU(p), CR_STOREU_M(p, mask, v), CR_STOREU(p, v),
  *     CR_SET1(x), CR_SETZERO(), CR_FMADD(a, b, c) (a*b + c, one rounding),
  *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile, shared by both types);
  *   function names, literally (so grep finds each instance):
@@ -19,18 +20,19 @@
 
 /* The lanes of a tile's two column vectors that hold columns j < nr (0 < nr <= 2*CR_LANES). */
 static inline void CR_GEMM_MASKS(ptrdiff_t nr, CR_MASK *m0, CR_MASK *m1) {
-    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
-    *m0 = nr >= CR_LANES ? full : (CR_MASK)((1u << nr) - 1u);
-    *m1 = nr >= 2 * CR_LANES ? full :
-          nr > CR_LANES ? (CR_MASK)((1u << (nr - CR_LANES)) - 1u) : (CR_MASK)0;
+    *m0 = CR_MASK_N(nr >= CR_LANES ? CR_LANES : (int)nr);
+    *m1 = CR_MASK_N(nr >= 2 * CR_LANES ? CR_LANES : nr > CR_LANES ? (int)(nr - CR_LANES) : 0);
 }
 
 /* Rows r >= skip of the tile: C[r, j] := (acc ? C[r, j] : bias[r] or 0)
  * + sum_k W[r, k] * B[k, j], r < MR, j < nr <= 2*CR_LANES. 2*MR accumulators; per k two
- * loads of B and MR broadcasts of W feed 2*MR FMAs. */
-static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
-                                ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
-                                ptrdiff_t nr, int acc, int skip) {
+ * loads of B and MR broadcasts of W feed 2*MR FMAs. FULL (a literal: nr == 2*CR_LANES)
+ * loads B unmasked: AVX2's masked loads cost the multiply-adds' issue slots that
+ * AVX-512's do not. */
+static inline __attribute__((always_inline)) void
+CR_GEMM_TILE_BODY(const int FULL, ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
+                  ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc, ptrdiff_t nr,
+                  int acc, int skip) {
     CR_MASK m0, m1;
     CR_GEMM_MASKS(nr, &m0, &m1);
     CR_V c0[CR_GEMM_MR], c1[CR_GEMM_MR];
@@ -48,8 +50,9 @@ static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const
        AVX-512 Xeon), 2-5 % on the fused 3x3 layers. */
     #pragma GCC unroll 4
     for (ptrdiff_t k = 0; k < K; k++) {
-        CR_V b0 = CR_LOADU_Z(m0, B + k * ldb);
-        CR_V b1 = CR_LOADU_Z(m1, B + k * ldb + CR_LANES);
+        CR_V b0 = FULL ? CR_LOADU(B + k * ldb) : CR_LOADU_Z(m0, B + k * ldb);
+        CR_V b1 = FULL ? CR_LOADU(B + k * ldb + CR_LANES)
+                       : CR_LOADU_Z(m1, B + k * ldb + CR_LANES);
         #pragma GCC unroll 8
         for (int r = 0; r < CR_GEMM_MR; r++) {
             CR_V a = CR_SET1(W[r * ldw + k]);
@@ -64,6 +67,15 @@ static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const
             CR_STOREU_M(C + r * ldc + CR_LANES, m1, c1[r]);
         }
     }
+}
+
+static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
+                                ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
+                                ptrdiff_t nr, int acc, int skip) {
+    if (nr == 2 * CR_LANES)
+        CR_GEMM_TILE_BODY(1, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
+    else
+        CR_GEMM_TILE_BODY(0, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
 }
 
 /* As CR_GEMM_TILE for nr <= CR_LANES: one register per row (MR accumulators). The fused
@@ -104,7 +116,6 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                            ptrdiff_t ldc) {
     CR_T panel[CR_GEMM_KC * 2 * CR_LANES] __attribute__((aligned(64)));
     const int pack = M >= 8 * CR_GEMM_MR;
-    const CR_MASK full = (CR_MASK)((1u << CR_LANES) - 1u);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
         ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
         for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
@@ -115,9 +126,9 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                 CR_MASK m0, m1;
                 CR_GEMM_MASKS(nr, &m0, &m1);
                 for (ptrdiff_t k = 0; k < kc; k++) {
-                    CR_STOREU_M(panel + k * 2 * CR_LANES, full, CR_LOADU_Z(m0, Bp + k * ldb));
-                    CR_STOREU_M(panel + k * 2 * CR_LANES + CR_LANES, full,
-                                CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
+                    CR_STOREU(panel + k * 2 * CR_LANES, CR_LOADU_Z(m0, Bp + k * ldb));
+                    CR_STOREU(panel + k * 2 * CR_LANES + CR_LANES,
+                              CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
                 }
                 Bp = panel;
                 lb = 2 * CR_LANES;
@@ -135,13 +146,17 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
 #undef CR_V
 #undef CR_MASK
 #undef CR_LANES
+#undef CR_MASK_N
 #undef CR_LOADU_Z
+#undef CR_LOADU
 #undef CR_STOREU_M
+#undef CR_STOREU
 #undef CR_SET1
 #undef CR_SETZERO
 #undef CR_FMADD
 #undef CR_GEMM_KC
 #undef CR_GEMM_TILE
+#undef CR_GEMM_TILE_BODY
 #undef CR_GEMM_TILE1
 #undef CR_GEMM_MASKS
 #undef CR_GEMM_KERNEL

@@ -28,7 +28,7 @@ static inline __mmask16 cr_flat_mask16(ptrdiff_t rem) {    /* the first rem lane
 }
 #endif
 
-#if CR_HAVE_GEMM
+#if CR_HAVE_GEMM && defined(__AVX512F__)
 #define CR_HAVE_FLAT 1
 
 /* Fused im2col + GEMM for float32 on planes as wide as the output: output pixel q of

@@ -19,10 +19,10 @@ x[n, g*cig : (g+1)*cig] seen as (cig, ohw) with leading dimension ohw.
 
 The family is built per SIMD variant (convreg._im2col_{baseline,avx2,avx512}). Every
 product goes through gemm_product (gemm/gemm.pxd), the GEMM convreg._gemm_<variant> also
-wraps: the avx512 build multiplies with the register-tiled kernel of gemm/gemm.h when a
-group has at least 8 output channels (8 output channels x 32 float32 / 16 float64 pixels
-per tile, the column buffer read in place, bias folded into the accumulators); every
-other call goes to BLAS through scipy.linalg.cython_blas.
+wraps: the avx512 and avx2 builds multiply with the register-tiled kernel of gemm/gemm.h
+when a group has at least 8 output channels (avx512: 8 output channels x 32 float32 / 16
+float64 pixels per tile; avx2: 6 x 16 / 8; the column buffer read in place, bias folded
+into the accumulators); every other call goes to BLAS through scipy.linalg.cython_blas.
 
 Mode 3 (avx512 build, float32; stride 1 with ow == w, e.g. 'same' padding, or strided on
 stride-phase planes, see _flat_geometry) fuses im2col into the GEMM: no column buffer.
@@ -41,7 +41,7 @@ from libc.string cimport memcpy, memset
 
 from openmp_helpers cimport CONVREG_HAVE_OPENMP, cr_omp_barrier, omp_get_thread_num
 
-from gemm cimport CR_GEMM_MR, CR_HAVE_GEMM, gemm_product
+from gemm cimport CR_GEMM_MR, CR_GEMM_NR, CR_HAVE_GEMM, gemm_product
 
 cdef extern from "flat.h" nogil:
     cdef bint CR_HAVE_FLAT          # the fused mode 3 (avx512 builds)
@@ -58,7 +58,9 @@ cdef extern from "flat.h" nogil:
     cdef void cr_flat_phases(const float* x, Py_ssize_t nc, Py_ssize_t h, Py_ssize_t w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t oh, Py_ssize_t ow, float* dst, int threads)
 
 HAVE_OPENMP = bool(CONVREG_HAVE_OPENMP)
-HAVE_KERNEL = bool(CR_HAVE_GEMM)    # this build has the AVX-512 GEMM kernel (gemm.h)
+HAVE_KERNEL = bool(CR_HAVE_GEMM)    # this build has the GEMM kernel (gemm.h: avx512, avx2)
+KERNEL_NR = CR_GEMM_NR              # bytes of pixels per kernel tile
+HAVE_FLAT = bool(CR_HAVE_FLAT)      # this build has the fused mode 3 (avx512)
 
 
 cdef struct Geom:
@@ -66,7 +68,7 @@ cdef struct Geom:
     Py_ssize_t groups, cig, cog, K, ohw, band, nbands, ntask
     bint direct             # 1x1, stride 1, unpadded: GEMM on the input, no buffer
     bint has_bias
-    bint own_kernel         # float32 GEMMs through the AVX-512 kernel when built
+    bint own_kernel         # GEMMs through the own kernel (avx512, avx2 builds)
     Py_ssize_t* jlo         # (kw,) per kernel column v: output columns jlo[v] <= j < jhi[v]
     Py_ssize_t* jhi         #       read an input column inside [0, w)
 
@@ -289,7 +291,7 @@ def conv2d(x, wt, b, out, work, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t pt, Py_
     split over ``threads`` OpenMP threads (work >= K * band). In modes 1 and 2 the
     caller holds BLAS to one thread. ``work`` may be empty for a 1x1, stride-1,
     unpadded call, which reads the input directly. ``own_kernel`` (avx512 build, at
-    least 8 output channels per group) multiplies with the AVX-512 kernel, else BLAS.
+    least 8 output channels per group) multiplies with the own kernel (avx512, avx2 builds), else BLAS.
     Mode 3 (avx512 build, float32, >= 8 output channels per group, flat_planes(...) >= 0:
     stride 1 with ow == w, or strided on stride-phase planes): fused im2col + GEMM, no
     column buffer; tasks (image, group, row part, pixel part) with ``mparts`` x
