@@ -139,6 +139,26 @@ def test_packed_panels_of_wide_products(mod, dtype, n):
     assert np.all(Cbig[:, :4] == -7.0) and np.all(Cbig[:, 4 + n:] == -7.0)
 
 
+@pytest.mark.parametrize("n", [1, 9, 33, 49])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mod", MODULES)
+def test_many_rows_few_columns(mod, dtype, n):
+    """Products whose (rows, K-chunk) slice of W outgrows the kernel's L2 budget while the
+    chunk of B fits it run row tiles outermost (gemm_tile.h), with one-vector tiles for
+    a narrow last panel: 1100 rows (a partial last row tile), K over chunks, B a view;
+    NaN in one W row reaches only that row, C's neighbours are left alone."""
+    m, k = 1100, 600
+    W, _, b = _operands(m, 1, k, dtype, True, seed=6)
+    B = _operands(k, 1, n + 5, dtype, False, seed=7)[0][:, 2:2 + n]
+    W[1097, 300] = np.nan
+    Cbig = np.full((m, n + 6), -7.0, dtype=dtype)
+    C = Cbig[:, 3:3 + n]
+    mod.gemm(W, B, b, C)
+    assert np.all(np.isnan(C[1097])) and not np.isnan(np.delete(C, 1097, 0)).any()
+    _check(np.delete(C, 1097, 0), np.delete(W, 1097, 0), B, np.delete(b, 1097))
+    assert np.all(Cbig[:, :3] == -7.0) and np.all(Cbig[:, 3 + n:] == -7.0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mod", MODULES)
 def test_nan_and_inf_propagate(mod, dtype):

@@ -24,6 +24,7 @@
 #define CR_HAVE_GEMM 1
 #define CR_GEMM_MR 8
 #define CR_GEMM_NR 128
+#define CR_GEMM_L2 (1024 * 1024)      /* half of a 2 MiB L2 (Sapphire Rapids) */
 
 #define CR_T float
 #define CR_V __m512
@@ -70,6 +71,9 @@
 #define CR_HAVE_GEMM 1
 #define CR_GEMM_MR 6
 #define CR_GEMM_NR 64
+#ifndef CR_GEMM_L2
+#define CR_GEMM_L2 (256 * 1024)       /* half of a 512 KiB L2 (Zen 3) */
+#endif
 
 /* lanes i < n of a vector of 8 int32 / 4 int64 set (the sign bit is what maskload reads) */
 static inline __m256i cr_mask8_avx2(int n) {

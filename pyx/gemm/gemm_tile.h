@@ -8,7 +8,8 @@
  *     CR_MASK_N(n) (the first n <= CR_LANES lanes), CR_LOADU_Z(mask, p) (masked load, 0
  *     in masked-off lanes), CR_LOADU(p), CR_STOREU_M(p, mask, v), CR_STOREU(p, v),
  *     CR_SET1(x), CR_SETZERO(), CR_FMADD(a, b, c) (a*b + c, one rounding),
- *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile, shared by both types);
+ *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile) and CR_GEMM_L2 (bytes of L2
+ *     a slice may take), shared by both types;
  *   function names, literally (so grep finds each instance):
  *     CR_GEMM_TILE   MR x 2*CR_LANES tile,    CR_GEMM_TILE1   MR x CR_LANES tile,
  *     CR_GEMM_MASKS  the lane masks of a tile nr columns wide,
@@ -78,8 +79,8 @@ static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const
         CR_GEMM_TILE_BODY(0, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
 }
 
-/* As CR_GEMM_TILE for nr <= CR_LANES: one register per row (MR accumulators). The fused
- * im2col mode uses it for its last, narrow panel. */
+/* As CR_GEMM_TILE for nr <= CR_LANES: one register per row (MR accumulators). The last,
+ * narrow panel of CR_GEMM_KERNEL and of the fused im2col mode. */
 static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
                                  ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
                                  ptrdiff_t nr, int acc, int skip) {
@@ -116,6 +117,40 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                            ptrdiff_t ldc) {
     CR_T panel[CR_GEMM_KC * 2 * CR_LANES] __attribute__((aligned(64)));
     const int pack = M >= 8 * CR_GEMM_MR;
+    const ptrdiff_t kc0 = K < CR_GEMM_KC ? K : CR_GEMM_KC;
+    /* Rows outer when the (M, KC) slice of W would not stay in L2 while the (KC, N) chunk
+       of B does (few columns, many rows: a 512-channel 7^2 layer's 49 pixels against 512
+       rows of 1 KiB): each W tile is then read once, from L1 for all the panels, and the
+       chunk of B from L2, instead of the whole slice from the last-level cache per panel.
+       The same products in the same order either way. */
+    if (M * kc0 * (ptrdiff_t)sizeof(CR_T) > CR_GEMM_L2 &&
+        kc0 * N * (ptrdiff_t)sizeof(CR_T) <= CR_GEMM_L2) {
+        for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
+            ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
+            for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+                ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
+                /* the next row tile's W towards L2 while this one multiplies: its rows
+                   come from the last-level cache, and the hardware prefetcher does not
+                   follow MR streams ldw apart */
+                if (i0 + CR_GEMM_MR < M)
+                    for (int r = 0; r < CR_GEMM_MR; r++)
+                        for (ptrdiff_t e = 0; e < kc; e += 64 / (ptrdiff_t)sizeof(CR_T))
+                            __builtin_prefetch(W + (i + CR_GEMM_MR + r) * ldw + k0 + e, 0, 2);
+                for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
+                    ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
+                    if (nr <= CR_LANES)
+                        CR_GEMM_TILE1(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                                      bias ? bias + i : 0, C + i * ldc + j, ldc, nr, k0 > 0,
+                                      (int)(i0 - i));
+                    else
+                        CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                                     bias ? bias + i : 0, C + i * ldc + j, ldc, nr, k0 > 0,
+                                     (int)(i0 - i));
+                }
+            }
+        }
+        return;
+    }
     for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
         ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
         for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
@@ -133,11 +168,20 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                 Bp = panel;
                 lb = 2 * CR_LANES;
             }
-            for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
-                ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
-                CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
-                             C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
-            }
+            /* a last panel of at most one vector: half the multiply-adds of a full tile
+               (49 pixels: three 16-column tiles and one of 1 column, on AVX2) */
+            if (nr <= CR_LANES)
+                for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+                    ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
+                    CR_GEMM_TILE1(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
+                                  C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
+                }
+            else
+                for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+                    ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
+                    CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
+                                 C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
+                }
         }
     }
 }
