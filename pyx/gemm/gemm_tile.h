@@ -161,6 +161,11 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                 CR_MASK m0, m1;
                 CR_GEMM_MASKS(nr, &m0, &m1);
                 for (ptrdiff_t k = 0; k < kc; k++) {
+#if CR_GEMM_PF_NEXT
+                    /* the next panel's line of this row: 256 rows ldb apart are as many
+                       streams, more than the hardware prefetcher follows */
+                    __builtin_prefetch(Bp + k * ldb + 2 * CR_LANES, 0, 3);
+#endif
                     CR_STOREU(panel + k * 2 * CR_LANES, CR_LOADU_Z(m0, Bp + k * ldb));
                     CR_STOREU(panel + k * 2 * CR_LANES + CR_LANES,
                               CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
