@@ -34,7 +34,7 @@ def _winograd_shapes():
     _needs("cython-winograd")
     from convreg.backends import auto
 
-    c, pixels = auto.WINOGRAD_FUNCTIONAL[0]
+    c, pixels = auto.winograd_tables()[0][0]
     side = int(np.ceil(np.sqrt(pixels)))
     return (1, c, side, side), (c, c, 3, 3)
 
@@ -246,7 +246,8 @@ def test_weight_cache_presence_is_part_of_the_key():
     from convreg.backends import auto
 
     # A shape the layer table and the functional table decide differently.
-    for c, pixels in auto.WINOGRAD_FUNCTIONAL + auto.WINOGRAD_CACHED:
+    functional, layers = auto.winograd_tables()
+    for c, pixels in functional + layers:
         side = int(np.ceil(np.sqrt(pixels)))
         spec = prepare(np.zeros((1, c, side, side), np.float32),
                        np.zeros((c, c, 3, 3), np.float32), None, 1, 1)[0]

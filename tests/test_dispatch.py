@@ -25,6 +25,14 @@ def _needs(name):
         pytest.skip(f"{name} is not built")
 
 
+def _needs_tables(fused):
+    """The chooser's Winograd tables depend on the build: skip the other build's cases."""
+    _needs("cython-winograd")
+    from convreg.backends import im2col
+    if im2col.has_fused_mode() != fused:
+        pytest.skip(f"this build takes the {'un' if fused else ''}fused-mode tables")
+
+
 @pytest.mark.parametrize("refused", ["cython-im2col", "cython-direct"])
 def test_chooser_never_runs_a_backend_that_declines(refused, monkeypatch):
     _needs("cython")
@@ -195,7 +203,28 @@ def test_pointwise_rule(isolated, shape, stride, runs):
     (((8, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never for a function
 ])
 def test_functional_winograd_rule(isolated, shape, winograd):
-    _needs("cython-winograd")
+    _needs_tables(fused=True)
+    e = convreg.explain(*shape, padding=1, backend="cython")
+    assert (e.runs == "cython-winograd") == winograd, e
+
+
+@pytest.mark.parametrize("shape,winograd", [
+    (((1, 512, 10, 10), (512, 512, 3, 3)), True),     # >= 512 channels, >= 100 pixels
+    (((1, 512, 7, 7), (512, 512, 3, 3)), False),
+    (((1, 256, 12, 12), (256, 256, 3, 3)), True),     # >= 256 channels, >= 144 pixels
+    (((1, 256, 10, 10), (256, 256, 3, 3)), False),
+    (((1, 128, 14, 14), (128, 128, 3, 3)), True),     # >= 96 channels, >= 196 pixels
+    (((1, 128, 12, 12), (128, 128, 3, 3)), False),
+    (((1, 96, 13, 13), (96, 96, 3, 3)), False),
+    (((1, 64, 20, 20), (64, 64, 3, 3)), True),        # >= 64 channels, >= 400 pixels
+    (((1, 64, 18, 18), (64, 64, 3, 3)), False),
+    (((1, 64, 20, 20), (32, 64, 3, 3)), False),       # the smaller channel count decides
+    (((1, 32, 28, 28), (32, 32, 3, 3)), True),        # >= 32 channels, >= 784 pixels
+    (((1, 32, 24, 24), (32, 32, 3, 3)), False),
+    (((8, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never for a function
+])
+def test_functional_winograd_rule_without_fused_mode(isolated, shape, winograd):
+    _needs_tables(fused=False)
     e = convreg.explain(*shape, padding=1, backend="cython")
     assert (e.runs == "cython-winograd") == winograd, e
 
@@ -204,7 +233,7 @@ def test_layers_need_more_pixels_at_256_channels(isolated):
     """A layer checks its cached transformed weights against its weights on every call,
     which in a network streams 3.8x the weights from the last-level cache: a 256-channel
     14^2 layer stays on im2col, where a functional call of that shape takes Winograd."""
-    _needs("cython-winograd")
+    _needs_tables(fused=True)
     from convreg.backends.auto import winograd_fits
     spec = convreg.spec_for_shapes((1, 256, 14, 14), (256, 256, 3, 3), padding=1)
     assert winograd_fits(spec, cached=False) and not winograd_fits(spec, cached=True)
@@ -232,7 +261,30 @@ def test_layers_need_more_pixels_at_256_channels(isolated):
     (((1, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never
 ])
 def test_layer_winograd_rule(isolated, shape, winograd):
-    _needs("cython-winograd")
+    _needs_tables(fused=True)
+    _check_layer_rule(shape, winograd)
+
+
+@pytest.mark.parametrize("shape,winograd", [
+    (((1, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 64 pixels
+    (((1, 256, 8, 8), (256, 256, 3, 3)), True),
+    (((2, 512, 7, 7), (512, 512, 3, 3)), True),
+    (((1, 512, 7, 7), (512, 512, 3, 3)), False),      # 49 pixels: im2col
+    (((1, 128, 10, 10), (128, 128, 3, 3)), True),     # >= 128 channels, >= 100 pixels
+    (((1, 128, 9, 9), (128, 128, 3, 3)), False),
+    (((1, 96, 14, 14), (96, 96, 3, 3)), True),        # >= 64 channels, >= 196 pixels
+    (((1, 96, 12, 12), (96, 96, 3, 3)), False),
+    (((1, 64, 14, 14), (64, 64, 3, 3)), True),
+    (((1, 32, 20, 20), (32, 32, 3, 3)), True),        # >= 32 channels, >= 400 pixels
+    (((1, 32, 18, 18), (32, 32, 3, 3)), False),
+    (((1, 16, 112, 112), (16, 16, 3, 3)), False),     # 16 channels: never
+])
+def test_layer_winograd_rule_without_fused_mode(isolated, shape, winograd):
+    _needs_tables(fused=False)
+    _check_layer_rule(shape, winograd)
+
+
+def _check_layer_rule(shape, winograd):
     layer = convreg.Conv2d(shape[1][1], shape[1][0], 3, padding=1, backend="cython", seed=0)
     x = np.zeros(shape[0], np.float32)
     layer(x)
@@ -258,3 +310,21 @@ def test_fused_im2col_rule(shape, kw, fused):
     name, _ = auto.choose(spec, fuses=im2col.fuses)
     assert name == ("cython-im2col" if fused else "cython-direct")
     assert (spec.cig >= auto.FUSED_MIN_CIN) == fused
+
+
+@pytest.mark.parametrize("shape,kw,runs", [
+    (((1, 64, 56, 56), (128, 64, 3, 3)), dict(stride=2, padding=1), "cython-im2col"),
+    (((8, 128, 28, 28), (256, 128, 3, 3)), dict(stride=2, padding=1), "cython-im2col"),
+    (((1, 32, 56, 56), (64, 32, 3, 3)), dict(stride=2, padding=1), "cython-direct"),  # < 64
+    (((1, 3, 224, 224), (64, 3, 7, 7)), dict(stride=2, padding=3), "cython-direct"),  # stem
+    (((1, 128, 28, 28), (128, 1, 3, 3)), dict(stride=2, padding=1, groups=128),
+     "cython-direct"),                                                  # depthwise
+])
+def test_strided_rule_without_fused_mode(isolated, shape, kw, runs):
+    """Builds without the fused mode send strided dense layers of >= 64 input channels
+    to im2col's column buffer and GEMM kernel."""
+    _needs("cython")
+    from convreg.backends import im2col
+    if im2col.has_fused_mode():
+        pytest.skip("this build has the fused mode")
+    assert convreg.explain(*shape, **kw, backend="cython").runs == runs

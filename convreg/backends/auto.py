@@ -2,7 +2,9 @@
 ``cython-winograd`` per call.
 
 The rules come from ``scripts/sweep_chooser.py`` (table and discussion in
-``docs/chooser.md``). On this project's reference machine (2-core AVX-512) the direct
+``docs/chooser.md``); builds without im2col's fused mode (avx2, baseline) take their own
+Winograd tables and send strided dense layers to im2col (``winograd_tables``). On this
+project's reference machine (2-core AVX-512) the direct
 kernel's register-blocked microkernels beat im2col + GEMM on most layers, dense 3x3
 ones included; im2col wins where its GEMM needs no column buffer (1x1 kernels over many
 channels) and where the image is so small that direct's width-vectorised rows waste
@@ -127,13 +129,43 @@ WINOGRAD_FUNCTIONAL = ((256, 169), (128, 196), (96, 256), (64, 484), (32, 784))
 WINOGRAD_CACHED = ((96, 256), (64, 484), (32, 784))
 
 
+# Builds without im2col's fused mode (avx2, baseline) lose the kernel that made layers and
+# small images a close call for Winograd above: im2col there packs a column buffer and
+# direct's AVX2 blocks are narrower. Measured (2026-12-03, 2-core AMD EPYC Zen 3, AVX2,
+# ~200 GFLOP/s FMA peak, batch 1 unless said; Winograd / best of im2col and direct,
+# alternating, idle then primed). Functional: 512ch 10^2 0.84, 512ch 14^2 0.72, 384ch
+# 13^2 0.81, 256ch 12^2 0.91, 256ch 10^2 0.97, 256ch 8^2 0.96, 96ch 14^2 0.92, 64ch 20^2
+# 0.86, 32ch 28^2 0.91; but 192ch 14^2 1.04, 128ch 12^2 1.22, 128ch 10^2 0.99, 96ch 12^2
+# 1.28, 64ch 16^2 0.98, 64ch 14^2 0.99, 32ch 24^2 1.03, 32ch 20^2 1.20, batch-2 512ch 7^2
+# 1.03, batch-4 0.98, 512ch 7^2 1.25. Layers: 512ch 10^2 0.71, 384ch 13^2 0.73, 256ch
+# 12^2 0.92, 10^2 0.85, 8^2 0.92, 192ch 14^2 0.68, 128ch 12^2 0.88, 10^2 0.85, 96ch 14^2
+# 0.79, 12^2 0.95, 64ch 20^2 0.80, 16^2 0.77, 14^2 0.84, 32ch 28^2 0.88, 24^2 0.96, 20^2
+# 0.96, batch-2 512ch 7^2 0.88, batch-4 0.69; 16ch 56^2 1.00; 512ch 7^2 (49 pixels)
+# 2.66 ms against im2col's 2.53.
+WINOGRAD_FUNCTIONAL_UNFUSED = ((512, 100), (256, 144), (96, 196), (64, 400), (32, 784))
+WINOGRAD_CACHED_UNFUSED = ((256, 64), (128, 100), (64, 196), (32, 400))
+# Strided dense layers on those builds: im2col (column buffer + GEMM kernel) took 0.92-0.98x
+# direct's time on ResNet's stride-2 3x3 layers (64->128 56^2, 128->256 28^2, batch 1
+# and 8; same run as above).
+UNFUSED_STRIDED_MIN_CIN = 64
+
+
+def winograd_tables() -> tuple:
+    """(functional, cached) Winograd tables of this build: the fused-mode builds' rules
+    (WINOGRAD_FUNCTIONAL, WINOGRAD_CACHED) or the others' (the _UNFUSED pair)."""
+    if _im2col_backend.has_fused_mode():
+        return WINOGRAD_FUNCTIONAL, WINOGRAD_CACHED
+    return WINOGRAD_FUNCTIONAL_UNFUSED, WINOGRAD_CACHED_UNFUSED
+
+
 def winograd_fits(spec, cached=False) -> bool:
     if not (spec.kh == spec.kw == 3 and spec.sh == spec.sw == 1 and spec.dh == spec.dw == 1
             and spec.groups == 1):
         return False
     channels = min(spec.cig, spec.cog)
     pixels = spec.n * spec.oh * spec.ow
-    table = WINOGRAD_CACHED if cached else WINOGRAD_FUNCTIONAL
+    functional, layers = winograd_tables()
+    table = layers if cached else functional
     return any(channels >= c and pixels >= p for c, p in table)
 
 
@@ -154,6 +186,10 @@ def choose(spec, fuses=None, winograd=False, cached=False) -> tuple:
         return "cython-im2col", (f"{'strided' if spec.sh * spec.sw > 1 else 'same-width'} "
                                  f"call over {spec.cig} input channels: im2col's fused mode "
                                  "packs panels straight from the input")
+    if (spec.groups == 1 and spec.sh * spec.sw > 1 and spec.kh * spec.kw > 1
+            and spec.cig >= UNFUSED_STRIDED_MIN_CIN and not _im2col_backend.has_fused_mode()):
+        return "cython-im2col", (f"strided {spec.kh}x{spec.kw} layer over {spec.cig} input "
+                                 "channels: column buffer and GEMM kernel")
     if spec.kh == spec.kw == 1 and spec.flops >= GEMM_1X1_MIN_FLOPS:
         return "cython-im2col", (f"1x1 kernel, {spec.cig} -> {spec.cog} channels: one GEMM "
                                  "on the input")
@@ -252,13 +288,16 @@ class CythonAutoBackend(Backend):
         raise RuntimeError("the cython chooser is resolved by selection, never called")
 
     def info(self) -> dict:
+        functional, layers = winograd_tables()
         return {**super().info(), "chooses_between": list(CANDIDATES),
                 "rules": {"small_group": SMALL_GROUP,
                           "gemm_1x1_min_flops": GEMM_1X1_MIN_FLOPS,
                           "small_image": SMALL_IMAGE,
                           "small_image_min_cin": SMALL_IMAGE_MIN_CIN,
                           "fused_min_cin": FUSED_MIN_CIN,
+                          "im2col_fused_mode": _im2col_backend.has_fused_mode(),
+                          "unfused_strided_min_cin": UNFUSED_STRIDED_MIN_CIN,
                           "winograd_functional_min_channels_pixels":
-                              [list(t) for t in WINOGRAD_FUNCTIONAL],
+                              [list(t) for t in functional],
                           "winograd_cached_min_channels_pixels":
-                              [list(t) for t in WINOGRAD_CACHED]}}
+                              [list(t) for t in layers]}}

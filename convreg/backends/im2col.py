@@ -192,6 +192,11 @@ def _flat_plan(spec, threads, bound):
                 mparts, pparts)
 
 
+def has_fused_mode() -> bool:
+    """True when this build has the fused mode (the avx512 build's FLAT)."""
+    return bool(getattr(_im2col, "HAVE_FLAT", False))
+
+
 def fuses(spec) -> bool:
     """True when the call fits the fused im2col + GEMM mode (workspace bound aside)."""
     return _flat_plan(spec, 1, float("inf")) is not None
