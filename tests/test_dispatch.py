@@ -265,6 +265,22 @@ def test_layer_winograd_rule(isolated, shape, winograd):
     _check_layer_rule(shape, winograd)
 
 
+@pytest.mark.parametrize("dilation,winograd", [(2, True), ((1, 2), True), (3, False)])
+def test_dilated_winograd_without_fused_mode(isolated, dilation, winograd):
+    """Builds without the fused mode take Winograd for 3x3 layers dilated up to 2."""
+    _needs_tables(fused=False)
+    e = convreg.explain((1, 128, 28, 28), (128, 128, 3, 3), padding=2, dilation=dilation,
+                        backend="cython")
+    assert (e.runs == "cython-winograd") == winograd, e
+    layer = convreg.Conv2d(128, 128, 3, padding=2, dilation=dilation, backend="cython", seed=0)
+    x = np.random.default_rng(0).standard_normal((1, 128, 28, 28)).astype(np.float32)
+    out = layer(x)
+    assert any(key[0] == "cython-winograd" for key in layer._weight_cache) == winograd
+    ref = convreg.conv2d(x, layer.weight, layer.bias, padding=2, dilation=dilation,
+                         backend="cython-im2col")
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-3)
+
+
 @pytest.mark.parametrize("shape,winograd", [
     (((1, 256, 14, 14), (256, 256, 3, 3)), True),     # >= 256 channels, >= 64 pixels
     (((1, 256, 8, 8), (256, 256, 3, 3)), True),
