@@ -39,7 +39,7 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 BIAS = [pytest.param(True, id="bias"), pytest.param(False, id="nobias")]
 SIZES = [pytest.param(m, n, k, id=f"M{m}xN{n}xK{k}")
          for m in (8, 9, 15, 17, 64, 100)
-         for n in (1, 15, 16, 17, 31, 32, 33, 100)
+         for n in (1, 15, 16, 17, 18, 31, 32, 33, 100)
          for k in (1, 7, 256, 257, 600)]
 
 
@@ -139,13 +139,13 @@ def test_packed_panels_of_wide_products(mod, dtype, n):
     assert np.all(Cbig[:, :4] == -7.0) and np.all(Cbig[:, 4 + n:] == -7.0)
 
 
-@pytest.mark.parametrize("n", [1, 9, 33, 49])
+@pytest.mark.parametrize("n", [1, 9, 18, 33, 49, 50])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mod", MODULES)
 def test_many_rows_few_columns(mod, dtype, n):
     """Products whose (rows, K-chunk) slice of W outgrows the kernel's L2 budget while the
-    chunk of B fits it run row tiles outermost (gemm_tile.h), with one-vector tiles for
-    a narrow last panel: 1100 rows (a partial last row tile), K over chunks, B a view;
+    chunk of B fits it run row tiles outermost (gemm_tile.h), with one-vector tiles or
+    (avx2: one or two columns) dot products for a narrow last panel: 1100 rows (a partial last row tile), K over chunks, B a view;
     NaN in one W row reaches only that row, C's neighbours are left alone."""
     m, k = 1100, 600
     W, _, b = _operands(m, 1, k, dtype, True, seed=6)

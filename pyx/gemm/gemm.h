@@ -26,6 +26,7 @@
 #define CR_GEMM_NR 128
 #define CR_GEMM_L2 (1024 * 1024)      /* half of a 2 MiB L2 (Sapphire Rapids) */
 #define CR_GEMM_PF_NEXT 0
+#define CR_GEMM_DOT_COLS 0
 
 #define CR_T float
 #define CR_V __m512
@@ -42,6 +43,8 @@
 #define CR_GEMM_KC CONVREG_KC
 #define CR_GEMM_TILE cr_gemm_tile_f32
 #define CR_GEMM_TILE_BODY cr_gemm_tile_body_f32
+#define CR_GEMM_DOT cr_gemm_dot_f32
+#define CR_GEMM_DOTS cr_gemm_dots_f32
 #define CR_GEMM_TILE1 cr_gemm_tile1_f32
 #define CR_GEMM_MASKS cr_gemm_masks_f32
 #define CR_GEMM_KERNEL cr_gemm_f32
@@ -62,6 +65,8 @@
 #define CR_GEMM_KC (CONVREG_KC / 2)
 #define CR_GEMM_TILE cr_gemm_tile_f64
 #define CR_GEMM_TILE_BODY cr_gemm_tile_body_f64
+#define CR_GEMM_DOT cr_gemm_dot_f64
+#define CR_GEMM_DOTS cr_gemm_dots_f64
 #define CR_GEMM_TILE1 cr_gemm_tile1_f64
 #define CR_GEMM_MASKS cr_gemm_masks_f64
 #define CR_GEMM_KERNEL cr_gemm_f64
@@ -76,6 +81,9 @@
 #define CR_GEMM_L2 (256 * 1024)       /* half of a 512 KiB L2 (Zen 3) */
 #endif
 #define CR_GEMM_PF_NEXT 1
+#ifndef CR_GEMM_DOT_COLS
+#define CR_GEMM_DOT_COLS 2      /* last panels of <= 2 columns by dot products */
+#endif
 
 /* lanes i < n of a vector of 8 int32 / 4 int64 set (the sign bit is what maskload reads) */
 static inline __m256i cr_mask8_avx2(int n) {
@@ -100,6 +108,8 @@ static inline __m256i cr_mask4_avx2(int n) {
 #define CR_GEMM_KC CONVREG_KC
 #define CR_GEMM_TILE cr_gemm_tile_f32
 #define CR_GEMM_TILE_BODY cr_gemm_tile_body_f32
+#define CR_GEMM_DOT cr_gemm_dot_f32
+#define CR_GEMM_DOTS cr_gemm_dots_f32
 #define CR_GEMM_TILE1 cr_gemm_tile1_f32
 #define CR_GEMM_MASKS cr_gemm_masks_f32
 #define CR_GEMM_KERNEL cr_gemm_f32
@@ -120,6 +130,8 @@ static inline __m256i cr_mask4_avx2(int n) {
 #define CR_GEMM_KC (CONVREG_KC / 2)
 #define CR_GEMM_TILE cr_gemm_tile_f64
 #define CR_GEMM_TILE_BODY cr_gemm_tile_body_f64
+#define CR_GEMM_DOT cr_gemm_dot_f64
+#define CR_GEMM_DOTS cr_gemm_dots_f64
 #define CR_GEMM_TILE1 cr_gemm_tile1_f64
 #define CR_GEMM_MASKS cr_gemm_masks_f64
 #define CR_GEMM_KERNEL cr_gemm_f64
@@ -131,6 +143,7 @@ static inline __m256i cr_mask4_avx2(int n) {
 #define CR_GEMM_NR 128
 #define CR_GEMM_L2 (1024 * 1024)
 #define CR_GEMM_PF_NEXT 0
+#define CR_GEMM_DOT_COLS 0
 static void cr_gemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *W, ptrdiff_t ldw,
                         const float *B, ptrdiff_t ldb, const float *bias, float *C,
                         ptrdiff_t ldc) {

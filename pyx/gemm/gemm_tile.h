@@ -103,6 +103,56 @@ static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, cons
         if (r >= skip) CR_STOREU_M(C + r * ldc, m0, c0[r]);
 }
 
+#if CR_GEMM_DOT_COLS
+/* Rows r >= skip of MR rows, one column: C[r*ldc] := (acc ? C[r*ldc] : bias[r] or 0) +
+ * sum_k W[r*ldw + k] * col[k], k < kc, col contiguous; vectors run along k (MR partial sums
+ * a lane each, added up at the end). A last panel of one or two columns (49 pixels: 48 +
+ * 1) costs a one-vector tile a whole vector of multiply-adds per row and k; this costs an
+ * eighth of it. The sum's order differs from the tiles' (its own rounding, within the
+ * same bound). */
+static inline void CR_GEMM_DOT(ptrdiff_t kc, const CR_T *W, ptrdiff_t ldw, const CR_T *col,
+                               const CR_T *bias, CR_T *C, ptrdiff_t ldc, int acc, int skip) {
+    CR_V a[CR_GEMM_MR];
+    #pragma GCC unroll 8
+    for (int r = 0; r < CR_GEMM_MR; r++) a[r] = CR_SETZERO();
+    ptrdiff_t k = 0;
+    for (; k + CR_LANES <= kc; k += CR_LANES) {
+        CR_V v = CR_LOADU(col + k);
+        #pragma GCC unroll 8
+        for (int r = 0; r < CR_GEMM_MR; r++) a[r] = CR_FMADD(CR_LOADU(W + r * ldw + k), v, a[r]);
+    }
+    if (k < kc) {
+        CR_MASK m = CR_MASK_N((int)(kc - k));
+        CR_V v = CR_LOADU_Z(m, col + k);
+        #pragma GCC unroll 8
+        for (int r = 0; r < CR_GEMM_MR; r++)
+            a[r] = CR_FMADD(CR_LOADU_Z(m, W + r * ldw + k), v, a[r]);
+    }
+    for (int r = skip; r < CR_GEMM_MR; r++) {
+        CR_T t[CR_LANES], sum = acc ? C[r * ldc] : bias ? bias[r] : (CR_T)0;
+        CR_STOREU(t, a[r]);
+        CR_T part = 0;
+        for (int l = 0; l < CR_LANES; l++) part += t[l];
+        C[r * ldc] = sum + part;
+    }
+}
+
+/* Columns [j, j + nr) of every row tile by CR_GEMM_DOT, each column gathered contiguous
+ * into col (kc elements) first. */
+static inline void CR_GEMM_DOTS(ptrdiff_t M, ptrdiff_t kc, const CR_T *W, ptrdiff_t ldw,
+                                const CR_T *B, ptrdiff_t ldb, const CR_T *bias, CR_T *C,
+                                ptrdiff_t ldc, ptrdiff_t nr, int acc, CR_T *col) {
+    for (ptrdiff_t jj = 0; jj < nr; jj++) {
+        for (ptrdiff_t k = 0; k < kc; k++) col[k] = B[k * ldb + jj];
+        for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
+            ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
+            CR_GEMM_DOT(kc, W + i * ldw, ldw, col, bias ? bias + i : 0, C + i * ldc + jj, ldc,
+                        acc, (int)(i0 - i));
+        }
+    }
+}
+#endif
+
 /* The whole product, M >= MR, K >= 1. K in chunks of CR_GEMM_KC: the (M, KC) slice of W
  * stays in L2, the (KC, 2*CR_LANES) panel of B in L1; chunks after the first add to C. A
  * last, partial row block is computed as the MR rows ending at M and stores only the rows
@@ -138,6 +188,8 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                             __builtin_prefetch(W + (i + CR_GEMM_MR + r) * ldw + k0 + e, 0, 2);
                 for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
                     ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
+                    if (nr <= CR_GEMM_DOT_COLS)
+                        continue;       /* after the row tiles: CR_GEMM_DOTS */
                     if (nr <= CR_LANES)
                         CR_GEMM_TILE1(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
                                       bias ? bias + i : 0, C + i * ldc + j, ldc, nr, k0 > 0,
@@ -148,6 +200,13 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                                      (int)(i0 - i));
                 }
             }
+#if CR_GEMM_DOT_COLS
+            if (N % (2 * CR_LANES) && N % (2 * CR_LANES) <= CR_GEMM_DOT_COLS) {
+                ptrdiff_t j = N - N % (2 * CR_LANES);
+                CR_GEMM_DOTS(M, kc, W + k0, ldw, B + k0 * ldb + j, ldb, bias, C + j, ldc,
+                             N - j, k0 > 0, panel);
+            }
+#endif
         }
         return;
     }
@@ -157,6 +216,12 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
             ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
             const CR_T *Bp = B + k0 * ldb + j;
             ptrdiff_t lb = ldb;
+#if CR_GEMM_DOT_COLS
+            if (nr <= CR_GEMM_DOT_COLS) {
+                CR_GEMM_DOTS(M, kc, W + k0, ldw, Bp, ldb, bias, C + j, ldc, nr, k0 > 0, panel);
+                continue;
+            }
+#endif
             if (pack) {
                 CR_MASK m0, m1;
                 CR_GEMM_MASKS(nr, &m0, &m1);
@@ -206,6 +271,8 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
 #undef CR_GEMM_KC
 #undef CR_GEMM_TILE
 #undef CR_GEMM_TILE_BODY
+#undef CR_GEMM_DOT
+#undef CR_GEMM_DOTS
 #undef CR_GEMM_TILE1
 #undef CR_GEMM_MASKS
 #undef CR_GEMM_KERNEL
