@@ -89,6 +89,11 @@ cdef void _fill(const floating* xg,      # IN  (cig, h, w): the planes of one im
                     src = plane + r * G.w + (a * sw + v * G.dw - G.pl)   # x[r, j*sw + v*dw - pl]
                     if sw == 1:
                         memcpy(dst + (a - ja), src, (e - a) * sizeof(floating))
+                    elif sw == 2:
+                        if floating is float:
+                            cr_copy_stride2_f32(src, e - a, dst + (a - ja))
+                        else:
+                            cr_copy_stride2_f64(src, e - a, dst + (a - ja))
                     else:
                         for j in range(e - a):
                             dst[a - ja + j] = src[j * sw]

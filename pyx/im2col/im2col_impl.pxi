@@ -43,6 +43,10 @@ from openmp_helpers cimport CONVREG_HAVE_OPENMP, cr_omp_barrier, omp_get_thread_
 
 from gemm cimport CR_GEMM_MR, CR_GEMM_NR, CR_HAVE_GEMM, gemm_product
 
+cdef extern from "stride2.h" nogil:
+    void cr_copy_stride2_f32(const float* src, Py_ssize_t n, float* dst)
+    void cr_copy_stride2_f64(const double* src, Py_ssize_t n, double* dst)
+
 cdef extern from "flat.h" nogil:
     cdef bint CR_HAVE_FLAT          # the fused mode 3 (avx512 builds)
     cdef Py_ssize_t cr_flat_work(Py_ssize_t cig, Py_ssize_t T, Py_ssize_t ohw, int threads)
