@@ -82,9 +82,9 @@ _PLANS_MAX = 512
 # memory before being overwritten.
 WORK_SCRATCH = "im2col_work"
 
-# The avx512 build's own GEMM kernel takes groups with at least this many output channels.
+# The own GEMM kernel (avx512 and avx2 builds) takes groups with at least this many output
+# channels.
 KERNEL_MIN_COG = 8
-KERNEL_NR = 128           # bytes of pixels per kernel tile (32 float32 / 16 float64)
 use_own_kernel = True     # False: always BLAS (for comparisons)
 
 # Kernel modes (pyx/im2col/im2col_impl.pxi): how the (image, group, band) tasks meet the threads.
@@ -166,7 +166,7 @@ def split_threads(spec, threads):
 
 def _flat_plan(spec, threads, bound):
     """A FLAT plan when the call fits it and its scratch fits the bound, else None."""
-    if not (use_flat and use_own_kernel and _im2col.HAVE_FLAT and spec.dtype == "float32"
+    if not (use_flat and use_own_kernel and has_fused_mode() and spec.dtype == "float32"
             and spec.cog >= KERNEL_MIN_COG and not _is_direct(spec)
             and hasattr(_im2col, "flat_planes")):
         return None
@@ -194,7 +194,7 @@ def _flat_plan(spec, threads, bound):
 
 def has_fused_mode() -> bool:
     """True when this build has the fused mode (the avx512 build's FLAT)."""
-    return bool(getattr(_im2col, "HAVE_FLAT", False))
+    return _im2col.HAVE_FLAT
 
 
 def fuses(spec) -> bool:
@@ -290,7 +290,7 @@ class CythonIm2colBackend(Backend):
         direct = _is_direct(spec)
         per_pixel = spec.reduction * itemsize          # bytes of one column of the buffer
         own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
-        unit = getattr(_im2col, "KERNEL_NR", KERNEL_NR) // itemsize   # pixels per own-kernel tile
+        unit = _im2col.KERNEL_NR // itemsize           # pixels per tile of the own kernel
         cache = CACHE_BYTES_BATCH if spec.n * spec.groups >= 2 * t else CACHE_BYTES
         band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)

@@ -77,13 +77,9 @@
 #define CR_HAVE_GEMM 1
 #define CR_GEMM_MR 6
 #define CR_GEMM_NR 64
-#ifndef CR_GEMM_L2
 #define CR_GEMM_L2 (256 * 1024)       /* half of a 512 KiB L2 (Zen 3) */
-#endif
 #define CR_GEMM_PF_NEXT 1
-#ifndef CR_GEMM_DOT_COLS
 #define CR_GEMM_DOT_COLS 2      /* last panels of <= 2 columns by dot products */
-#endif
 
 /* lanes i < n of a vector of 8 int32 / 4 int64 set (the sign bit is what maskload reads) */
 static inline __m256i cr_mask8_avx2(int n) {
@@ -141,9 +137,6 @@ static inline __m256i cr_mask4_avx2(int n) {
 #define CR_HAVE_GEMM 0
 #define CR_GEMM_MR 8
 #define CR_GEMM_NR 128
-#define CR_GEMM_L2 (1024 * 1024)
-#define CR_GEMM_PF_NEXT 0
-#define CR_GEMM_DOT_COLS 0
 static void cr_gemm_f32(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *W, ptrdiff_t ldw,
                         const float *B, ptrdiff_t ldb, const float *bias, float *C,
                         ptrdiff_t ldc) {

@@ -8,13 +8,17 @@
  *     CR_MASK_N(n) (the first n <= CR_LANES lanes), CR_LOADU_Z(mask, p) (masked load, 0
  *     in masked-off lanes), CR_LOADU(p), CR_STOREU_M(p, mask, v), CR_STOREU(p, v),
  *     CR_SET1(x), CR_SETZERO(), CR_FMADD(a, b, c) (a*b + c, one rounding),
- *     CR_GEMM_KC (K-chunk), and CR_GEMM_MR (rows per tile) and CR_GEMM_L2 (bytes of L2
- *     a slice may take), shared by both types;
+ *     CR_GEMM_KC (K-chunk); shared by both types: CR_GEMM_MR (rows per tile), CR_GEMM_L2
+ *     (bytes of L2 a slice of W may take), CR_GEMM_PF_NEXT (prefetch the next panel while
+ *     packing one), CR_GEMM_DOT_COLS (a last panel of at most this many columns by dot
+ *     products; 0: never);
  *   function names, literally (so grep finds each instance):
- *     CR_GEMM_TILE   MR x 2*CR_LANES tile,    CR_GEMM_TILE1   MR x CR_LANES tile,
+ *     CR_GEMM_TILE   a tile up to 2*CR_LANES wide (CR_GEMM_TILE_BODY: two vectors),
+ *     CR_GEMM_TILE1  one up to CR_LANES wide,
+ *     CR_GEMM_DOT, CR_GEMM_DOTS  columns by dot products along K,
  *     CR_GEMM_MASKS  the lane masks of a tile nr columns wide,
  *     CR_GEMM_KERNEL the whole product.
- * Everything but CR_GEMM_MR is #undef'd at the end, ready for the next instantiation.
+ * Everything but the shared ones is #undef'd at the end, ready for the next instantiation.
  *
  * Every product is computed (no skipping of zeros) and FMA rounds once, so NaN and inf
  * propagate as in a plain loop. */
@@ -70,17 +74,8 @@ CR_GEMM_TILE_BODY(const int FULL, ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, con
     }
 }
 
-static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
-                                ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
-                                ptrdiff_t nr, int acc, int skip) {
-    if (nr == 2 * CR_LANES)
-        CR_GEMM_TILE_BODY(1, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
-    else
-        CR_GEMM_TILE_BODY(0, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
-}
-
-/* As CR_GEMM_TILE for nr <= CR_LANES: one register per row (MR accumulators). The last,
- * narrow panel of CR_GEMM_KERNEL and of the fused im2col mode. */
+/* The tile of nr <= CR_LANES columns: one register per row (MR accumulators), the same
+ * products in the same order as CR_GEMM_TILE_BODY. */
 static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
                                  ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
                                  ptrdiff_t nr, int acc, int skip) {
@@ -103,7 +98,20 @@ static inline void CR_GEMM_TILE1(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, cons
         if (r >= skip) CR_STOREU_M(C + r * ldc, m0, c0[r]);
 }
 
-#if CR_GEMM_DOT_COLS
+/* Rows r >= skip of any tile, 0 < nr <= 2*CR_LANES columns: a panel of at most one
+ * vector by CR_GEMM_TILE1 (half the multiply-adds: 49 pixels are three 16-column tiles and
+ * one of 1 column on AVX2), a full one with unmasked loads. */
+static inline void CR_GEMM_TILE(ptrdiff_t K, const CR_T *W, ptrdiff_t ldw, const CR_T *B,
+                                ptrdiff_t ldb, const CR_T *bias, CR_T *C, ptrdiff_t ldc,
+                                ptrdiff_t nr, int acc, int skip) {
+    if (nr == 2 * CR_LANES)
+        CR_GEMM_TILE_BODY(1, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
+    else if (nr > CR_LANES)
+        CR_GEMM_TILE_BODY(0, K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
+    else
+        CR_GEMM_TILE1(K, W, ldw, B, ldb, bias, C, ldc, nr, acc, skip);
+}
+
 /* Rows r >= skip of MR rows, one column: C[r*ldc] := (acc ? C[r*ldc] : bias[r] or 0) +
  * sum_k W[r*ldw + k] * col[k], k < kc, col contiguous; vectors run along k (MR partial sums
  * a lane each, added up at the end). A last panel of one or two columns (49 pixels: 48 +
@@ -151,7 +159,6 @@ static inline void CR_GEMM_DOTS(ptrdiff_t M, ptrdiff_t kc, const CR_T *W, ptrdif
         }
     }
 }
-#endif
 
 /* The whole product, M >= MR, K >= 1. K in chunks of CR_GEMM_KC: the (M, KC) slice of W
  * stays in L2, the (KC, 2*CR_LANES) panel of B in L1; chunks after the first add to C. A
@@ -168,15 +175,20 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
     CR_T panel[CR_GEMM_KC * 2 * CR_LANES] __attribute__((aligned(64)));
     const int pack = M >= 8 * CR_GEMM_MR;
     const ptrdiff_t kc0 = K < CR_GEMM_KC ? K : CR_GEMM_KC;
+    /* Columns [nt, N): a last panel of at most CR_GEMM_DOT_COLS columns, by dot products
+       (CR_GEMM_DOTS, into panel) after the tiles of each K-chunk. */
+    const ptrdiff_t rem = N % (2 * CR_LANES);
+    const ptrdiff_t nt = rem <= CR_GEMM_DOT_COLS ? N - rem : N;
     /* Rows outer when the (M, KC) slice of W would not stay in L2 while the (KC, N) chunk
        of B does (few columns, many rows: a 512-channel 7^2 layer's 49 pixels against 512
        rows of 1 KiB): each W tile is then read once, from L1 for all the panels, and the
        chunk of B from L2, instead of the whole slice from the last-level cache per panel.
        The same products in the same order either way. */
-    if (M * kc0 * (ptrdiff_t)sizeof(CR_T) > CR_GEMM_L2 &&
-        kc0 * N * (ptrdiff_t)sizeof(CR_T) <= CR_GEMM_L2) {
-        for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
-            ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
+    const int rows_outer = M * kc0 * (ptrdiff_t)sizeof(CR_T) > CR_GEMM_L2 &&
+                           kc0 * N * (ptrdiff_t)sizeof(CR_T) <= CR_GEMM_L2;
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
+        ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
+        if (rows_outer) {
             for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
                 ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
                 /* the next row tile's W towards L2 while this one multiplies: its rows
@@ -186,73 +198,43 @@ static void CR_GEMM_KERNEL(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const CR_T *W,
                     for (int r = 0; r < CR_GEMM_MR; r++)
                         for (ptrdiff_t e = 0; e < kc; e += 64 / (ptrdiff_t)sizeof(CR_T))
                             __builtin_prefetch(W + (i + CR_GEMM_MR + r) * ldw + k0 + e, 0, 2);
-                for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
-                    ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
-                    if (nr <= CR_GEMM_DOT_COLS)
-                        continue;       /* after the row tiles: CR_GEMM_DOTS */
-                    if (nr <= CR_LANES)
-                        CR_GEMM_TILE1(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
-                                      bias ? bias + i : 0, C + i * ldc + j, ldc, nr, k0 > 0,
-                                      (int)(i0 - i));
-                    else
-                        CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
-                                     bias ? bias + i : 0, C + i * ldc + j, ldc, nr, k0 > 0,
-                                     (int)(i0 - i));
-                }
+                for (ptrdiff_t j = 0; j < nt; j += 2 * CR_LANES)
+                    CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, B + k0 * ldb + j, ldb,
+                                 bias ? bias + i : 0, C + i * ldc + j, ldc,
+                                 N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES, k0 > 0,
+                                 (int)(i0 - i));
             }
-#if CR_GEMM_DOT_COLS
-            if (N % (2 * CR_LANES) && N % (2 * CR_LANES) <= CR_GEMM_DOT_COLS) {
-                ptrdiff_t j = N - N % (2 * CR_LANES);
-                CR_GEMM_DOTS(M, kc, W + k0, ldw, B + k0 * ldb + j, ldb, bias, C + j, ldc,
-                             N - j, k0 > 0, panel);
-            }
-#endif
-        }
-        return;
-    }
-    for (ptrdiff_t k0 = 0; k0 < K; k0 += CR_GEMM_KC) {
-        ptrdiff_t kc = K - k0 < CR_GEMM_KC ? K - k0 : CR_GEMM_KC;
-        for (ptrdiff_t j = 0; j < N; j += 2 * CR_LANES) {
-            ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
-            const CR_T *Bp = B + k0 * ldb + j;
-            ptrdiff_t lb = ldb;
-#if CR_GEMM_DOT_COLS
-            if (nr <= CR_GEMM_DOT_COLS) {
-                CR_GEMM_DOTS(M, kc, W + k0, ldw, Bp, ldb, bias, C + j, ldc, nr, k0 > 0, panel);
-                continue;
-            }
-#endif
-            if (pack) {
-                CR_MASK m0, m1;
-                CR_GEMM_MASKS(nr, &m0, &m1);
-                for (ptrdiff_t k = 0; k < kc; k++) {
+        } else {
+            for (ptrdiff_t j = 0; j < nt; j += 2 * CR_LANES) {
+                ptrdiff_t nr = N - j < 2 * CR_LANES ? N - j : 2 * CR_LANES;
+                const CR_T *Bp = B + k0 * ldb + j;
+                ptrdiff_t lb = ldb;
+                if (pack) {
+                    CR_MASK m0, m1;
+                    CR_GEMM_MASKS(nr, &m0, &m1);
+                    for (ptrdiff_t k = 0; k < kc; k++) {
 #if CR_GEMM_PF_NEXT
-                    /* the next panel's line of this row: 256 rows ldb apart are as many
-                       streams, more than the hardware prefetcher follows */
-                    __builtin_prefetch(Bp + k * ldb + 2 * CR_LANES, 0, 3);
+                        /* the next panel's line of this row: 256 rows ldb apart are as
+                           many streams, more than the hardware prefetcher follows */
+                        __builtin_prefetch(Bp + k * ldb + 2 * CR_LANES, 0, 3);
 #endif
-                    CR_STOREU(panel + k * 2 * CR_LANES, CR_LOADU_Z(m0, Bp + k * ldb));
-                    CR_STOREU(panel + k * 2 * CR_LANES + CR_LANES,
-                              CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
+                        CR_STOREU(panel + k * 2 * CR_LANES, CR_LOADU_Z(m0, Bp + k * ldb));
+                        CR_STOREU(panel + k * 2 * CR_LANES + CR_LANES,
+                                  CR_LOADU_Z(m1, Bp + k * ldb + CR_LANES));
+                    }
+                    Bp = panel;
+                    lb = 2 * CR_LANES;
                 }
-                Bp = panel;
-                lb = 2 * CR_LANES;
-            }
-            /* a last panel of at most one vector: half the multiply-adds of a full tile
-               (49 pixels: three 16-column tiles and one of 1 column, on AVX2) */
-            if (nr <= CR_LANES)
-                for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
-                    ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
-                    CR_GEMM_TILE1(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
-                                  C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
-                }
-            else
                 for (ptrdiff_t i0 = 0; i0 < M; i0 += CR_GEMM_MR) {
                     ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
                     CR_GEMM_TILE(kc, W + i * ldw + k0, ldw, Bp, lb, bias ? bias + i : 0,
                                  C + i * ldc + j, ldc, nr, k0 > 0, (int)(i0 - i));
                 }
+            }
         }
+        if (nt < N)
+            CR_GEMM_DOTS(M, kc, W + k0, ldw, B + k0 * ldb + nt, ldb, bias, C + nt, ldc, N - nt,
+                         k0 > 0, panel);
     }
 }
 

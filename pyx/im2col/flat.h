@@ -261,12 +261,8 @@ static inline void cr_flat_rows_f32(ptrdiff_t kc, const float* W, ptrdiff_t ldw,
     }
     for (; i0 < M; i0 += CR_GEMM_MR) {
         ptrdiff_t i = i0 + CR_GEMM_MR <= M ? i0 : M - CR_GEMM_MR;
-        if (nr > 16)
-            cr_gemm_tile_f32(kc, W + i * ldw, ldw, Bp, CONVREG_FLAT_NR, bias ? bias + i : 0,
-                             C + i * ldc, ldc, nr, acc, (int)(i0 - i));
-        else
-            cr_gemm_tile1_f32(kc, W + i * ldw, ldw, Bp, CONVREG_FLAT_NR, bias ? bias + i : 0,
-                              C + i * ldc, ldc, nr, acc, (int)(i0 - i));
+        cr_gemm_tile_f32(kc, W + i * ldw, ldw, Bp, CONVREG_FLAT_NR, bias ? bias + i : 0,
+                         C + i * ldc, ldc, nr, acc, (int)(i0 - i));
         if (np > 0)
             cr_flat_dots_f32(kc, W, ldw, Xt, bias, C + dt, ldc, i0,
                              i0 + CR_GEMM_MR < M ? i0 + CR_GEMM_MR : M, np, acc);
