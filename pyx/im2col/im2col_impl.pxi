@@ -47,6 +47,10 @@ cdef extern from "stride2.h" nogil:
     void cr_copy_stride2_f32(const float* src, Py_ssize_t n, float* dst)
     void cr_copy_stride2_f64(const double* src, Py_ssize_t n, double* dst)
 
+cdef extern from "rowcopy.h" nogil:
+    void cr_copy_row_f32(float* dst, const float* src, Py_ssize_t n)
+    void cr_copy_row_f64(double* dst, const double* src, Py_ssize_t n)
+
 cdef extern from "flat.h" nogil:
     cdef bint CR_HAVE_FLAT          # the fused mode 3 (avx512 builds)
     cdef Py_ssize_t cr_flat_work(Py_ssize_t cig, Py_ssize_t T, Py_ssize_t ohw, int threads)
