@@ -98,6 +98,92 @@ FAST = [replace(c, dtype=dt, seed=i)
         for i, c in enumerate(_fast_path_cases()) for dt in ("float32", "float64")]
 
 
+# Depthwise with at least a vector of channels (dwchan.h on avx2: a vector of channels per
+# call): channel counts with a partial last vector, output rows shorter than a vector,
+# exactly one, one plus a part (the last columns rewritten by an overlapping vector), strides,
+# dilation, asymmetric and oversized padding, 1x1 / 7x7 / non-square kernels, batches.
+def _dwchan_cases():
+    C = Case
+    yield C("dwc-7x7-8ch", (1, 8, 7, 7), (8, 1, 3, 3), groups=8, padding=1)
+    yield C("dwc-14-13ch-b2", (2, 13, 14, 14), (13, 1, 3, 3), groups=13, padding=1)
+    yield C("dwc-ow9", (1, 9, 9, 9), (9, 1, 3, 3), groups=9, padding=1)
+    yield C("dwc-ow16-17ch", (1, 17, 5, 16), (17, 1, 3, 3), groups=17, padding=1)
+    yield C("dwc-ow3-rows", (3, 8, 11, 3), (8, 1, 3, 3), groups=8, padding=1)
+    yield C("dwc-s2-asym", (1, 12, 11, 17), (12, 1, 3, 3), groups=12, stride=2,
+            padding=(1, 0))
+    yield C("dwc-5x5-s2", (1, 10, 28, 28), (10, 1, 5, 5), groups=10, stride=2, padding=2)
+    yield C("dwc-dil2", (1, 8, 12, 10), (8, 1, 3, 3), groups=8, dilation=2, padding=2)
+    yield C("dwc-s3-2x4", (2, 9, 13, 19), (9, 1, 2, 4), groups=9, stride=3, padding=(0, 3))
+    yield C("dwc-s(1,2)-dil(2,1)", (1, 11, 10, 21), (11, 1, 3, 3), groups=11,
+            stride=(1, 2), dilation=(2, 1), padding=(2, 1))
+    yield C("dwc-1x1", (1, 8, 5, 5), (8, 1, 1, 1), groups=8)
+    yield C("dwc-7x7", (1, 11, 8, 9), (11, 1, 7, 7), groups=11, padding=3)
+    yield C("dwc-pad-over-input", (1, 8, 2, 3), (8, 1, 3, 3), groups=8, padding=3)
+    yield C("dwc-one-output", (1, 20, 3, 3), (20, 1, 3, 3), groups=20)
+    yield C("dwc-no-bias", (1, 16, 6, 13), (16, 1, 3, 3), groups=16, padding=1, bias=False)
+
+
+DWCHAN = [replace(c, dtype=dt, seed=100 + i)
+          for i, c in enumerate(_dwchan_cases()) for dt in ("float32", "float64")]
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("case", DWCHAN, ids=lambda c: c.label())
+def test_depthwise_channel_vectors(case, threads):
+    """Every output written, with the right value, over a NaN-filled output, through the
+    kernel module itself (thread counts that split the channel vectors unevenly)."""
+    mod = _simd.load_family("_direct")
+    ref, bound = reference(case)
+    x, w, b = case.arrays()
+    spec = convreg._frontend.spec.prepare(x, w, **case.kwargs())[0]
+    out = np.full(spec.output_shape, np.nan, case.dtype)
+    bias = b if b is not None else np.zeros(spec.c_out, case.dtype)
+    mod.conv2d_direct(x, w, bias, out, spec.pt, spec.pl, spec.sh, spec.sw, spec.dh, spec.dw,
+                      spec.groups, threads)
+    ok, _, msg = compare(out, ref, bound, case.dtype)
+    assert ok, msg
+
+
+def test_depthwise_channel_vectors_are_chosen():
+    """The cases above take the channel-vector path on avx2 builds (only there); fewer
+    channels than a vector, a window over its cap, or two outputs per channel do not."""
+    mod = _simd.load_family("_direct")
+    on = mod.ISA == "avx2"
+    for c in _dwchan_cases():
+        spec = convreg._frontend.spec.prepare(np.empty(c.input_shape, np.float32),
+                                              np.empty(c.weight_shape, np.float32),
+                                              **c.kwargs())[0]
+        for itemsize in (4, 8):
+            p = mod.plan_info(spec.n, spec.groups, spec.cig, spec.cog, spec.oh, spec.ow,
+                              spec.kh, spec.kw, spec.sh, spec.sw, spec.dh, spec.dw, itemsize,
+                              2)
+            assert bool(p["dwchan"]) == (on and spec.groups >= mod.VECTOR_BYTES // itemsize)
+    # (n, groups, cig, cog, oh, ow, kh, kw, sh, sw, dh, dw, itemsize, threads)
+    assert not mod.plan_info(1, 7, 1, 1, 7, 7, 3, 3, 1, 1, 1, 1, 4, 2)["dwchan"]
+    assert not mod.plan_info(1, 64, 1, 1, 300, 300, 3, 3, 1, 1, 1, 1, 4, 2)["dwchan"]
+    assert not mod.plan_info(1, 64, 1, 2, 7, 7, 3, 3, 1, 1, 1, 1, 4, 2)["dwchan"]
+    if on:
+        p = mod.plan_info(8, 960, 1, 1, 7, 7, 3, 3, 1, 1, 1, 1, 4, 2)
+        assert p["dwchan"] and p["items"] == 8 * 960 // 8
+
+
+def test_nan_and_inf_propagate_depthwise_channel_vectors():
+    """Padding taps and the zero lanes of a partial channel vector still multiply: an inf
+    weight times the padding is NaN on the edge, a NaN input spreads to its window only,
+    and the channels past the last one never leak into the output."""
+    for dtype in (np.float32, np.float64):
+        x = np.ones((2, 11, 7, 9), dtype)
+        x[1, 10, 3, 4] = np.nan
+        w = np.ones((11, 1, 3, 3), dtype)
+        w[2, 0, 0, 0] = np.inf
+        out = convreg.conv2d(x, w, padding=1, groups=11, backend=BACKEND)
+        ref = convreg.conv2d(x, w, padding=1, groups=11, backend="python")
+        assert np.array_equal(np.isnan(out), np.isnan(ref))
+        assert np.array_equal(np.isinf(out), np.isinf(ref))
+        assert np.isnan(out[:, 2, 0]).all() and np.isnan(out[:, 2, :, 0]).all()
+        assert np.isnan(out[1, 10, 2:5, 3:6]).all() and np.isfinite(out[0, 10]).all()
+
+
 @pytest.mark.parametrize("case", FAST, ids=lambda c: c.label())
 def test_fast_paths(case):
     r = check_case(BACKEND, case)

@@ -8,6 +8,9 @@ cdef extern from "direct_kernels.h" nogil:
     cdef int CR_VBYTES              # bytes per vector of this build
     cdef int CR_HAVE_DWD            # cr_dwdirect_f32 is real (AVX-512), not a stub
     cdef int CR_HAVE_DSTORE         # blocks can store straight into the output (AVX-512)
+    cdef int CR_HAVE_DWCHAN         # the depthwise channel-vector path is chosen (AVX2)
+    cdef int CR_DWC_SLACK(Py_ssize_t sw)   # its window's slack (vectors)
+    cdef int CR_DWC_RSLACK                 # its row's slack (vectors)
     cdef const char* cr_isa()
 
     # out block := bias + taps, ob output channels x CR_NV vectors (dispatches to the next 10)
@@ -38,6 +41,9 @@ cdef extern from "direct_kernels.h" nogil:
     # depthwise rows, paired, straight into the output
     cdef void cr_dwrows_f32(int kh, int s, const float* x, const Py_ssize_t* vtoff, Py_ssize_t wk, const float* w, float bias, float* out, Py_ssize_t ow, Py_ssize_t nrows)
     cdef void cr_dwrows_f64(int kh, int s, const double* x, const Py_ssize_t* vtoff, Py_ssize_t wk, const double* w, double bias, double* out, Py_ssize_t ow, Py_ssize_t nrows)
+    # depthwise on small planes: CR_VBYTES of channels per call, vectors over channels
+    cdef void cr_dwchan_f32(const float* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t nc, const float* wt, const float* bias, float* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, float* P, float* R, float* Wt)
+    cdef void cr_dwchan_f64(const double* x, Py_ssize_t h, Py_ssize_t w, Py_ssize_t nc, const double* wt, const double* bias, double* out, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t pt, Py_ssize_t pl, double* P, double* R, double* Wt)
     # depthwise stride 2 from the input, no band (float32, AVX-512; a stub elsewhere)
     # its steps (avx512 builds only): 3x3 in steps of 8 rows, 5x5 in steps of 14 or 7
     ctypedef unsigned short __mmask16

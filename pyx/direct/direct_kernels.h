@@ -4,6 +4,8 @@
  *   direct_rows.h   short-row helpers: cr_copy_rows_*, cr_zero_rows_*, cr_deint2_rows_*
  *   direct_block.h  microkernels: cr_block_* (dispatcher) over cr_block_g1_* .. g6_*,
  *                   cr_block_1k9_*, _2k9_*, _1k25_*, _2k25_*; depthwise rows cr_dwrows_*
+ *   dwchan.h        cr_dwchan_*: depthwise on small planes, vectors over channels
+ *                   (its transposes: dwchan_avx2.h, the path AVX2's only)
  *   dwdirect.h      cr_dwdirect_f32: depthwise stride 2 straight from the input (AVX-512)
  *
  * with * = f32 / f64. The caller (direct_impl.pxi) lays the input out so that every tap of
@@ -51,6 +53,8 @@ typedef double cr_vf64 __attribute__((vector_size(CR_VBYTES)));
  * instead of letting GCC turn them into libc memcpy/memset calls. Scoped to the kernels
  * (pop_options below), so the Cython code of the module keeps the command-line options;
  * the helpers it calls are out of line, or (dispatchers) contain no loops. */
+#include "dwchan_avx2.h"
+
 #pragma GCC push_options
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
 
@@ -88,6 +92,10 @@ typedef double cr_vf64 __attribute__((vector_size(CR_VBYTES)));
 #define CR_BLOCK_1K25 cr_block_1k25_f32
 #define CR_BLOCK_2K25 cr_block_2k25_f32
 #define CR_DWROWS cr_dwrows_f32
+#define CR_DWCHAN cr_dwchan_f32
+#define CR_DWC_PACK cr_dwc_pack_f32
+#define CR_DWC_UNPACK cr_dwc_unpack_f32
+#include "dwchan.h"
 #include "direct_block.h"
 
 /* ---- float64 */
@@ -124,6 +132,10 @@ typedef double cr_vf64 __attribute__((vector_size(CR_VBYTES)));
 #define CR_BLOCK_1K25 cr_block_1k25_f64
 #define CR_BLOCK_2K25 cr_block_2k25_f64
 #define CR_DWROWS cr_dwrows_f64
+#define CR_DWCHAN cr_dwchan_f64
+#define CR_DWC_PACK cr_dwc_pack_f64
+#define CR_DWC_UNPACK cr_dwc_unpack_f64
+#include "dwchan.h"
 #include "direct_block.h"
 
 #include "dwdirect.h"
