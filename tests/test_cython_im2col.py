@@ -118,6 +118,29 @@ def test_tiny_workspace_gives_one_pixel_bands():
     assert plan.band == spec.ow
 
 
+def test_small_weight_slices_take_small_bands():
+    """Builds without the fused mode keep a batch-1 column buffer near
+    CACHE_BYTES_SMALL_SLICE where W's K-chunk slice is small (3x3/2 64->128: 128 rows), near
+    CACHE_BYTES where it is large (256->512) or each thread has whole images."""
+    from convreg.backends import im2col as mod
+
+    small = _spec((1, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
+    large = _spec((1, 128, 56, 56), (512, 128, 3, 3), stride=2, padding=1)
+    batch = _spec((8, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
+    b = Backend()
+
+    def col_bytes(spec):
+        plan = b.plan(spec, threads=2)
+        assert plan.own_kernel and not plan.direct
+        return spec.reduction * 4 * plan.band
+
+    if mod.has_fused_mode() or not mod._im2col.HAVE_KERNEL:
+        pytest.skip("the rule is for builds with the GEMM kernel and no fused mode")
+    assert col_bytes(small) <= 1.5 * mod.CACHE_BYTES_SMALL_SLICE
+    assert col_bytes(large) > 1.5 * mod.CACHE_BYTES_SMALL_SLICE
+    assert col_bytes(batch) > 1.5 * mod.CACHE_BYTES_SMALL_SLICE
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_workspace_never_above_bound(threads):
     # N=8, 64->64, 112x112, 3x3: the full buffer would be 231 MB.

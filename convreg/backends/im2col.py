@@ -68,6 +68,15 @@ CACHE_BYTES = MIB // 2
 # ... and this size when every thread has whole images of its own (measured +3-4% on
 # batch 8; on batch 1 the smaller bands win by 5-10%).
 CACHE_BYTES_BATCH = MIB
+# Builds without the fused mode (avx2, baseline; measured on Zen 3, 512 KiB of L2): where
+# the (rows, K-chunk) slice of W the GEMM keeps in L2 (1 KiB per row, gemm.h) takes at most
+# SMALL_SLICE_BYTES, the column buffer is kept near this instead, so both stay in L2. In-
+# process A/B, 2 threads, batch 1: 3x3/2 64->128 56^2 0.91-0.98x the time, 128->256 28^2
+# 0.87-1.07x, the 7x7/2 stem 0.89-0.96x; with larger slices (256->512 14^2: 4.6 MB of W
+# read again per band) small bands lost (1.03-1.18x), so those keep CACHE_BYTES, and so do
+# calls where each thread has whole images (CACHE_BYTES_BATCH: batch 8 lost 1.02-1.12x).
+CACHE_BYTES_SMALL_SLICE = 128 * 1024
+SMALL_SLICE_BYTES = 256 * 1024
 # Minimum band (output pixels) the cache rule may choose: narrower GEMMs lose efficiency.
 MIN_BAND = 128
 # Below this many flops a call runs on the calling thread: starting threads costs more.
@@ -240,7 +249,7 @@ class CythonIm2colBackend(Backend):
         bound and the module's tuning knobs: inside a network each layer's plan() ran
         7-36 us with the interpreter's data out of cache (2 us warm)."""
         key = (threads, workspace_mb, split_threads, use_flat, use_own_kernel, SMALL_FLOPS,
-               CACHE_BYTES, CACHE_BYTES_BATCH)
+               CACHE_BYTES, CACHE_BYTES_BATCH, CACHE_BYTES_SMALL_SLICE, SMALL_SLICE_BYTES)
         got = self._plans.get(id(spec))
         if got is not None and got[0] is spec and got[1] == key:
             return got[2], got[3]
@@ -292,6 +301,9 @@ class CythonIm2colBackend(Backend):
         own = bool(_im2col.HAVE_KERNEL) and spec.cog >= KERNEL_MIN_COG and use_own_kernel
         unit = _im2col.KERNEL_NR // itemsize           # pixels per tile of the own kernel
         cache = CACHE_BYTES_BATCH if spec.n * spec.groups >= 2 * t else CACHE_BYTES
+        if (cache == CACHE_BYTES and own and not has_fused_mode()
+                and spec.cog * 1024 <= SMALL_SLICE_BYTES):
+            cache = CACHE_BYTES_SMALL_SLICE
         band_cache = min(ohw, max(cache // per_pixel, unit if own else MIN_BAND))
         forced = split_threads(spec, t)
         if forced is None:
